@@ -1,0 +1,1 @@
+"""Pure domain: the economic rules of SPEC.md over Decimals, with no I/O."""

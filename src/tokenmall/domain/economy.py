@@ -1,0 +1,709 @@
+"""The appreciating-point economy of one tenant (SPEC.md R1-R9, R11), as pure domain code.
+
+An :class:`Economy` holds the tenant's system account balances and the members it has been
+given, applies one command at a time, and records every movement of value as a balanced
+:class:`Transfer`.  It does no I/O: the database adapter lends it members through a
+:class:`MemberSource` and persists what it recorded; unit tests and the simulator use it with
+every member in memory.
+
+Price.  ``price = pool / circulating`` where *circulating* is every issued point that is not
+burned (members' and the treasury's).  It is never stored as a number: comparisons are done by
+cross-multiplication, so they are exact.  While nothing circulates the price is
+``initial_price``, or, once points have circulated and all were burned, the last price they had
+(so an empty pool never makes the price fall back).
+
+Validation happens before any mutation, so a refused command leaves the state untouched.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from tokenmall.domain.dividends import water_fill
+from tokenmall.domain.params import TenantParams
+from tokenmall.errors import (
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidCommand,
+    InvariantViolation,
+    NotFound,
+    UnknownMember,
+)
+from tokenmall.money import (
+    CNY_PLACES,
+    EP_PLACES,
+    ZERO,
+    atoms,
+    floor_cny,
+    floor_ep,
+    floor_fen,
+    from_atoms,
+    mul,
+    ratio_floor,
+)
+
+__all__ = [
+    "Asset",
+    "BuyPoints",
+    "CloseDay",
+    "Command",
+    "Economy",
+    "Exchange",
+    "Grant",
+    "Member",
+    "MemberSource",
+    "Purchase",
+    "Redeem",
+    "Refund",
+    "Sell",
+    "SystemAccount",
+    "Transfer",
+]
+
+
+class Asset(StrEnum):
+    CNY = "CNY"
+    EP = "EP"
+    SP = "SP"
+
+
+class SystemAccount(StrEnum):
+    """The tenant's own accounts.  Member wallets are ``m:<member number>``."""
+
+    WORLD = "world"  # CNY paid in from outside and paid back out (payments, refunds)
+    REVENUE = "revenue"  # the platform's share of sales; may go negative (the platform's equity)
+    POOL = "pool"  # CNY reserve backing every circulating EP
+    DIVIDEND_FUND = "dividend_fund"  # today's dividend money plus the carried remainder
+    SP_RESERVE = "sp_reserve"  # CNY that backs every SP in members' wallets, 1:1
+    ISSUANCE = "issuance"  # EP source; minus its balance is the total ever issued
+    BURNED = "burned"  # EP sink
+    TREASURY = "treasury"  # EP taken in by exchange to SP, sold again for SP
+    SP_ISSUANCE = "sp_issuance"  # SP source/sink
+
+
+# Accounts that hold real value and so may never go negative.
+NON_NEGATIVE: frozenset[tuple[str, Asset]] = frozenset(
+    {
+        (SystemAccount.POOL, Asset.CNY),
+        (SystemAccount.DIVIDEND_FUND, Asset.CNY),
+        (SystemAccount.SP_RESERVE, Asset.CNY),
+        (SystemAccount.TREASURY, Asset.EP),
+        (SystemAccount.BURNED, Asset.EP),
+    }
+)
+
+_FEN_ATOMS = 10 ** (CNY_PLACES - 2)
+
+
+@dataclass(slots=True, frozen=True)
+class Transfer:
+    """One balanced movement: ``amount`` of ``asset`` leaves ``debit`` and reaches ``credit``."""
+
+    asset: Asset
+    debit: str
+    credit: str
+    amount: Decimal
+
+
+@dataclass(slots=True, eq=False)
+class Member:
+    """A member's wallet and reward state.  ``no`` is the per-tenant number (tie-breaker)."""
+
+    code: str
+    no: int
+    referrer: str | None = None
+    ep: Decimal = ZERO
+    sp: Decimal = ZERO
+    quota: Decimal = ZERO
+    spent: Decimal = ZERO
+    dividends: Decimal = ZERO
+    ep_debt: Decimal = ZERO
+    exited: bool = False
+    new: bool = False
+    version: int = 0
+
+    @property
+    def account(self) -> str:
+        return f"m:{self.no}"
+
+    def trigger(self) -> Decimal | None:
+        """The price at which this member must exit (quota / EP), or None if never due."""
+        if self.spent <= 0 or self.ep <= 0:
+            return None
+        return ratio_floor(self.quota, self.ep, Decimal("1e-40"))
+
+
+@dataclass(slots=True, eq=False)
+class Grant:
+    """What a settled order gave, so a refund can take exactly that back."""
+
+    order: str
+    member: str
+    referrer: str | None
+    amount: Decimal
+    pool_in: Decimal
+    fund_in: Decimal
+    ep_member: Decimal
+    ep_referrer: Decimal
+    quota: Decimal
+    refunded: Decimal = ZERO
+    new: bool = False
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """R1/R2: a paid and settled order of ``amount`` CNY."""
+
+    order: str
+    member: str
+    amount: Decimal
+    referrer: str | None = None
+    pool_amount: Decimal | None = None  # per-product override of c (CNY per order)
+    fund_amount: Decimal | None = None  # per-product override of d
+
+
+@dataclass(frozen=True, slots=True)
+class Sell:
+    """R3: sell ``points`` back to the pool for SP."""
+
+    member: str
+    points: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Redeem:
+    """R4: a sell whose payout pays for ``order`` instead of going to the wallet."""
+
+    member: str
+    points: Decimal
+    order: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """R5: ``points`` EP to the treasury for SP."""
+
+    member: str
+    points: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BuyPoints:
+    """R6: ``stable`` SP buy EP out of the treasury."""
+
+    member: str
+    stable: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CloseDay:
+    """R9: pay the dividend fund out by water-filling, then run exits."""
+
+    day: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """R11: take back what a settled order granted; ``amount`` None = what is left to refund."""
+
+    order: str
+    amount: Decimal | None = None
+
+
+Command = Purchase | Sell | Redeem | Exchange | BuyPoints | CloseDay | Refund
+
+
+class MemberSource(Protocol):
+    """Where an economy finds members it does not hold yet (the database adapter)."""
+
+    def fetch(self, code: str) -> Member | None:
+        """The stored member, or None if there is none."""
+
+    def fetch_grant(self, order: str) -> Grant | None:
+        """The stored grant of a settled order, or None."""
+
+    def due(self, pool: Decimal, circulating: Decimal, exclude: set[str]) -> Iterable[Member]:
+        """Members not in ``exclude`` whose stored trigger price may be <= pool/circulating.
+
+        May return more than needed (it is a pre-filter); the economy checks exactly.
+        """
+
+
+# ----------------------------------------------------------------------------- economy
+
+
+@dataclass(slots=True)
+class EconomyState:
+    """The tenant-wide part of the state, loaded and saved by the adapter."""
+
+    balances: dict[tuple[str, Asset], Decimal] = field(default_factory=dict)
+    member_count: int = 0
+    # The last (pool, circulating) with circulating > 0; the price while nothing circulates.
+    empty_pool: Decimal = ZERO
+    empty_circulating: Decimal = ZERO
+
+
+class Economy:
+    """Applies commands to one tenant's state; see the module docstring."""
+
+    def __init__(
+        self,
+        params: TenantParams,
+        state: EconomyState | None = None,
+        source: MemberSource | None = None,
+    ) -> None:
+        self.params = params
+        self.state = state if state is not None else EconomyState()
+        self.source = source
+        self.members: dict[str, Member] = {}
+        self.grants: dict[str, Grant] = {}
+        self._journal: list[Transfer] = []
+        self._heap: list[tuple[Decimal, int, int, str]] = []
+        self.dirty: set[str] = set()
+        self.dirty_grants: set[str] = set()
+
+    # ------------------------------------------------------------------ reads
+
+    def balance(self, account: str, asset: Asset) -> Decimal:
+        return self.state.balances.get((account, asset), ZERO)
+
+    @property
+    def pool(self) -> Decimal:
+        return self.balance(SystemAccount.POOL, Asset.CNY)
+
+    @property
+    def issued(self) -> Decimal:
+        return -self.balance(SystemAccount.ISSUANCE, Asset.EP)
+
+    @property
+    def burned(self) -> Decimal:
+        return self.balance(SystemAccount.BURNED, Asset.EP)
+
+    @property
+    def circulating(self) -> Decimal:
+        """Issued and not burned: members' and the treasury's points."""
+        return self.issued - self.burned
+
+    @property
+    def treasury(self) -> Decimal:
+        return self.balance(SystemAccount.TREASURY, Asset.EP)
+
+    @property
+    def dividend_fund(self) -> Decimal:
+        return self.balance(SystemAccount.DIVIDEND_FUND, Asset.CNY)
+
+    def price_ratio(self) -> tuple[Decimal, Decimal]:
+        """The price as an exact ratio (numerator CNY, denominator EP)."""
+        circ = self.circulating
+        if circ > 0:
+            return self.pool, circ
+        if self.state.empty_circulating > 0:
+            return self.state.empty_pool, self.state.empty_circulating
+        return self.params.initial_price, Decimal(1)
+
+    def snapshot(self) -> dict[str, Decimal]:
+        """The figures SPEC.md section 7 prints after each step (price kept as a ratio)."""
+        num, den = self.price_ratio()
+        return {
+            "price_num": num,
+            "price_den": den,
+            "pool": self.pool,
+            "circulating": self.circulating,
+            "burned": self.burned,
+            "treasury": self.treasury,
+            "dividend_fund": self.dividend_fund,
+        }
+
+    def member(self, code: str) -> Member:
+        m = self._find(code)
+        if m is None:
+            raise UnknownMember(f"unknown member {code!r}")
+        return m
+
+    def take_journal(self) -> list[Transfer]:
+        """The transfers recorded since the last call (the adapter persists them)."""
+        out = self._journal
+        self._journal = []
+        return out
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _find(self, code: str) -> Member | None:
+        m = self.members.get(code)
+        if m is None and self.source is not None:
+            m = self.source.fetch(code)
+            if m is not None:
+                self._adopt(m)
+        return m
+
+    def _adopt(self, m: Member) -> None:
+        self.members[m.code] = m
+        self._index(m)
+
+    def _create(self, code: str, referrer: str | None) -> Member:
+        self.state.member_count += 1
+        m = Member(code=code, no=self.state.member_count, referrer=referrer, new=True)
+        self.members[code] = m
+        self.dirty.add(code)
+        return m
+
+    def _index(self, m: Member) -> None:
+        m.version += 1
+        trig = m.trigger()
+        if trig is not None:
+            heapq.heappush(self._heap, (trig, m.no, m.version, m.code))
+
+    def _touch(self, m: Member) -> None:
+        self.dirty.add(m.code)
+        self._index(m)
+
+    def _move(
+        self, asset: Asset, debit: str | Member, credit: str | Member, amount: Decimal
+    ) -> None:
+        if amount == 0:
+            return
+        if amount < 0:
+            raise InvariantViolation(f"negative transfer of {amount} {asset}")
+        bal = self.state.balances
+        if isinstance(debit, Member):
+            self._member_add(debit, asset, -amount)
+            debit_name = debit.account
+        else:
+            key = (debit, asset)
+            new = bal.get(key, ZERO) - amount
+            if new < 0 and key in NON_NEGATIVE:
+                raise InvariantViolation(f"{debit} {asset} would go negative")
+            bal[key] = new
+            debit_name = debit
+        if isinstance(credit, Member):
+            self._member_add(credit, asset, amount)
+            credit_name = credit.account
+        else:
+            key = (credit, asset)
+            bal[key] = bal.get(key, ZERO) + amount
+            credit_name = credit
+        self._journal.append(Transfer(asset, debit_name, credit_name, amount))
+
+    @staticmethod
+    def _member_add(m: Member, asset: Asset, delta: Decimal) -> None:
+        if asset is Asset.EP:
+            m.ep += delta
+            if m.ep < 0:
+                raise InvariantViolation(f"member {m.code} EP would go negative")
+        elif asset is Asset.SP:
+            m.sp += delta
+            if m.sp < 0:
+                raise InvariantViolation(f"member {m.code} SP would go negative")
+        else:
+            raise InvariantViolation("members hold no CNY account")
+
+    def _remember_empty_price(self, burn: Decimal) -> None:
+        """Before ``burn`` points leave circulation: if that empties it, keep today's price."""
+        circ = self.circulating
+        if burn > 0 and burn >= circ > 0:
+            self.state.empty_pool, self.state.empty_circulating = self.pool, circ
+
+    def _credit_ep(self, m: Member, amount: Decimal, source: str) -> Decimal:
+        """Give ``amount`` EP; a refund debt is set off first (those points are burned)."""
+        if amount <= 0:
+            return ZERO
+        self._move(Asset.EP, source, m, amount)
+        if m.ep_debt > 0:
+            off = min(m.ep_debt, amount)
+            self._remember_empty_price(off)
+            self._move(Asset.EP, m, SystemAccount.BURNED, off)
+            m.ep_debt -= off
+        return amount
+
+    # ------------------------------------------------------------------ dispatch
+
+    def apply(self, cmd: Command) -> dict[str, Decimal]:
+        """Apply one command, then the exit cascade (R7); return its own figures."""
+        if isinstance(cmd, Purchase):
+            out = self._purchase(cmd)
+        elif isinstance(cmd, Sell):
+            out = self._sell_cmd(cmd.member, cmd.points, to_wallet=True)
+        elif isinstance(cmd, Redeem):
+            out = self._sell_cmd(cmd.member, cmd.points, to_wallet=False)
+        elif isinstance(cmd, Exchange):
+            out = self._exchange(cmd)
+        elif isinstance(cmd, BuyPoints):
+            out = self._buy_points(cmd)
+        elif isinstance(cmd, CloseDay):
+            out = self._close_day()
+        elif isinstance(cmd, Refund):
+            out = self._refund(cmd)
+        else:  # pragma: no cover - the union is closed
+            raise InvalidCommand(f"unknown command {cmd!r}")
+        out["exits"] = Decimal(self.run_exits())
+        return out
+
+    # ------------------------------------------------------------------ R1, R2
+
+    def _purchase(self, cmd: Purchase) -> dict[str, Decimal]:
+        x = cmd.amount
+        if x <= 0:
+            raise InvalidCommand("purchase amount must be greater than zero")
+        if floor_fen(x) != x:
+            raise InvalidCommand("purchase amount must be whole fen (0.01)")
+        if cmd.referrer is not None and cmd.referrer == cmd.member:
+            raise InvalidCommand("a member cannot refer themselves")
+        if cmd.order in self.grants or (
+            self.source is not None and self.source.fetch_grant(cmd.order) is not None
+        ):
+            raise IdempotencyConflict(f"order {cmd.order!r} was already settled")
+        p = self.params
+        c = floor_cny(cmd.pool_amount if cmd.pool_amount is not None else mul(x, p.pool_rate))
+        d = floor_cny(cmd.fund_amount if cmd.fund_amount is not None else mul(x, p.dividend_rate))
+        if c + d > x:
+            raise InvalidCommand("pool and dividend amounts exceed the order amount")
+        buyer = self._find(cmd.member)
+        if (
+            buyer is not None
+            and cmd.referrer is not None
+            and buyer.referrer not in (None, cmd.referrer)
+        ):
+            raise InvalidCommand(
+                f"member {cmd.member!r} already has referrer {buyer.referrer!r}; links are permanent"
+            )
+        if buyer is not None and buyer.referrer is None and cmd.referrer is not None:
+            buyer.referrer = cmd.referrer  # first binding of a member who joined unreferred
+        referrer: Member | None = None
+        ref_code = buyer.referrer if buyer is not None else cmd.referrer
+        if ref_code is not None:
+            referrer = self._find(ref_code) or self._create(ref_code, None)
+        if buyer is None:
+            buyer = self._create(cmd.member, cmd.referrer)
+
+        num, den = self.price_ratio()  # price before c enters the pool
+        left = p.total_supply - self.issued
+        ep_buyer = min(ratio_floor(mul(c, p.gift_ratio, den), num, _EP_EXP), max(left, ZERO))
+        left -= ep_buyer
+        ep_ref = ZERO
+        if referrer is not None:
+            ep_ref = min(ratio_floor(mul(c, p.referral_ratio, den), num, _EP_EXP), max(left, ZERO))
+
+        self._move(Asset.CNY, SystemAccount.WORLD, SystemAccount.POOL, c)
+        self._move(Asset.CNY, SystemAccount.WORLD, SystemAccount.DIVIDEND_FUND, d)
+        self._move(Asset.CNY, SystemAccount.WORLD, SystemAccount.REVENUE, x - c - d)
+        self._credit_ep(buyer, ep_buyer, SystemAccount.ISSUANCE)
+        if referrer is not None:
+            self._credit_ep(referrer, ep_ref, SystemAccount.ISSUANCE)
+            self._touch(referrer)
+        quota = floor_cny(mul(x, p.quota_multiplier))
+        buyer.spent += x
+        buyer.quota += quota
+        buyer.exited = False
+        self._touch(buyer)
+        g = Grant(
+            cmd.order,
+            buyer.code,
+            referrer.code if referrer else None,
+            x,
+            c,
+            d,
+            ep_buyer,
+            ep_ref,
+            quota,
+            new=True,
+        )
+        self.grants[cmd.order] = g
+        self.dirty_grants.add(cmd.order)
+        return {"points": ep_buyer, "referral_points": ep_ref, "quota": quota}
+
+    # ------------------------------------------------------------------ R3, R4
+
+    def _sell_cmd(self, code: str, q: Decimal, *, to_wallet: bool) -> dict[str, Decimal]:
+        m = self.member(code)
+        if q <= 0:
+            raise InvalidCommand("points to sell must be greater than zero")
+        if floor_ep(q) != q:
+            raise InvalidCommand("points have at most 8 decimal places")
+        if q > m.ep:
+            raise InsufficientBalance(f"member {code!r} holds {m.ep} EP, cannot sell {q}")
+        payout = self._sell(m, q, to_wallet=to_wallet)
+        self._touch(m)
+        return {"payout": payout}
+
+    def _sell(self, m: Member, q: Decimal, *, to_wallet: bool) -> Decimal:
+        num, den = self.price_ratio()
+        payout = ratio_floor(mul(q, num, 1 - self.params.sell_fee), den, _FEN_EXP)
+        self._remember_empty_price(q)
+        self._move(Asset.EP, m, SystemAccount.BURNED, q)
+        if to_wallet:
+            self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.SP_RESERVE, payout)
+            self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, payout)
+        else:
+            self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.REVENUE, payout)
+        return payout
+
+    # ------------------------------------------------------------------ R5, R6
+
+    def _exchange(self, cmd: Exchange) -> dict[str, Decimal]:
+        m = self.member(cmd.member)
+        q = cmd.points
+        if q <= 0 or floor_ep(q) != q:
+            raise InvalidCommand("points to exchange must be > 0 with at most 8 decimal places")
+        if q > m.ep:
+            raise InsufficientBalance(f"member {cmd.member!r} holds {m.ep} EP, cannot exchange {q}")
+        num, den = self.price_ratio()
+        sp = ratio_floor(mul(q, num, 1 - self.params.exchange_fee), den, _FEN_EXP)
+        self._move(Asset.EP, m, SystemAccount.TREASURY, q)
+        # The platform backs the new SP from its revenue: the pool (and so the price) is untouched.
+        self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.SP_RESERVE, sp)
+        self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, sp)
+        self._touch(m)
+        return {"stable": sp}
+
+    def _buy_points(self, cmd: BuyPoints) -> dict[str, Decimal]:
+        m = self.member(cmd.member)
+        s = cmd.stable
+        if s <= 0 or floor_fen(s) != s:
+            raise InvalidCommand("stable points must be > 0 and whole fen")
+        if s > m.sp:
+            raise InsufficientBalance(f"member {cmd.member!r} holds {m.sp} SP, cannot spend {s}")
+        num, den = self.price_ratio()
+        q = ratio_floor(mul(s, den), num, _EP_EXP)
+        if q <= 0:
+            raise InvalidCommand(f"{s} SP buys less than one point atom at the current price")
+        if q > self.treasury:
+            raise InsufficientBalance(f"the treasury holds {self.treasury} EP, {q} asked")
+        self._move(Asset.SP, m, SystemAccount.SP_ISSUANCE, s)
+        self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.REVENUE, s)
+        self._credit_ep(m, q, SystemAccount.TREASURY)
+        self._touch(m)
+        return {"points": q}
+
+    # ------------------------------------------------------------------ R7
+
+    def run_exits(self) -> int:
+        """Force-sell every member whose holdings reached their quota, lowest trigger first."""
+        count = 0
+        while True:
+            num, den = self.price_ratio()
+            if self.source is not None:
+                for m in self.source.due(num, den, set(self.members)):
+                    if m.code not in self.members:
+                        self._adopt(m)
+            heap = self._heap
+            while heap:
+                _, _, version, code = heap[0]
+                m = self.members[code]
+                if version != m.version or m.trigger() is None:
+                    heapq.heappop(heap)
+                    continue
+                break
+            if not heap:
+                return count
+            m = self.members[heap[0][3]]
+            # due when ep * price >= quota, i.e. ep * num >= quota * den (exact)
+            if mul(m.ep, num) < mul(m.quota, den):
+                return count
+            heapq.heappop(heap)
+            self._sell(m, m.ep, to_wallet=True)
+            m.quota = ZERO
+            m.exited = True
+            self._touch(m)
+            count += 1
+
+    # ------------------------------------------------------------------ R9
+
+    def _close_day(self) -> dict[str, Decimal]:
+        """Water-fill the fund over members in memory (the adapter has its own bulk path)."""
+        if self.source is not None:
+            raise InvariantViolation("close_day on a partial economy: use the adapter's path")
+        holders = []
+        by_points = self.params.dividend_weight == "points"
+        for m in self.members.values():
+            if m.ep <= 0 or m.quota <= 0:
+                continue
+            w = atoms(m.ep, EP_PLACES) if by_points else self.shares(m)
+            holders.append((m.code, w, atoms(m.quota, CNY_PLACES)))
+        fund = atoms(self.dividend_fund, CNY_PLACES)
+        pays, paid = water_fill(fund, holders, _FEN_ATOMS)
+        self.pay_dividends([(self.members[c], from_atoms(a, CNY_PLACES)) for c, a in pays])
+        return {"paid": from_atoms(paid, CNY_PLACES), "recipients": Decimal(len(pays))}
+
+    def shares(self, m: Member) -> int:
+        """Dividend weight under ``shares``: whole share units of cumulative spend."""
+        return int(m.spent // self.params.share_unit)
+
+    def pay_dividends(self, pays: list[tuple[Member, Decimal]]) -> None:
+        total = sum((p for _, p in pays), ZERO)
+        self._move(Asset.CNY, SystemAccount.DIVIDEND_FUND, SystemAccount.SP_RESERVE, total)
+        for m, pay in pays:
+            self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, pay)
+            m.quota -= pay
+            m.dividends += pay
+            self._touch(m)
+
+    # ------------------------------------------------------------------ R11
+
+    def _refund(self, cmd: Refund) -> dict[str, Decimal]:
+        g = self.grants.get(cmd.order)
+        if g is None and self.source is not None:
+            g = self.source.fetch_grant(cmd.order)
+            if g is not None:
+                self.grants[g.order] = g
+        if g is None:
+            raise NotFound(f"no settled order {cmd.order!r}")
+        left = g.amount - g.refunded
+        r = left if cmd.amount is None else cmd.amount
+        if r <= 0 or floor_fen(r) != r:
+            raise InvalidCommand("refund amount must be > 0 and whole fen")
+        if r > left:
+            raise InvalidCommand(f"order {cmd.order!r} has only {left} left to refund")
+        # Cumulative take-back after this refund is floor(total * refunded_after / amount), so
+        # partial refunds add up to exactly what the order granted once it is fully refunded.
+        before, after = g.refunded, g.refunded + r
+
+        def part(total: Decimal, exp: Decimal) -> Decimal:
+            return ratio_floor(mul(total, after), g.amount, exp) - ratio_floor(
+                mul(total, before), g.amount, exp
+            )
+
+        buyer = self.member(g.member)
+        take_buyer = part(g.ep_member, _EP_EXP)
+        take_ref = ZERO
+        referrer = None
+        if g.referrer is not None:
+            referrer = self.member(g.referrer)
+            take_ref = part(g.ep_referrer, _EP_EXP)
+        pool_part = part(g.pool_in, _CNY_EXP)
+        quota_part = part(g.quota, _CNY_EXP)
+
+        num, den = self.price_ratio()
+        burned = ZERO
+        for who, take in ((buyer, take_buyer), (referrer, take_ref)):
+            if who is None or take <= 0:
+                continue
+            burn = min(take, who.ep)
+            if burn > 0:
+                self._remember_empty_price(burn)
+                self._move(Asset.EP, who, SystemAccount.BURNED, burn)
+                burned += burn
+            who.ep_debt += take - burn
+            self._touch(who)
+        back = min(pool_part, ratio_floor(mul(burned, num), den, _FEN_EXP))
+        back = min(back, r)
+        self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.WORLD, back)
+        self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.WORLD, r - back)
+        buyer.quota = max(ZERO, buyer.quota - quota_part)
+        buyer.spent = max(ZERO, buyer.spent - r)
+        self._touch(buyer)
+        g.refunded += r
+        self.dirty_grants.add(g.order)
+        return {"burned": burned, "pool_back": back, "debt": buyer.ep_debt}
+
+
+_EP_EXP = Decimal(1).scaleb(-EP_PLACES)
+_FEN_EXP = Decimal("0.01")
+_CNY_EXP = Decimal(1).scaleb(-CNY_PLACES)

@@ -1,0 +1,80 @@
+"""Tenant parameters (SPEC.md section 1) with their defaults and validation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from decimal import Decimal
+from typing import Any, Literal
+
+from tokenmall.errors import InvalidParameter
+from tokenmall.money import parse_amount
+
+__all__ = ["TenantParams"]
+
+DividendWeight = Literal["points", "shares"]
+
+_RATES_AT_MOST_ONE = (
+    "pool_rate",
+    "dividend_rate",
+    "gift_ratio",
+    "referral_ratio",
+    "sell_fee",
+    "exchange_fee",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantParams:
+    """One tenant's economic model; immutable so a change is always a new, recorded value."""
+
+    pool_rate: Decimal = Decimal("0.30")
+    dividend_rate: Decimal = Decimal("0.30")
+    gift_ratio: Decimal = Decimal("0.70")
+    referral_ratio: Decimal = Decimal("0.10")
+    initial_price: Decimal = Decimal("1")
+    total_supply: Decimal = Decimal("100000000")
+    sell_fee: Decimal = Decimal("0.10")
+    exchange_fee: Decimal = Decimal("0")
+    quota_multiplier: Decimal = Decimal("2")
+    dividend_weight: DividendWeight = "points"
+    share_unit: Decimal = Decimal("200")
+
+    def __post_init__(self) -> None:
+        for name in _RATES_AT_MOST_ONE:
+            v = getattr(self, name)
+            if v > 1:
+                raise InvalidParameter(f"{name} must be between 0 and 1, got {v}")
+        if self.pool_rate + self.dividend_rate > 1:
+            raise InvalidParameter("pool_rate + dividend_rate must not exceed 1")
+        if self.initial_price <= 0:
+            raise InvalidParameter("initial_price must be greater than zero")
+        if self.share_unit <= 0:
+            raise InvalidParameter("share_unit must be greater than zero")
+        if self.dividend_weight not in ("points", "shares"):
+            raise InvalidParameter("dividend_weight must be 'points' or 'shares'")
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any] | None) -> TenantParams:
+        """Build from user input (strings); unknown names and bad numbers are refused."""
+        if not data:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidParameter(f"unknown parameter(s): {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            if key == "dividend_weight":
+                if raw not in ("points", "shares"):
+                    raise InvalidParameter("dividend_weight must be 'points' or 'shares'")
+                values[key] = raw
+                continue
+            try:
+                values[key] = parse_amount(raw, what=key)
+            except ValueError as exc:
+                raise InvalidParameter(str(exc)) from None
+        return replace(cls(), **values)
+
+    def to_mapping(self) -> dict[str, str]:
+        """Decimal strings, for storage and the API."""
+        return {k: str(v) for k, v in asdict(self).items()}
