@@ -1,0 +1,152 @@
+"""Commands to and from their wire form (JSON-able dicts of strings).
+
+The same form is the scenario file's event, the API's body, the stored payload of a ledger
+transaction and the input of its content hash, so a replay is recognised whatever the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from tokenmall.domain.economy import (
+    BuyPoints,
+    CloseDay,
+    Command,
+    Exchange,
+    Purchase,
+    Redeem,
+    Refund,
+    Sell,
+)
+from tokenmall.errors import InvalidCommand
+from tokenmall.money import parse_amount
+
+__all__ = ["KINDS", "canonical", "command_from_payload", "content_hash", "dec", "to_payload"]
+
+KINDS = ("purchase", "sell", "redeem", "exchange", "buy_points", "close_day", "refund")
+
+
+def dec(d: Decimal) -> str:
+    """A Decimal as a plain string without exponent or trailing zeros ("14.7", "30")."""
+    s = format(d, "f")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s in ("", "-0") else s
+
+
+def canonical(obj: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, no spaces, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_hash(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(payload)).hexdigest()
+
+
+def _code(ev: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+    v = ev.get(name)
+    if v is None:
+        if required:
+            raise InvalidCommand(f"missing field {name!r}")
+        return None
+    if not isinstance(v, str | int) or isinstance(v, bool) or str(v).strip() == "":
+        raise InvalidCommand(f"{name} must be a non-empty string")
+    s = str(v).strip()
+    if len(s) > 64:
+        raise InvalidCommand(f"{name} is longer than 64 characters")
+    return s
+
+
+def _amount(ev: Mapping[str, Any], name: str, *, required: bool = True) -> Decimal | None:
+    if name not in ev or ev[name] is None:
+        if required:
+            raise InvalidCommand(f"missing field {name!r}")
+        return None
+    try:
+        return parse_amount(ev[name], what=name, allow_zero=False)
+    except ValueError as exc:
+        raise InvalidCommand(str(exc)) from None
+
+
+def command_from_payload(ev: Mapping[str, Any], *, default_order: str | None = None) -> Command:
+    """Parse and validate one event; raises :class:`InvalidCommand` with the reason."""
+    if not isinstance(ev, Mapping):
+        raise InvalidCommand("an event must be an object")
+    kind = ev.get("type")
+    if kind not in KINDS:
+        raise InvalidCommand(f"unknown event type {kind!r} (expected one of {', '.join(KINDS)})")
+    allowed = _FIELDS[kind]
+    extra = sorted(set(ev) - allowed - {"type", "id"})
+    if extra:
+        raise InvalidCommand(f"unexpected field(s) for {kind}: {', '.join(extra)}")
+    if kind == "purchase":
+        order = _code(ev, "order", required=default_order is None) or default_order
+        assert order is not None
+        amount = _amount(ev, "amount")
+        assert amount is not None
+        return Purchase(
+            order=order,
+            member=_code(ev, "member") or "",
+            amount=amount,
+            referrer=_code(ev, "referrer", required=False),
+            pool_amount=_amount(ev, "pool_amount", required=False),
+            fund_amount=_amount(ev, "fund_amount", required=False),
+        )
+    if kind in ("sell", "exchange"):
+        pts = _amount(ev, "points")
+        assert pts is not None
+        cls = Sell if kind == "sell" else Exchange
+        return cls(member=_code(ev, "member") or "", points=pts)
+    if kind == "redeem":
+        pts = _amount(ev, "points")
+        assert pts is not None
+        return Redeem(member=_code(ev, "member") or "", points=pts, order=_code(ev, "order") or "")
+    if kind == "buy_points":
+        s = _amount(ev, "stable")
+        assert s is not None
+        return BuyPoints(member=_code(ev, "member") or "", stable=s)
+    if kind == "close_day":
+        return CloseDay(day=_code(ev, "day", required=False) or "")
+    return Refund(order=_code(ev, "order") or "", amount=_amount(ev, "amount", required=False))
+
+
+_FIELDS: dict[str, set[str]] = {
+    "purchase": {"order", "member", "amount", "referrer", "pool_amount", "fund_amount"},
+    "sell": {"member", "points"},
+    "exchange": {"member", "points"},
+    "redeem": {"member", "points", "order"},
+    "buy_points": {"member", "stable"},
+    "close_day": {"day"},
+    "refund": {"order", "amount"},
+}
+
+
+def to_payload(cmd: Command) -> dict[str, str]:
+    """The canonical wire form of a command (decimal strings, no empty fields)."""
+    if isinstance(cmd, Purchase):
+        out = {"type": "purchase", "order": cmd.order, "member": cmd.member, "amount": dec(cmd.amount)}
+        if cmd.referrer is not None:
+            out["referrer"] = cmd.referrer
+        if cmd.pool_amount is not None:
+            out["pool_amount"] = dec(cmd.pool_amount)
+        if cmd.fund_amount is not None:
+            out["fund_amount"] = dec(cmd.fund_amount)
+        return out
+    if isinstance(cmd, Sell):
+        return {"type": "sell", "member": cmd.member, "points": dec(cmd.points)}
+    if isinstance(cmd, Exchange):
+        return {"type": "exchange", "member": cmd.member, "points": dec(cmd.points)}
+    if isinstance(cmd, Redeem):
+        return {"type": "redeem", "member": cmd.member, "points": dec(cmd.points), "order": cmd.order}
+    if isinstance(cmd, BuyPoints):
+        return {"type": "buy_points", "member": cmd.member, "stable": dec(cmd.stable)}
+    if isinstance(cmd, CloseDay):
+        return {"type": "close_day", "day": cmd.day}
+    out = {"type": "refund", "order": cmd.order}
+    if cmd.amount is not None:
+        out["amount"] = dec(cmd.amount)
+    return out

@@ -1,0 +1,694 @@
+"""The ledger service: applies batches of commands to a tenant, durably and in one total order.
+
+One call to :meth:`Ledger.submit` is one unit of work (one database transaction):
+
+1. take the tenant's write lock (``SELECT ... FOR UPDATE`` on its state row in PostgreSQL,
+   ``BEGIN IMMEDIATE`` in SQLite), so every process applies that tenant's events in one order;
+2. look up every idempotency key of the batch: a key already committed with the same content
+   returns its first result, with other content it is refused (``IdempotencyConflict``);
+3. run the new commands through the pure :class:`~tokenmall.domain.economy.Economy`, lending
+   it the members it names; a refused command is reported and changes nothing;
+4. write the balanced transfers, the changed members, grants and account balances, and one
+   hash-chained event-log row per applied command; commit.
+
+Many commands per transaction is how throughput is reached: the cost of a durable commit is
+paid once per batch, not per purchase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from tokenmall.domain.dividends import water_fill
+from tokenmall.domain.economy import (
+    Asset,
+    CloseDay,
+    Command,
+    Economy,
+    EconomyState,
+    Grant,
+    Member,
+    SystemAccount,
+    Transfer,
+)
+from tokenmall.domain.params import TenantParams
+from tokenmall.errors import IdempotencyConflict, InvalidCommand, NotFound, TokenmallError
+from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, atoms, from_atoms, show_price
+from tokenmall.service.codec import canonical, content_hash, dec, to_payload
+from tokenmall.store import schema as s
+from tokenmall.store.db import is_sqlite
+
+__all__ = ["GENESIS", "Ledger", "Outcome"]
+
+GENESIS = "00" * 32
+_PLACES = {Asset.CNY: CNY_PLACES, Asset.SP: CNY_PLACES, Asset.EP: EP_PLACES}
+_MEMBER_COLS = ("ep", "sp", "quota", "spent", "dividends", "ep_debt")
+_MEMBER_PLACES = {
+    "ep": EP_PLACES,
+    "sp": CNY_PLACES,
+    "quota": CNY_PLACES,
+    "spent": CNY_PLACES,
+    "dividends": CNY_PLACES,
+    "ep_debt": EP_PLACES,
+}
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one submitted command."""
+
+    key: str
+    status: str  # "applied" | "replayed" | "rejected"
+    seq: int | None = None
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+def _member_from_row(row: Any) -> Member:
+    m = Member(code=row.code, no=row.no, referrer=row.referrer, exited=bool(row.exited))
+    m.ep = from_atoms(row.ep, EP_PLACES)
+    m.sp = from_atoms(row.sp, CNY_PLACES)
+    m.quota = from_atoms(row.quota, CNY_PLACES)
+    m.spent = from_atoms(row.spent, CNY_PLACES)
+    m.dividends = from_atoms(row.dividends, CNY_PLACES)
+    m.ep_debt = from_atoms(row.ep_debt, EP_PLACES)
+    return m
+
+
+def _trigger_float(m: Member) -> float | None:
+    if m.spent <= 0 or m.ep <= 0:
+        return None
+    return float(m.quota / m.ep)
+
+
+class _SqlSource:
+    """Lends the economy members and grants from the database, within the batch's transaction."""
+
+    def __init__(self, conn: Connection, tenant_id: int) -> None:
+        self.conn = conn
+        self.tenant_id = tenant_id
+        self.members: dict[str, Member | None] = {}
+        self.grants: dict[str, Grant | None] = {}
+        self._low: float | None = None  # triggers <= _low were already handed over
+        self._frontier: float | None = None
+        self._frontier_known = False
+
+    def prefetch(self, codes: Iterable[str], orders: Iterable[str]) -> None:
+        t = s.members.c
+        want = [c for c in set(codes) if c not in self.members]
+        for i in range(0, len(want), _CHUNK):
+            part = want[i : i + _CHUNK]
+            for c in part:
+                self.members[c] = None
+            rows = self.conn.execute(
+                select(s.members).where(t.tenant_id == self.tenant_id, t.code.in_(part))
+            )
+            for row in rows:
+                self.members[row.code] = _member_from_row(row)
+        g = s.grants.c
+        want_o = [o for o in set(orders) if o not in self.grants]
+        for i in range(0, len(want_o), _CHUNK):
+            part = want_o[i : i + _CHUNK]
+            for o in part:
+                self.grants[o] = None
+            for row in self.conn.execute(
+                select(s.grants).where(g.tenant_id == self.tenant_id, g.order_ref.in_(part))
+            ):
+                self.grants[row.order_ref] = Grant(
+                    order=row.order_ref,
+                    member=row.member,
+                    referrer=row.referrer,
+                    amount=from_atoms(row.amount, CNY_PLACES),
+                    pool_in=from_atoms(row.pool_in, CNY_PLACES),
+                    fund_in=from_atoms(row.fund_in, CNY_PLACES),
+                    ep_member=from_atoms(row.ep_member, EP_PLACES),
+                    ep_referrer=from_atoms(row.ep_referrer, EP_PLACES),
+                    quota=from_atoms(row.quota, CNY_PLACES),
+                    refunded=from_atoms(row.refunded, CNY_PLACES),
+                )
+
+    def fetch(self, code: str) -> Member | None:
+        if code not in self.members:
+            self.prefetch([code], [])
+        return self.members[code]
+
+    def fetch_grant(self, order: str) -> Grant | None:
+        if order not in self.grants:
+            self.prefetch([], [order])
+        return self.grants[order]
+
+    def _next_frontier(self) -> None:
+        t = s.members.c
+        q = select(func.min(t.trigger)).where(t.tenant_id == self.tenant_id, t.trigger.is_not(None))
+        if self._low is not None:
+            q = q.where(t.trigger > self._low)
+        self._frontier = self.conn.execute(q).scalar()
+        self._frontier_known = True
+
+    def due(self, pool: Decimal, circulating: Decimal, exclude: set[str]) -> Iterable[Member]:
+        if not self._frontier_known:
+            self._next_frontier()
+        if self._frontier is None or circulating <= 0:
+            return []
+        price = float(pool / circulating)
+        bound = price * (1 + 1e-9) + 1e-12  # generous: the economy re-checks exactly
+        if bound < self._frontier:
+            return []
+        t = s.members.c
+        q = select(s.members).where(
+            t.tenant_id == self.tenant_id, t.trigger.is_not(None), t.trigger <= bound
+        )
+        if self._low is not None:
+            q = q.where(t.trigger > self._low)
+        out = []
+        for row in self.conn.execute(q.order_by(t.trigger, t.no)):
+            if row.code in exclude:
+                continue
+            m = _member_from_row(row)
+            self.members[m.code] = m
+            out.append(m)
+        self._low = bound
+        self._next_frontier()
+        return out
+
+
+class Ledger:
+    """The service every entry point (CLI, scenario runner, API, benchmarks) goes through."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sqlite = is_sqlite(engine)
+
+    # ------------------------------------------------------------------ tenants
+
+    def create_tenant(
+        self, code: str, params: TenantParams | None = None, *, name: str | None = None,
+        timezone: str = "Asia/Shanghai",
+    ) -> int:
+        params = params or TenantParams()
+        with self.engine.begin() as conn:
+            existing = conn.execute(select(s.tenants.c.id).where(s.tenants.c.code == code)).scalar()
+            if existing is not None:
+                raise InvalidCommand(f"tenant {code!r} already exists")
+            tid = conn.execute(
+                insert(s.tenants).values(
+                    code=code,
+                    name=name or code,
+                    timezone=timezone,
+                    params=json.dumps(params.to_mapping(), sort_keys=True),
+                    created_at=time.time(),
+                )
+            ).inserted_primary_key[0]
+            conn.execute(insert(s.tenant_state).values(tenant_id=tid, seq=0, head=GENESIS,
+                                                        member_count=0, empty_pool=0,
+                                                        empty_circulating=0))
+            conn.execute(
+                insert(s.accounts),
+                [
+                    {"tenant_id": tid, "account": str(acct), "asset": str(asset), "balance": 0}
+                    for acct, asset in _SYSTEM_ACCOUNTS
+                ],
+            )
+        return int(tid)
+
+    def tenant_id(self, code: str) -> int:
+        with self.engine.connect() as conn:
+            tid = conn.execute(select(s.tenants.c.id).where(s.tenants.c.code == code)).scalar()
+        if tid is None:
+            raise NotFound(f"no tenant {code!r}")
+        return int(tid)
+
+    def ensure_tenant(self, code: str, params: TenantParams | None = None) -> int:
+        try:
+            return self.tenant_id(code)
+        except NotFound:
+            return self.create_tenant(code, params)
+
+    @staticmethod
+    def _params(conn: Connection, tenant_id: int) -> TenantParams:
+        raw = conn.execute(select(s.tenants.c.params).where(s.tenants.c.id == tenant_id)).scalar()
+        if raw is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        return TenantParams.from_mapping(json.loads(raw))
+
+    # ------------------------------------------------------------------ the unit of work
+
+    def _lock(self, conn: Connection, tenant_id: int) -> Any:
+        q = select(s.tenant_state).where(s.tenant_state.c.tenant_id == tenant_id)
+        if not self._sqlite:
+            q = q.with_for_update()
+        row = conn.execute(q).one_or_none()
+        if row is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        return row
+
+    def _load_state(self, conn: Connection, tenant_id: int, st: Any) -> EconomyState:
+        balances: dict[tuple[str, Asset], Decimal] = {}
+        a = s.accounts.c
+        for row in conn.execute(select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)):
+            asset = Asset(row.asset)
+            balances[(row.account, asset)] = from_atoms(row.balance, _PLACES[asset])
+        return EconomyState(
+            balances=balances,
+            member_count=st.member_count,
+            empty_pool=from_atoms(st.empty_pool, CNY_PLACES),
+            empty_circulating=from_atoms(st.empty_circulating, EP_PLACES),
+        )
+
+    def submit(self, tenant_id: int, items: Sequence[tuple[str, Command]]) -> list[Outcome]:
+        """Apply ``(idempotency key, command)`` pairs in order, in one transaction."""
+        with self.engine.begin() as conn:
+            return self._submit(conn, tenant_id, items)
+
+    def _submit(
+        self, conn: Connection, tenant_id: int, items: Sequence[tuple[str, Command]]
+    ) -> list[Outcome]:
+        st = self._lock(conn, tenant_id)
+        params = self._params(conn, tenant_id)
+        payloads = [to_payload(cmd) for _, cmd in items]
+        hashes = [content_hash(p) for p in payloads]
+        seen = self._existing(conn, tenant_id, [k for k, _ in items])
+
+        state = self._load_state(conn, tenant_id, st)
+        before = dict(state.balances)
+        source = _SqlSource(conn, tenant_id)
+        codes: list[str] = []
+        orders: list[str] = []
+        for _, cmd in items:
+            for name in ("member", "referrer"):
+                v = getattr(cmd, name, None)
+                if v:
+                    codes.append(v)
+            o = getattr(cmd, "order", None)
+            if o:
+                orders.append(o)
+        source.prefetch(codes, orders)
+        eco = Economy(params, state, source)
+
+        seq: int = st.seq
+        head: str = st.head
+        tx_rows: list[dict[str, Any]] = []
+        tr_rows: list[tuple[Any, ...]] = []
+        outcomes: list[Outcome] = []
+        batch_keys: dict[str, tuple[str, int]] = {}
+        now = time.time()
+        for i, (key, cmd) in enumerate(items):
+            h = hashes[i]
+            prior = seen.get(key)
+            if prior is None and key in batch_keys:
+                prior = (batch_keys[key][0], batch_keys[key][1], None)
+            if prior is not None:
+                if prior[0] != h:
+                    outcomes.append(Outcome(key, "rejected", error_code=IdempotencyConflict.code,
+                                            error=f"key {key!r} was used for different content"))
+                else:
+                    outcomes.append(Outcome(key, "replayed", seq=prior[1], result=prior[2]))
+                continue
+            if isinstance(cmd, CloseDay):
+                # The bulk path works in SQL: write what is pending first, then start afresh.
+                self._flush(conn, tenant_id, eco, before)
+                tx_rows, tr_rows = self._write_log(conn, tx_rows, tr_rows)
+                try:
+                    seq, head, result = self._close_day(conn, tenant_id, eco, key, h, payloads[i],
+                                                        seq, head, now)
+                except TokenmallError as exc:  # pragma: no cover - close day refuses nothing
+                    outcomes.append(Outcome(key, "rejected", error_code=exc.code, error=str(exc)))
+                    continue
+                state = self._load_state(conn, tenant_id, self._state_row(conn, tenant_id, seq))
+                before = dict(state.balances)
+                source = _SqlSource(conn, tenant_id)
+                eco = Economy(params, state, source)
+                batch_keys[key] = (h, seq)
+                outcomes.append(Outcome(key, "applied", seq=seq, result=result))
+                continue
+            try:
+                figures = eco.apply(cmd)
+            except (InvalidCommand, NotFound, IdempotencyConflict) as exc:
+                outcomes.append(Outcome(key, "rejected", error_code=exc.code, error=str(exc)))
+                continue
+            seq += 1
+            result = self._result(eco, figures)
+            journal = eco.take_journal()
+            head = self._log(tx_rows, tr_rows, tenant_id, seq, key, h, payloads[i], result,
+                             journal, head, now)
+            batch_keys[key] = (h, seq)
+            outcomes.append(Outcome(key, "applied", seq=seq, result=result))
+        self._flush(conn, tenant_id, eco, before)
+        self._write_log(conn, tx_rows, tr_rows)
+        conn.execute(
+            update(s.tenant_state)
+            .where(s.tenant_state.c.tenant_id == tenant_id)
+            .values(
+                seq=seq,
+                head=head,
+                member_count=eco.state.member_count,
+                empty_pool=atoms(eco.state.empty_pool, CNY_PLACES),
+                empty_circulating=atoms(eco.state.empty_circulating, EP_PLACES),
+            )
+        )
+        return outcomes
+
+    @staticmethod
+    def _state_row(conn: Connection, tenant_id: int, seq: int) -> Any:
+        row = conn.execute(select(s.tenant_state).where(s.tenant_state.c.tenant_id == tenant_id)).one()
+        return row
+
+    def _existing(
+        self, conn: Connection, tenant_id: int, keys: list[str]
+    ) -> dict[str, tuple[str, int, dict[str, Any] | None]]:
+        out: dict[str, tuple[str, int, dict[str, Any] | None]] = {}
+        t = s.ledger_tx.c
+        uniq = list(dict.fromkeys(keys))
+        for i in range(0, len(uniq), _CHUNK):
+            part = uniq[i : i + _CHUNK]
+            for row in conn.execute(
+                select(t.key, t.content_hash, t.seq, t.result).where(
+                    t.tenant_id == tenant_id, t.key.in_(part)
+                )
+            ):
+                out[row.key] = (row.content_hash, row.seq, json.loads(row.result))
+        return out
+
+    @staticmethod
+    def _result(eco: Economy, figures: dict[str, Decimal]) -> dict[str, Any]:
+        num, den = eco.price_ratio()
+        return {
+            "price": show_price(num, den, eco.params.initial_price),
+            "pool": dec(eco.pool),
+            "circulating": dec(eco.circulating),
+            "burned": dec(eco.burned),
+            "treasury": dec(eco.treasury),
+            "dividend_fund": dec(eco.dividend_fund),
+            "figures": {k: dec(v) for k, v in figures.items()},
+        }
+
+    @staticmethod
+    def _log(
+        tx_rows: list[dict[str, Any]],
+        tr_rows: list[tuple[Any, ...]],
+        tenant_id: int,
+        seq: int,
+        key: str,
+        h: str,
+        payload: dict[str, str],
+        result: dict[str, Any],
+        journal: Iterable[Transfer] | Iterator[tuple[str, str, str, int]],
+        head: str,
+        now: float,
+    ) -> str:
+        """Queue one event-log row and its transfers; return the new chain head.
+
+        Leaf hash per RFC 6962: SHA-256(0x00 || entry), where the entry commits to the sequence
+        number, key, payload, result and a digest of the transfers; the chain hash links each
+        leaf to the previous head, so changing any committed row breaks every later hash.
+        """
+        digest = hashlib.sha256()
+        n = 0
+        for tr in journal:
+            if isinstance(tr, Transfer):
+                row = (str(tr.asset), tr.debit, tr.credit, atoms(tr.amount, _PLACES[tr.asset]))
+            else:
+                row = tr
+            n += 1
+            tr_rows.append((tenant_id, seq, n, *row))
+            digest.update(f"{row[0]}|{row[1]}|{row[2]}|{row[3]}\n".encode())
+        result_json = json.dumps(result, sort_keys=True, separators=(",", ":"))
+        entry = canonical(
+            {"seq": seq, "key": key, "payload": payload, "result": result,
+             "transfers": digest.hexdigest()}
+        )
+        leaf = hashlib.sha256(b"\x00" + entry).hexdigest()
+        chain = hashlib.sha256(bytes.fromhex(head) + bytes.fromhex(leaf)).hexdigest()
+        tx_rows.append(
+            {
+                "tenant_id": tenant_id,
+                "seq": seq,
+                "key": key,
+                "kind": payload["type"],
+                "content_hash": h,
+                "payload": json.dumps(payload, sort_keys=True, separators=(",", ":")),
+                "result": result_json,
+                "leaf_hash": leaf,
+                "chain_hash": chain,
+                "created_at": now,
+            }
+        )
+        return chain
+
+    def _write_log(
+        self, conn: Connection, tx_rows: list[dict[str, Any]], tr_rows: list[tuple[Any, ...]]
+    ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+        if tx_rows:
+            conn.execute(insert(s.ledger_tx), tx_rows)
+        if tr_rows:
+            ph = "?" if self._sqlite else "%s"
+            conn.exec_driver_sql(
+                "INSERT INTO transfers (tenant_id, seq, n, asset, debit, credit, amount) "
+                f"VALUES ({', '.join([ph] * 7)})",
+                tr_rows,
+            )
+        return [], []
+
+    def _flush(
+        self,
+        conn: Connection,
+        tenant_id: int,
+        eco: Economy,
+        before: dict[tuple[str, Asset], Decimal],
+    ) -> None:
+        """Write the members, grants and balances the economy changed."""
+        new_rows = []
+        upd_rows = []
+        for code in eco.dirty:
+            m = eco.members[code]
+            vals = {c: atoms(getattr(m, c), _MEMBER_PLACES[c]) for c in _MEMBER_COLS}
+            vals["exited"] = m.exited
+            vals["trigger"] = _trigger_float(m)
+            vals["referrer"] = m.referrer
+            if m.new:
+                new_rows.append({"tenant_id": tenant_id, "no": m.no, "code": m.code, **vals})
+                m.new = False
+            else:
+                upd_rows.append({"b_no": m.no, **vals})
+        eco.dirty.clear()
+        if new_rows:
+            conn.execute(insert(s.members), new_rows)
+        if upd_rows:
+            t = s.members.c
+            from sqlalchemy import bindparam
+
+            conn.execute(
+                update(s.members)
+                .where(t.tenant_id == tenant_id, t.no == bindparam("b_no"))
+                .values({c: bindparam(c) for c in (*_MEMBER_COLS, "exited", "trigger", "referrer")}),
+                upd_rows,
+            )
+        g_new = []
+        g_upd = []
+        for order in eco.dirty_grants:
+            g = eco.grants[order]
+            if g.new:
+                g_new.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "order_ref": g.order,
+                        "member": g.member,
+                        "referrer": g.referrer,
+                        "amount": atoms(g.amount, CNY_PLACES),
+                        "pool_in": atoms(g.pool_in, CNY_PLACES),
+                        "fund_in": atoms(g.fund_in, CNY_PLACES),
+                        "ep_member": atoms(g.ep_member, EP_PLACES),
+                        "ep_referrer": atoms(g.ep_referrer, EP_PLACES),
+                        "quota": atoms(g.quota, CNY_PLACES),
+                        "refunded": atoms(g.refunded, CNY_PLACES),
+                    }
+                )
+                g.new = False
+            else:
+                g_upd.append({"b_order": g.order, "refunded": atoms(g.refunded, CNY_PLACES)})
+        eco.dirty_grants.clear()
+        if g_new:
+            conn.execute(insert(s.grants), g_new)
+        if g_upd:
+            from sqlalchemy import bindparam
+
+            gt = s.grants.c
+            conn.execute(
+                update(s.grants)
+                .where(gt.tenant_id == tenant_id, gt.order_ref == bindparam("b_order"))
+                .values(refunded=bindparam("refunded")),
+                g_upd,
+            )
+        changed = [
+            {"b_acct": acct, "b_asset": str(asset), "balance": atoms(v, _PLACES[asset])}
+            for (acct, asset), v in eco.state.balances.items()
+            if before.get((acct, asset), ZERO) != v
+        ]
+        if changed:
+            from sqlalchemy import bindparam
+
+            a = s.accounts.c
+            conn.execute(
+                update(s.accounts)
+                .where(a.tenant_id == tenant_id, a.account == bindparam("b_acct"),
+                       a.asset == bindparam("b_asset"))
+                .values(balance=bindparam("balance")),
+                changed,
+            )
+        before.clear()
+        before.update(eco.state.balances)
+
+    # ------------------------------------------------------------------ day close (bulk)
+
+    def _close_day(
+        self,
+        conn: Connection,
+        tenant_id: int,
+        eco: Economy,
+        key: str,
+        h: str,
+        payload: dict[str, str],
+        seq: int,
+        head: str,
+        now: float,
+    ) -> tuple[int, str, dict[str, Any]]:
+        """R9 over every holder straight from the table, then exits; one ledger transaction.
+
+        Streams (no, weight, quota) as integers so a million holders fit in a few hundred MB;
+        the split itself is the domain's :func:`water_fill`.
+        """
+        params = eco.params
+        t = s.members.c
+        by_points = params.dividend_weight == "points"
+        unit = atoms(params.share_unit, CNY_PLACES)
+        rows = conn.execute(
+            select(t.no, t.ep, t.quota, t.spent, t.sp, t.dividends).where(
+                t.tenant_id == tenant_id, t.ep > 0, t.quota > 0
+            )
+        ).all()
+        holders = [(r[0], r[1] if by_points else r[3] // unit, r[2]) for r in rows]
+        fund = atoms(eco.dividend_fund, CNY_PLACES)
+        pays, paid = water_fill(fund, holders, 10 ** (CNY_PLACES - 2))
+        info = {r[0]: r for r in rows}
+        del rows, holders
+        upd = []
+        for no, pay in pays:
+            r = info[no]
+            quota = r[2] - pay
+            ep = r[1]
+            trig = (quota / 10**CNY_PLACES) / (ep / 10**EP_PLACES) if ep > 0 else None
+            upd.append((r[4] + pay, quota, r[5] + pay, trig, tenant_id, no))
+        del info
+        ph = "?" if self._sqlite else "%s"
+        if upd:
+            conn.exec_driver_sql(
+                f"UPDATE members SET sp = {ph}, quota = {ph}, dividends = {ph}, trigger = {ph} "
+                f"WHERE tenant_id = {ph} AND no = {ph}",
+                upd,
+            )
+        del upd
+        paid_d = from_atoms(paid, CNY_PLACES)
+        bal = eco.state.balances
+        fund_key = (str(SystemAccount.DIVIDEND_FUND), Asset.CNY)
+        res_key = (str(SystemAccount.SP_RESERVE), Asset.CNY)
+        spi_key = (str(SystemAccount.SP_ISSUANCE), Asset.SP)
+        bal[fund_key] = bal.get(fund_key, ZERO) - paid_d
+        bal[res_key] = bal.get(res_key, ZERO) + paid_d
+        bal[spi_key] = bal.get(spi_key, ZERO) - paid_d
+
+        def journal() -> Iterator[tuple[str, str, str, int]]:
+            if paid:
+                yield ("CNY", str(SystemAccount.DIVIDEND_FUND), str(SystemAccount.SP_RESERVE), paid)
+            for no, pay in pays:
+                yield ("SP", str(SystemAccount.SP_ISSUANCE), f"m:{no}", pay)
+
+        # Exits after the pay-out (R9 "Then exits (R7) run"), in the same transaction and log row.
+        exit_eco = Economy(params, eco.state, _SqlSource(conn, tenant_id))
+        exits = exit_eco.run_exits()
+        exit_journal = exit_eco.take_journal()
+
+        def all_transfers() -> Iterator[tuple[str, str, str, int]]:
+            yield from journal()
+            for tr in exit_journal:
+                yield (str(tr.asset), tr.debit, tr.credit, atoms(tr.amount, _PLACES[tr.asset]))
+
+        figures = {"paid": paid_d, "recipients": Decimal(len(pays)), "exits": Decimal(exits)}
+        result = self._result(exit_eco, figures)
+        seq += 1
+        tx_rows: list[dict[str, Any]] = []
+        tr_rows: list[tuple[Any, ...]] = []
+        head = self._log(tx_rows, tr_rows, tenant_id, seq, key, h, payload, result,
+                         all_transfers(), head, now)
+        self._write_log(conn, tx_rows, tr_rows)
+        # the balances changed by the pay-out are written with the exits' own changes
+        self._flush(conn, tenant_id, exit_eco, {})
+        conn.execute(
+            update(s.tenant_state)
+            .where(s.tenant_state.c.tenant_id == tenant_id)
+            .values(
+                seq=seq,
+                head=head,
+                member_count=exit_eco.state.member_count,
+                empty_pool=atoms(exit_eco.state.empty_pool, CNY_PLACES),
+                empty_circulating=atoms(exit_eco.state.empty_circulating, EP_PLACES),
+            )
+        )
+        return seq, head, result
+
+    # ------------------------------------------------------------------ reads
+
+    def members(self, tenant_id: int, codes: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Member figures as SPEC.md section 7 prints them."""
+        t = s.members.c
+        q = select(s.members).where(t.tenant_id == tenant_id)
+        if codes is not None:
+            q = q.where(t.code.in_(list(codes)))
+        out = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(q.order_by(t.no)):
+                m = _member_from_row(row)
+                out[m.code] = {
+                    "points": dec(m.ep),
+                    "stable": dec(m.sp),
+                    "quota_remaining": dec(m.quota),
+                    "spent": dec(m.spent),
+                    "dividends": dec(m.dividends),
+                    "exited": m.exited,
+                }
+        return out
+
+    def balances(self, tenant_id: int) -> dict[tuple[str, str], Decimal]:
+        """Every account's balance (system and members), from the stored balances."""
+        out: dict[tuple[str, str], Decimal] = {}
+        with self.engine.connect() as conn:
+            a = s.accounts.c
+            for row in conn.execute(select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)):
+                out[(row.account, row.asset)] = from_atoms(row.balance, _PLACES[Asset(row.asset)])
+            t = s.members.c
+            for row in conn.execute(select(t.no, t.ep, t.sp).where(t.tenant_id == tenant_id)):
+                out[(f"m:{row.no}", "EP")] = from_atoms(row.ep, EP_PLACES)
+                out[(f"m:{row.no}", "SP")] = from_atoms(row.sp, CNY_PLACES)
+        return out
+
+
+_SYSTEM_ACCOUNTS: tuple[tuple[SystemAccount, Asset], ...] = (
+    (SystemAccount.WORLD, Asset.CNY),
+    (SystemAccount.REVENUE, Asset.CNY),
+    (SystemAccount.POOL, Asset.CNY),
+    (SystemAccount.DIVIDEND_FUND, Asset.CNY),
+    (SystemAccount.SP_RESERVE, Asset.CNY),
+    (SystemAccount.ISSUANCE, Asset.EP),
+    (SystemAccount.BURNED, Asset.EP),
+    (SystemAccount.TREASURY, Asset.EP),
+    (SystemAccount.SP_ISSUANCE, Asset.SP),
+)

@@ -1,0 +1,1 @@
+"""Persistence adapters: SQLAlchemy 2 Core tables, engines and the economy's repository."""

@@ -1,0 +1,158 @@
+"""The database schema (SQLAlchemy Core).  Alembic migrations are the source of DDL in
+deployments; this metadata is what they were generated from and what queries use.
+
+Amounts are stored as integer *atoms* (BigInteger): CNY and SP at 4 decimal places, EP at 8
+(see :mod:`tokenmall.money`).  Integers are exact in SQLite and PostgreSQL alike, sum exactly in
+SQL, and are an order of magnitude faster to read and write than decimal text.
+
+Every table's key starts with ``tenant_id``: the schema is multi-tenant from the start and can
+be sharded by tenant later.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "accounts",
+    "grants",
+    "ledger_tx",
+    "members",
+    "metadata",
+    "param_changes",
+    "tenant_state",
+    "tenants",
+    "transfers",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False, server_default="Asia/Shanghai"),
+    Column("params", Text, nullable=False),  # JSON of TenantParams.to_mapping()
+    Column("created_at", Float, nullable=False),
+)
+
+# The hot row of a tenant: locked (FOR UPDATE / BEGIN IMMEDIATE) by every batch that moves
+# value, which is what puts a tenant's events in one total order across processes.
+tenant_state = Table(
+    "tenant_state",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("seq", BigInteger, nullable=False, default=0),
+    Column("head", String(64), nullable=False),
+    Column("member_count", Integer, nullable=False, default=0),
+    Column("empty_pool", BigInteger, nullable=False, default=0),
+    Column("empty_circulating", BigInteger, nullable=False, default=0),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("account", String(32), primary_key=True),
+    Column("asset", String(3), primary_key=True),
+    Column("balance", BigInteger, nullable=False, default=0),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("no", Integer, primary_key=True, autoincrement=False),
+    Column("code", String(64), nullable=False),
+    Column("referrer", String(64), nullable=True),
+    Column("ep", BigInteger, nullable=False, default=0),
+    Column("sp", BigInteger, nullable=False, default=0),
+    Column("quota", BigInteger, nullable=False, default=0),
+    Column("spent", BigInteger, nullable=False, default=0),
+    Column("dividends", BigInteger, nullable=False, default=0),
+    Column("ep_debt", BigInteger, nullable=False, default=0),
+    Column("exited", Boolean, nullable=False, default=False),
+    # quota/EP as a float: an index for the exit query, a pre-filter only; the domain decides
+    # exactly.  NULL when the member can never be due (no EP or never bought).
+    Column("trigger", Float, nullable=True),
+    UniqueConstraint("tenant_id", "code", name="uq_members_tenant_code"),
+    Index("ix_members_tenant_trigger", "tenant_id", "trigger"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("order_ref", String(64), primary_key=True),
+    Column("member", String(64), nullable=False),
+    Column("referrer", String(64), nullable=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("pool_in", BigInteger, nullable=False),
+    Column("fund_in", BigInteger, nullable=False),
+    Column("ep_member", BigInteger, nullable=False),
+    Column("ep_referrer", BigInteger, nullable=False),
+    Column("quota", BigInteger, nullable=False),
+    Column("refunded", BigInteger, nullable=False, default=0),
+)
+
+# One row per committed ledger transaction: the tenant's event log, hash-chained.
+ledger_tx = Table(
+    "ledger_tx",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("key", String(160), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("leaf_hash", String(64), nullable=False),
+    Column("chain_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "key", name="uq_ledger_tx_tenant_key"),
+)
+
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("n", Integer, primary_key=True, autoincrement=False),
+    Column("asset", String(3), nullable=False),
+    Column("debit", String(32), nullable=False),
+    Column("credit", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+)
+
+param_changes = Table(
+    "param_changes",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("before", Text, nullable=False),
+    Column("after", Text, nullable=False),
+)
