@@ -32,12 +32,14 @@ __all__ = [
     "FEN",
     "ZERO",
     "atoms",
+    "atoms_unchecked",
     "floor_cny",
     "floor_ep",
     "floor_fen",
     "from_atoms",
     "mul",
     "parse_amount",
+    "ratio",
     "ratio_floor",
     "show_price",
 ]
@@ -84,9 +86,10 @@ def parse_amount(value: object, *, what: str = "amount", allow_zero: bool = True
 
 def mul(*factors: Decimal) -> Decimal:
     """Exact product (within 80 digits) of stored amounts and rates."""
-    out = Decimal(1)
-    for f in factors:
-        out = _CTX.multiply(out, f)
+    out = factors[0]
+    m = _CTX.multiply
+    for f in factors[1:]:
+        out = m(out, f)
     return out
 
 
@@ -107,6 +110,11 @@ def floor_cny(x: Decimal) -> Decimal:
 def floor_ep(x: Decimal) -> Decimal:
     """EP scale (8 places), cut down: issuance never creates a fraction of an atom."""
     return _floor(x, _EP_EXP)
+
+
+def ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
+    """numerator / denominator to 80 digits, cut down: an ordering key, never an amount."""
+    return _CTX.divide(numerator, denominator)
 
 
 def ratio_floor(numerator: Decimal, denominator: Decimal, exp: Decimal) -> Decimal:
@@ -133,6 +141,11 @@ def atoms(x: Decimal, places: int) -> int:
     if i != scaled:
         raise ValueError(f"{x} has more than {places} decimal places")
     return i
+
+
+def atoms_unchecked(x: Decimal, places: int) -> int:
+    """:func:`atoms` for values the domain already cut to their scale (the hot write path)."""
+    return int(x.scaleb(places))
 
 
 def from_atoms(n: int, places: int) -> Decimal:

@@ -18,7 +18,7 @@ Validation happens before any mutation, so a refused command leaves the state un
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -44,6 +44,7 @@ from tokenmall.money import (
     floor_fen,
     from_atoms,
     mul,
+    ratio,
     ratio_floor,
 )
 
@@ -135,7 +136,7 @@ class Member:
         """The price at which this member must exit (quota / EP), or None if never due."""
         if self.spent <= 0 or self.ep <= 0:
             return None
-        return ratio_floor(self.quota, self.ep, Decimal("1e-40"))
+        return ratio(self.quota, self.ep)
 
 
 @dataclass(slots=True, eq=False)
@@ -230,7 +231,7 @@ class MemberSource(Protocol):
     def fetch_grant(self, order: str) -> Grant | None:
         """The stored grant of a settled order, or None."""
 
-    def due(self, pool: Decimal, circulating: Decimal, exclude: set[str]) -> Iterable[Member]:
+    def due(self, pool: Decimal, circulating: Decimal, exclude: Container[str]) -> Iterable[Member]:
         """Members not in ``exclude`` whose stored trigger price may be <= pool/circulating.
 
         May return more than needed (it is a pre-filter); the economy checks exactly.
@@ -277,28 +278,29 @@ class Economy:
 
     @property
     def pool(self) -> Decimal:
-        return self.balance(SystemAccount.POOL, Asset.CNY)
+        return self.state.balances.get(_POOL, ZERO)
 
     @property
     def issued(self) -> Decimal:
-        return -self.balance(SystemAccount.ISSUANCE, Asset.EP)
+        return -self.state.balances.get(_ISSUANCE, ZERO)
 
     @property
     def burned(self) -> Decimal:
-        return self.balance(SystemAccount.BURNED, Asset.EP)
+        return self.state.balances.get(_BURNED, ZERO)
 
     @property
     def circulating(self) -> Decimal:
         """Issued and not burned: members' and the treasury's points."""
-        return self.issued - self.burned
+        b = self.state.balances
+        return -b.get(_ISSUANCE, ZERO) - b.get(_BURNED, ZERO)
 
     @property
     def treasury(self) -> Decimal:
-        return self.balance(SystemAccount.TREASURY, Asset.EP)
+        return self.state.balances.get(_TREASURY, ZERO)
 
     @property
     def dividend_fund(self) -> Decimal:
-        return self.balance(SystemAccount.DIVIDEND_FUND, Asset.CNY)
+        return self.state.balances.get(_FUND, ZERO)
 
     def price_ratio(self) -> tuple[Decimal, Decimal]:
         """The price as an exact ratio (numerator CNY, denominator EP)."""
@@ -360,6 +362,14 @@ class Economy:
         trig = m.trigger()
         if trig is not None:
             heapq.heappush(self._heap, (trig, m.no, m.version, m.code))
+            if len(self._heap) > 4 * len(self.members) + 1024:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Drop stale heap entries (each change pushes a new one), keeping memory bounded."""
+        live = [e for e in self._heap if self.members[e[3]].version == e[2]]
+        heapq.heapify(live)
+        self._heap = live
 
     def _touch(self, m: Member) -> None:
         self.dirty.add(m.code)
@@ -427,6 +437,12 @@ class Economy:
 
     def apply(self, cmd: Command) -> dict[str, Decimal]:
         """Apply one command, then the exit cascade (R7); return its own figures."""
+        # NaN and infinities otherwise surface as decimal.InvalidOperation (or pass a "> 0"
+        # check), not as the InvalidCommand every bad input must raise.
+        for name in _DECIMAL_FIELDS[type(cmd)]:
+            v = getattr(cmd, name)
+            if v is not None and not v.is_finite():
+                raise InvalidCommand(f"{name} must be a finite number, got {v}")
         if isinstance(cmd, Purchase):
             out = self._purchase(cmd)
         elif isinstance(cmd, Sell):
@@ -460,6 +476,11 @@ class Economy:
             self.source is not None and self.source.fetch_grant(cmd.order) is not None
         ):
             raise IdempotencyConflict(f"order {cmd.order!r} was already settled")
+        # A negative override used to pass the c + d <= x check and only fail in _move, after
+        # the buyer had been created: refuse it here, before anything changes.
+        for override in (cmd.pool_amount, cmd.fund_amount):
+            if override is not None and override < 0:
+                raise InvalidCommand("pool and dividend amounts must not be negative")
         p = self.params
         c = floor_cny(cmd.pool_amount if cmd.pool_amount is not None else mul(x, p.pool_rate))
         d = floor_cny(cmd.fund_amount if cmd.fund_amount is not None else mul(x, p.dividend_rate))
@@ -472,7 +493,8 @@ class Economy:
             and buyer.referrer not in (None, cmd.referrer)
         ):
             raise InvalidCommand(
-                f"member {cmd.member!r} already has referrer {buyer.referrer!r}; links are permanent"
+                f"member {cmd.member!r} already has referrer {buyer.referrer!r}; "
+                "links are permanent"
             )
         if buyer is not None and buyer.referrer is None and cmd.referrer is not None:
             buyer.referrer = cmd.referrer  # first binding of a member who joined unreferred
@@ -590,7 +612,7 @@ class Economy:
         while True:
             num, den = self.price_ratio()
             if self.source is not None:
-                for m in self.source.due(num, den, set(self.members)):
+                for m in self.source.due(num, den, self.members):
                     if m.code not in self.members:
                         self._adopt(m)
             heap = self._heap
@@ -704,6 +726,20 @@ class Economy:
         return {"burned": burned, "pool_back": back, "debt": buyer.ep_debt}
 
 
+_DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {
+    Purchase: ("amount", "pool_amount", "fund_amount"),
+    Sell: ("points",),
+    Redeem: ("points",),
+    Exchange: ("points",),
+    BuyPoints: ("stable",),
+    CloseDay: (),
+    Refund: ("amount",),
+}
+_POOL = (SystemAccount.POOL, Asset.CNY)
+_ISSUANCE = (SystemAccount.ISSUANCE, Asset.EP)
+_BURNED = (SystemAccount.BURNED, Asset.EP)
+_TREASURY = (SystemAccount.TREASURY, Asset.EP)
+_FUND = (SystemAccount.DIVIDEND_FUND, Asset.CNY)
 _EP_EXP = Decimal(1).scaleb(-EP_PLACES)
 _FEN_EXP = Decimal("0.01")
 _CNY_EXP = Decimal(1).scaleb(-CNY_PLACES)

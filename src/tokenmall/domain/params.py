@@ -46,6 +46,10 @@ class TenantParams:
                 raise InvalidParameter(f"{name} must be between 0 and 1, got {v}")
         if self.pool_rate + self.dividend_rate > 1:
             raise InvalidParameter("pool_rate + dividend_rate must not exceed 1")
+        # Issuing more than c/p of EP value per purchase would lower the price (R8): a purchase
+        # adds c to the pool and (gift + referral)*c/p points, so the sum must stay <= 1.
+        if self.gift_ratio + self.referral_ratio > 1:
+            raise InvalidParameter("gift_ratio + referral_ratio must not exceed 1")
         if self.initial_price <= 0:
             raise InvalidParameter("initial_price must be greater than zero")
         if self.share_unit <= 0:

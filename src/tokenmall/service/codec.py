@@ -7,10 +7,11 @@ transaction and the input of its content hash, so a replay is recognised whateve
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from tokenmall.domain.economy import (
     BuyPoints,
@@ -32,7 +33,9 @@ KINDS = ("purchase", "sell", "redeem", "exchange", "buy_points", "close_day", "r
 
 def dec(d: Decimal) -> str:
     """A Decimal as a plain string without exponent or trailing zeros ("14.7", "30")."""
-    s = format(d, "f")
+    s = str(d)
+    if "E" in s:
+        s = format(d, "f")
     if "." in s:
         s = s.rstrip("0").rstrip(".")
     return "0" if s in ("", "-0") else s
@@ -40,7 +43,7 @@ def dec(d: Decimal) -> str:
 
 def canonical(obj: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, no spaces, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
 def content_hash(payload: Mapping[str, Any]) -> str:
@@ -128,7 +131,12 @@ _FIELDS: dict[str, set[str]] = {
 def to_payload(cmd: Command) -> dict[str, str]:
     """The canonical wire form of a command (decimal strings, no empty fields)."""
     if isinstance(cmd, Purchase):
-        out = {"type": "purchase", "order": cmd.order, "member": cmd.member, "amount": dec(cmd.amount)}
+        out = {
+            "type": "purchase",
+            "order": cmd.order,
+            "member": cmd.member,
+            "amount": dec(cmd.amount),
+        }
         if cmd.referrer is not None:
             out["referrer"] = cmd.referrer
         if cmd.pool_amount is not None:
@@ -141,7 +149,12 @@ def to_payload(cmd: Command) -> dict[str, str]:
     if isinstance(cmd, Exchange):
         return {"type": "exchange", "member": cmd.member, "points": dec(cmd.points)}
     if isinstance(cmd, Redeem):
-        return {"type": "redeem", "member": cmd.member, "points": dec(cmd.points), "order": cmd.order}
+        return {
+            "type": "redeem",
+            "member": cmd.member,
+            "points": dec(cmd.points),
+            "order": cmd.order,
+        }
     if isinstance(cmd, BuyPoints):
         return {"type": "buy_points", "member": cmd.member, "stable": dec(cmd.stable)}
     if isinstance(cmd, CloseDay):

@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from tokenmall.domain.dividends import water_fill
 from tokenmall.domain.economy import (
@@ -41,8 +41,16 @@ from tokenmall.domain.economy import (
 )
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import IdempotencyConflict, InvalidCommand, NotFound, TokenmallError
-from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, atoms, from_atoms, show_price
-from tokenmall.service.codec import canonical, content_hash, dec, to_payload
+from tokenmall.money import (
+    CNY_PLACES,
+    EP_PLACES,
+    ZERO,
+    atoms,
+    atoms_unchecked,
+    from_atoms,
+    show_price,
+)
+from tokenmall.service.codec import canonical, dec, to_payload
 from tokenmall.store import schema as s
 from tokenmall.store.db import is_sqlite
 
@@ -60,6 +68,10 @@ _MEMBER_PLACES = {
     "ep_debt": EP_PLACES,
 }
 _CHUNK = 500
+
+
+def _dumps(obj: Any) -> str:
+    return canonical(obj).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +167,7 @@ class _SqlSource:
         self._frontier = self.conn.execute(q).scalar()
         self._frontier_known = True
 
-    def due(self, pool: Decimal, circulating: Decimal, exclude: set[str]) -> Iterable[Member]:
+    def due(self, pool: Decimal, circulating: Decimal, exclude: Container[str]) -> Iterable[Member]:
         if not self._frontier_known:
             self._next_frontier()
         if self._frontier is None or circulating <= 0:
@@ -192,7 +204,11 @@ class Ledger:
     # ------------------------------------------------------------------ tenants
 
     def create_tenant(
-        self, code: str, params: TenantParams | None = None, *, name: str | None = None,
+        self,
+        code: str,
+        params: TenantParams | None = None,
+        *,
+        name: str | None = None,
         timezone: str = "Asia/Shanghai",
     ) -> int:
         params = params or TenantParams()
@@ -208,10 +224,19 @@ class Ledger:
                     params=json.dumps(params.to_mapping(), sort_keys=True),
                     created_at=time.time(),
                 )
-            ).inserted_primary_key[0]
-            conn.execute(insert(s.tenant_state).values(tenant_id=tid, seq=0, head=GENESIS,
-                                                        member_count=0, empty_pool=0,
-                                                        empty_circulating=0))
+            ).inserted_primary_key
+            assert tid is not None
+            tid = tid[0]
+            conn.execute(
+                insert(s.tenant_state).values(
+                    tenant_id=tid,
+                    seq=0,
+                    head=GENESIS,
+                    member_count=0,
+                    empty_pool=0,
+                    empty_circulating=0,
+                )
+            )
             conn.execute(
                 insert(s.accounts),
                 [
@@ -255,7 +280,9 @@ class Ledger:
     def _load_state(self, conn: Connection, tenant_id: int, st: Any) -> EconomyState:
         balances: dict[tuple[str, Asset], Decimal] = {}
         a = s.accounts.c
-        for row in conn.execute(select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)):
+        for row in conn.execute(
+            select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)
+        ):
             asset = Asset(row.asset)
             balances[(row.account, asset)] = from_atoms(row.balance, _PLACES[asset])
         return EconomyState(
@@ -265,18 +292,34 @@ class Ledger:
             empty_circulating=from_atoms(st.empty_circulating, EP_PLACES),
         )
 
-    def submit(self, tenant_id: int, items: Sequence[tuple[str, Command]]) -> list[Outcome]:
-        """Apply ``(idempotency key, command)`` pairs in order, in one transaction."""
+    def submit(
+        self,
+        tenant_id: int,
+        items: Sequence[tuple[str, Command]],
+        *,
+        stop_on_reject: bool = False,
+    ) -> list[Outcome]:
+        """Apply ``(idempotency key, command)`` pairs in order, in one transaction.
+
+        ``stop_on_reject``: stop at the first rejected command (commands before it are still
+        committed, none after it is applied), so a scenario stops where its bad event is.
+        """
         with self.engine.begin() as conn:
-            return self._submit(conn, tenant_id, items)
+            return self._submit(conn, tenant_id, items, stop_on_reject=stop_on_reject)
 
     def _submit(
-        self, conn: Connection, tenant_id: int, items: Sequence[tuple[str, Command]]
+        self,
+        conn: Connection,
+        tenant_id: int,
+        items: Sequence[tuple[str, Command]],
+        *,
+        stop_on_reject: bool = False,
     ) -> list[Outcome]:
         st = self._lock(conn, tenant_id)
         params = self._params(conn, tenant_id)
         payloads = [to_payload(cmd) for _, cmd in items]
-        hashes = [content_hash(p) for p in payloads]
+        encoded = [canonical(p) for p in payloads]
+        hashes = [hashlib.sha256(b).hexdigest() for b in encoded]
         seen = self._existing(conn, tenant_id, [k for k, _ in items])
 
         state = self._load_state(conn, tenant_id, st)
@@ -297,20 +340,28 @@ class Ledger:
 
         seq: int = st.seq
         head: str = st.head
-        tx_rows: list[dict[str, Any]] = []
+        tx_rows: list[tuple[Any, ...]] = []
         tr_rows: list[tuple[Any, ...]] = []
         outcomes: list[Outcome] = []
         batch_keys: dict[str, tuple[str, int]] = {}
         now = time.time()
         for i, (key, cmd) in enumerate(items):
+            if stop_on_reject and outcomes and outcomes[-1].status == "rejected":
+                break
             h = hashes[i]
             prior = seen.get(key)
             if prior is None and key in batch_keys:
                 prior = (batch_keys[key][0], batch_keys[key][1], None)
             if prior is not None:
                 if prior[0] != h:
-                    outcomes.append(Outcome(key, "rejected", error_code=IdempotencyConflict.code,
-                                            error=f"key {key!r} was used for different content"))
+                    outcomes.append(
+                        Outcome(
+                            key,
+                            "rejected",
+                            error_code=IdempotencyConflict.code,
+                            error=f"key {key!r} was used for different content",
+                        )
+                    )
                 else:
                     outcomes.append(Outcome(key, "replayed", seq=prior[1], result=prior[2]))
                 continue
@@ -319,8 +370,9 @@ class Ledger:
                 self._flush(conn, tenant_id, eco, before)
                 tx_rows, tr_rows = self._write_log(conn, tx_rows, tr_rows)
                 try:
-                    seq, head, result = self._close_day(conn, tenant_id, eco, key, h, payloads[i],
-                                                        seq, head, now)
+                    seq, head, result = self._close_day(
+                        conn, tenant_id, eco, key, h, payloads[i], seq, head, now
+                    )
                 except TokenmallError as exc:  # pragma: no cover - close day refuses nothing
                     outcomes.append(Outcome(key, "rejected", error_code=exc.code, error=str(exc)))
                     continue
@@ -339,8 +391,20 @@ class Ledger:
             seq += 1
             result = self._result(eco, figures)
             journal = eco.take_journal()
-            head = self._log(tx_rows, tr_rows, tenant_id, seq, key, h, payloads[i], result,
-                             journal, head, now)
+            head = self._log(
+                tx_rows,
+                tr_rows,
+                tenant_id,
+                seq,
+                key,
+                h,
+                payloads[i],
+                result,
+                journal,
+                head,
+                now,
+                encoded[i].decode(),
+            )
             batch_keys[key] = (h, seq)
             outcomes.append(Outcome(key, "applied", seq=seq, result=result))
         self._flush(conn, tenant_id, eco, before)
@@ -360,8 +424,9 @@ class Ledger:
 
     @staticmethod
     def _state_row(conn: Connection, tenant_id: int, seq: int) -> Any:
-        row = conn.execute(select(s.tenant_state).where(s.tenant_state.c.tenant_id == tenant_id)).one()
-        return row
+        return conn.execute(
+            select(s.tenant_state).where(s.tenant_state.c.tenant_id == tenant_id)
+        ).one()
 
     def _existing(
         self, conn: Connection, tenant_id: int, keys: list[str]
@@ -393,8 +458,8 @@ class Ledger:
         }
 
     @staticmethod
-    def _log(
-        tx_rows: list[dict[str, Any]],
+    def _log(  # noqa: PLR0917 - an internal hot path; a parameter object would cost a dict
+        tx_rows: list[tuple[Any, ...]],
         tr_rows: list[tuple[Any, ...]],
         tenant_id: int,
         seq: int,
@@ -405,6 +470,7 @@ class Ledger:
         journal: Iterable[Transfer] | Iterator[tuple[str, str, str, int]],
         head: str,
         now: float,
+        payload_json: str | None = None,
     ) -> str:
         """Queue one event-log row and its transfers; return the new chain head.
 
@@ -414,49 +480,60 @@ class Ledger:
         """
         digest = hashlib.sha256()
         n = 0
+        lines = []
         for tr in journal:
             if isinstance(tr, Transfer):
-                row = (str(tr.asset), tr.debit, tr.credit, atoms(tr.amount, _PLACES[tr.asset]))
+                row = (
+                    tr.asset.value,
+                    tr.debit,
+                    tr.credit,
+                    atoms_unchecked(tr.amount, _PLACES[tr.asset]),
+                )
             else:
                 row = tr
-            n += 1
+            n += 1  # noqa: SIM113 - the journal may be a generator of a million rows
             tr_rows.append((tenant_id, seq, n, *row))
-            digest.update(f"{row[0]}|{row[1]}|{row[2]}|{row[3]}\n".encode())
-        result_json = json.dumps(result, sort_keys=True, separators=(",", ":"))
-        entry = canonical(
-            {"seq": seq, "key": key, "payload": payload, "result": result,
-             "transfers": digest.hexdigest()}
-        )
+            lines.append(f"{row[0]}|{row[1]}|{row[2]}|{row[3]}\n")
+            if n % 4096 == 0:  # a day close streams a million transfers: hash as we go
+                digest.update("".join(lines).encode())
+                lines.clear()
+        digest.update("".join(lines).encode())
+        if payload_json is None:
+            payload_json = _dumps(payload)
+        result_json = _dumps(result)
+        # canonical JSON of {key, payload, result, seq, transfers}, keys sorted, built by hand so
+        # the payload and result are encoded once
+        entry = (
+            f'{{"key":{_dumps(key)},"payload":{payload_json},"result":{result_json},'
+            f'"seq":{seq},"transfers":"{digest.hexdigest()}"}}'
+        ).encode()
         leaf = hashlib.sha256(b"\x00" + entry).hexdigest()
         chain = hashlib.sha256(bytes.fromhex(head) + bytes.fromhex(leaf)).hexdigest()
         tx_rows.append(
-            {
-                "tenant_id": tenant_id,
-                "seq": seq,
-                "key": key,
-                "kind": payload["type"],
-                "content_hash": h,
-                "payload": json.dumps(payload, sort_keys=True, separators=(",", ":")),
-                "result": result_json,
-                "leaf_hash": leaf,
-                "chain_hash": chain,
-                "created_at": now,
-            }
+            (tenant_id, seq, key, payload["type"], h, payload_json, result_json, leaf, chain, now)
         )
         return chain
 
+    def _many(self, conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """executemany on the driver, skipping per-row parameter processing (the hot path)."""
+        if rows:
+            conn.exec_driver_sql(sql if self._sqlite else sql.replace("?", "%s"), rows)
+
     def _write_log(
-        self, conn: Connection, tx_rows: list[dict[str, Any]], tr_rows: list[tuple[Any, ...]]
-    ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
-        if tx_rows:
-            conn.execute(insert(s.ledger_tx), tx_rows)
-        if tr_rows:
-            ph = "?" if self._sqlite else "%s"
-            conn.exec_driver_sql(
-                "INSERT INTO transfers (tenant_id, seq, n, asset, debit, credit, amount) "
-                f"VALUES ({', '.join([ph] * 7)})",
-                tr_rows,
-            )
+        self, conn: Connection, tx_rows: list[tuple[Any, ...]], tr_rows: list[tuple[Any, ...]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        self._many(
+            conn,
+            "INSERT INTO ledger_tx (tenant_id, seq, key, kind, content_hash, payload, result, "
+            "leaf_hash, chain_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            tx_rows,
+        )
+        self._many(
+            conn,
+            "INSERT INTO transfers (tenant_id, seq, n, asset, debit, credit, amount) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            tr_rows,
+        )
         return [], []
 
     def _flush(
@@ -471,57 +548,66 @@ class Ledger:
         upd_rows = []
         for code in eco.dirty:
             m = eco.members[code]
-            vals = {c: atoms(getattr(m, c), _MEMBER_PLACES[c]) for c in _MEMBER_COLS}
-            vals["exited"] = m.exited
-            vals["trigger"] = _trigger_float(m)
-            vals["referrer"] = m.referrer
+            vals = (
+                atoms_unchecked(m.ep, EP_PLACES),
+                atoms_unchecked(m.sp, CNY_PLACES),
+                atoms_unchecked(m.quota, CNY_PLACES),
+                atoms_unchecked(m.spent, CNY_PLACES),
+                atoms_unchecked(m.dividends, CNY_PLACES),
+                atoms_unchecked(m.ep_debt, EP_PLACES),
+                m.exited,
+                _trigger_float(m),
+                m.referrer,
+            )
             if m.new:
-                new_rows.append({"tenant_id": tenant_id, "no": m.no, "code": m.code, **vals})
+                new_rows.append((tenant_id, m.no, m.code, *vals))
                 m.new = False
             else:
-                upd_rows.append({"b_no": m.no, **vals})
+                upd_rows.append((*vals, tenant_id, m.no))
         eco.dirty.clear()
-        if new_rows:
-            conn.execute(insert(s.members), new_rows)
-        if upd_rows:
-            t = s.members.c
-            from sqlalchemy import bindparam
-
-            conn.execute(
-                update(s.members)
-                .where(t.tenant_id == tenant_id, t.no == bindparam("b_no"))
-                .values({c: bindparam(c) for c in (*_MEMBER_COLS, "exited", "trigger", "referrer")}),
-                upd_rows,
-            )
-        g_new = []
+        self._many(
+            conn,
+            "INSERT INTO members (tenant_id, no, code, ep, sp, quota, spent, dividends, ep_debt, "
+            "exited, trigger, referrer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            new_rows,
+        )
+        self._many(
+            conn,
+            "UPDATE members SET ep = ?, sp = ?, quota = ?, spent = ?, dividends = ?, ep_debt = ?, "
+            "exited = ?, trigger = ?, referrer = ? WHERE tenant_id = ? AND no = ?",
+            upd_rows,
+        )
+        g_new: list[tuple[Any, ...]] = []
         g_upd = []
         for order in eco.dirty_grants:
             g = eco.grants[order]
             if g.new:
                 g_new.append(
-                    {
-                        "tenant_id": tenant_id,
-                        "order_ref": g.order,
-                        "member": g.member,
-                        "referrer": g.referrer,
-                        "amount": atoms(g.amount, CNY_PLACES),
-                        "pool_in": atoms(g.pool_in, CNY_PLACES),
-                        "fund_in": atoms(g.fund_in, CNY_PLACES),
-                        "ep_member": atoms(g.ep_member, EP_PLACES),
-                        "ep_referrer": atoms(g.ep_referrer, EP_PLACES),
-                        "quota": atoms(g.quota, CNY_PLACES),
-                        "refunded": atoms(g.refunded, CNY_PLACES),
-                    }
+                    (
+                        tenant_id,
+                        g.order,
+                        g.member,
+                        g.referrer,
+                        atoms_unchecked(g.amount, CNY_PLACES),
+                        atoms_unchecked(g.pool_in, CNY_PLACES),
+                        atoms_unchecked(g.fund_in, CNY_PLACES),
+                        atoms_unchecked(g.ep_member, EP_PLACES),
+                        atoms_unchecked(g.ep_referrer, EP_PLACES),
+                        atoms_unchecked(g.quota, CNY_PLACES),
+                        atoms_unchecked(g.refunded, CNY_PLACES),
+                    )
                 )
                 g.new = False
             else:
                 g_upd.append({"b_order": g.order, "refunded": atoms(g.refunded, CNY_PLACES)})
         eco.dirty_grants.clear()
-        if g_new:
-            conn.execute(insert(s.grants), g_new)
+        self._many(
+            conn,
+            "INSERT INTO grants (tenant_id, order_ref, member, referrer, amount, pool_in, fund_in, "
+            "ep_member, ep_referrer, quota, refunded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            g_new,
+        )
         if g_upd:
-            from sqlalchemy import bindparam
-
             gt = s.grants.c
             conn.execute(
                 update(s.grants)
@@ -535,13 +621,14 @@ class Ledger:
             if before.get((acct, asset), ZERO) != v
         ]
         if changed:
-            from sqlalchemy import bindparam
-
             a = s.accounts.c
             conn.execute(
                 update(s.accounts)
-                .where(a.tenant_id == tenant_id, a.account == bindparam("b_acct"),
-                       a.asset == bindparam("b_asset"))
+                .where(
+                    a.tenant_id == tenant_id,
+                    a.account == bindparam("b_acct"),
+                    a.asset == bindparam("b_asset"),
+                )
                 .values(balance=bindparam("balance")),
                 changed,
             )
@@ -550,7 +637,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ day close (bulk)
 
-    def _close_day(
+    def _close_day(  # noqa: PLR0917 - called once, from _submit, with its loop state
         self,
         conn: Connection,
         tenant_id: int,
@@ -589,13 +676,12 @@ class Ledger:
             trig = (quota / 10**CNY_PLACES) / (ep / 10**EP_PLACES) if ep > 0 else None
             upd.append((r[4] + pay, quota, r[5] + pay, trig, tenant_id, no))
         del info
-        ph = "?" if self._sqlite else "%s"
-        if upd:
-            conn.exec_driver_sql(
-                f"UPDATE members SET sp = {ph}, quota = {ph}, dividends = {ph}, trigger = {ph} "
-                f"WHERE tenant_id = {ph} AND no = {ph}",
-                upd,
-            )
+        self._many(
+            conn,
+            "UPDATE members SET sp = ?, quota = ?, dividends = ?, trigger = ? "
+            "WHERE tenant_id = ? AND no = ?",
+            upd,
+        )
         del upd
         paid_d = from_atoms(paid, CNY_PLACES)
         bal = eco.state.balances
@@ -625,10 +711,11 @@ class Ledger:
         figures = {"paid": paid_d, "recipients": Decimal(len(pays)), "exits": Decimal(exits)}
         result = self._result(exit_eco, figures)
         seq += 1
-        tx_rows: list[dict[str, Any]] = []
+        tx_rows: list[tuple[Any, ...]] = []
         tr_rows: list[tuple[Any, ...]] = []
-        head = self._log(tx_rows, tr_rows, tenant_id, seq, key, h, payload, result,
-                         all_transfers(), head, now)
+        head = self._log(
+            tx_rows, tr_rows, tenant_id, seq, key, h, payload, result, all_transfers(), head, now
+        )
         self._write_log(conn, tx_rows, tr_rows)
         # the balances changed by the pay-out are written with the exits' own changes
         self._flush(conn, tenant_id, exit_eco, {})
@@ -647,7 +734,9 @@ class Ledger:
 
     # ------------------------------------------------------------------ reads
 
-    def members(self, tenant_id: int, codes: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    def members(
+        self, tenant_id: int, codes: Iterable[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Member figures as SPEC.md section 7 prints them."""
         t = s.members.c
         q = select(s.members).where(t.tenant_id == tenant_id)
@@ -672,7 +761,9 @@ class Ledger:
         out: dict[tuple[str, str], Decimal] = {}
         with self.engine.connect() as conn:
             a = s.accounts.c
-            for row in conn.execute(select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)):
+            for row in conn.execute(
+                select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)
+            ):
                 out[(row.account, row.asset)] = from_atoms(row.balance, _PLACES[Asset(row.asset)])
             t = s.members.c
             for row in conn.execute(select(t.no, t.ep, t.sp).where(t.tenant_id == tenant_id)):

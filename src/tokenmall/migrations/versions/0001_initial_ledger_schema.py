@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 17:55:27.694295
+Create Date: 2026-11-25 17:59:11.839210
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def upgrade() -> None:
     sa.Column('asset', sa.String(length=3), nullable=False),
     sa.Column('balance', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_accounts_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('tenant_id', 'account', 'asset', name=op.f('pk_accounts'))
+    sa.PrimaryKeyConstraint('tenant_id', 'account', 'asset', name=op.f('pk_accounts')),
+    sqlite_with_rowid=False
     )
     op.create_table('grants',
     sa.Column('tenant_id', sa.Integer(), nullable=False),
@@ -50,7 +51,8 @@ def upgrade() -> None:
     sa.Column('quota', sa.BigInteger(), nullable=False),
     sa.Column('refunded', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_grants_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('tenant_id', 'order_ref', name=op.f('pk_grants'))
+    sa.PrimaryKeyConstraint('tenant_id', 'order_ref', name=op.f('pk_grants')),
+    sqlite_with_rowid=False
     )
     op.create_table('ledger_tx',
     sa.Column('tenant_id', sa.Integer(), nullable=False),
@@ -65,7 +67,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_ledger_tx_tenant_id_tenants')),
     sa.PrimaryKeyConstraint('tenant_id', 'seq', name=op.f('pk_ledger_tx')),
-    sa.UniqueConstraint('tenant_id', 'key', name='uq_ledger_tx_tenant_key')
+    sa.UniqueConstraint('tenant_id', 'key', name='uq_ledger_tx_tenant_key'),
+    sqlite_with_rowid=False
     )
     op.create_table('members',
     sa.Column('tenant_id', sa.Integer(), nullable=False),
@@ -82,7 +85,8 @@ def upgrade() -> None:
     sa.Column('trigger', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_members_tenant_id_tenants')),
     sa.PrimaryKeyConstraint('tenant_id', 'no', name=op.f('pk_members')),
-    sa.UniqueConstraint('tenant_id', 'code', name='uq_members_tenant_code')
+    sa.UniqueConstraint('tenant_id', 'code', name='uq_members_tenant_code'),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.create_index('ix_members_tenant_trigger', ['tenant_id', 'trigger'], unique=False)
@@ -116,7 +120,8 @@ def upgrade() -> None:
     sa.Column('credit', sa.String(length=32), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_transfers_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('tenant_id', 'seq', 'n', name=op.f('pk_transfers'))
+    sa.PrimaryKeyConstraint('tenant_id', 'seq', 'n', name=op.f('pk_transfers')),
+    sqlite_with_rowid=False
     )
     # ### end Alembic commands ###
 
