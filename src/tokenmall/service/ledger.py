@@ -756,6 +756,52 @@ class Ledger:
                 }
         return out
 
+    def verify_chain(self, tenant_id: int) -> int | None:
+        """Recompute every leaf and chain hash of the tenant's log from the stored rows.
+
+        Returns None when the whole log and the tenant's head agree, else the first sequence
+        number whose row does not match (a changed payload, result, transfer or hash).
+        """
+        t = s.ledger_tx.c
+        tr = s.transfers.c
+        head = GENESIS
+        expected = 1
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.seq, t.key, t.payload, t.result, t.leaf_hash, t.chain_hash)
+                .where(t.tenant_id == tenant_id)
+                .order_by(t.seq)
+            )
+            for row in rows:
+                if row.seq != expected:
+                    return expected
+                expected += 1
+                moves = conn.execute(
+                    select(tr.asset, tr.debit, tr.credit, tr.amount)
+                    .where(tr.tenant_id == tenant_id, tr.seq == row.seq)
+                    .order_by(tr.n)
+                ).all()
+                digest = hashlib.sha256(
+                    "".join(f"{a}|{d}|{c}|{n}\n" for a, d, c, n in moves).encode()
+                ).hexdigest()
+                entry = (
+                    f'{{"key":{_dumps(row.key)},"payload":{row.payload},"result":{row.result},'
+                    f'"seq":{row.seq},"transfers":"{digest}"}}'
+                ).encode()
+                leaf = hashlib.sha256(b"\x00" + entry).hexdigest()
+                chain = hashlib.sha256(bytes.fromhex(head) + bytes.fromhex(leaf)).hexdigest()
+                if leaf != row.leaf_hash or chain != row.chain_hash:
+                    return int(row.seq)
+                head = chain
+            st = conn.execute(
+                select(s.tenant_state.c.head, s.tenant_state.c.seq).where(
+                    s.tenant_state.c.tenant_id == tenant_id
+                )
+            ).one()
+        if st.seq != expected - 1 or st.head != head:
+            return expected
+        return None
+
     def balances(self, tenant_id: int) -> dict[tuple[str, str], Decimal]:
         """Every account's balance (system and members), from the stored balances."""
         out: dict[tuple[str, str], Decimal] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Float,
     ForeignKey,
@@ -81,6 +82,11 @@ accounts = Table(
     Column("account", String(32), primary_key=True),
     Column("asset", String(3), primary_key=True),
     Column("balance", BigInteger, nullable=False, default=0),
+    # the last line of defence for "cannot go negative": the domain refuses first
+    CheckConstraint(
+        "balance >= 0 OR account IN ('world', 'revenue', 'issuance', 'sp_issuance')",
+        name="ck_accounts_non_negative",
+    ),
     sqlite_with_rowid=False,
 )
 
@@ -102,6 +108,7 @@ members = Table(
     # exactly.  NULL when the member can never be due (no EP or never bought).
     Column("trigger", Float, nullable=True),
     UniqueConstraint("tenant_id", "code", name="uq_members_tenant_code"),
+    CheckConstraint("ep >= 0 AND sp >= 0 AND quota >= 0", name="ck_members_non_negative"),
     Index("ix_members_tenant_trigger", "tenant_id", "trigger"),
     sqlite_with_rowid=False,
 )

@@ -1,0 +1,66 @@
+"""Shared fixtures: every test that touches a database runs on SQLite and on PostgreSQL.
+
+PostgreSQL is used when ``TOKENMALL_TEST_PG_URL`` is set (``.ci/run`` and ``make test`` set it
+and start the server); without it the PostgreSQL cases are skipped with that reason.  Tests are
+isolated by tenant (a fresh tenant code per test), which is also what multi-tenancy promises.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from tokenmall.service.ledger import Ledger
+from tokenmall.store.db import create_db_engine, migrate
+
+PG_URL = os.environ.get("TOKENMALL_TEST_PG_URL")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def _pg_engine() -> Iterator[Engine]:
+    if not PG_URL:
+        pytest.skip("TOKENMALL_TEST_PG_URL is not set (make test sets it)")
+    engine = create_db_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database URL: a fresh SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tokenmall.db'}"
+        engine = create_db_engine(url)
+        migrate(engine)
+        engine.dispose()
+        return url
+    request.getfixturevalue("_pg_engine")
+    assert PG_URL is not None
+    return PG_URL
+
+
+@pytest.fixture
+def db_engine(db_url: str) -> Iterator[Engine]:
+    engine = create_db_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ledger(db_engine: Engine) -> Ledger:
+    return Ledger(db_engine)
+
+
+@pytest.fixture
+def tenant_code() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
