@@ -187,9 +187,8 @@ def test_database_refuses_a_negative_wallet(ledger: Ledger, tenant_code: str) ->
     """The CHECK constraint backs the domain: even a buggy writer cannot store a negative."""
     tid = ledger.create_tenant(tenant_code)
     ledger.submit(tid, [("k", Purchase("o", "A", D(100)))])
-    with pytest.raises(Exception, match="(?i)check|constraint"):  # noqa: PT011
-        with ledger.engine.begin() as conn:
-            conn.execute(text("UPDATE members SET ep = -1 WHERE tenant_id = :t"), {"t": tid})
+    with pytest.raises(Exception, match=r"(?i)check|constraint"), ledger.engine.begin() as conn:
+        conn.execute(text("UPDATE members SET ep = -1 WHERE tenant_id = :t"), {"t": tid})
     assert ledger.members(tid)["A"]["points"] == "21"
 
 
