@@ -176,7 +176,8 @@ def test_tampering_breaks_the_chain(ledger: Ledger, tenant_code: str) -> None:
     with ledger.engine.begin() as conn:
         conn.execute(
             text(
-                "UPDATE transfers SET amount = amount + 1 WHERE tenant_id = :t AND seq = 3 AND n = 1"
+                "UPDATE transfers SET amount = amount + 1 "
+                "WHERE tenant_id = :t AND seq = 3 AND n = 1"
             ),
             {"t": tid},
         )
