@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, on SQLite and on PostgreSQL, plus ruff and mypy --strict.
+# Starts the local PostgreSQL server if it is down (as CI needs) and creates the test database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_HOST=127.0.0.1
+PG_DB=tokenmall_test
+if ! pg_isready -q -h "$PG_HOST" -p 5432; then
+  echo "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  for _ in $(seq 1 30); do pg_isready -q -h "$PG_HOST" -p 5432 && break; sleep 1; done
+fi
+if ! psql -h "$PG_HOST" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" | grep -q 1; then
+  psql -h "$PG_HOST" -U postgres -qc "CREATE DATABASE $PG_DB"
+fi
+export TOKENMALL_TEST_PG_URL="postgresql://postgres@$PG_HOST:5432/$PG_DB"
+
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+.venv/bin/pytest -q -p no:cacheprovider "$@"
