@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from tokenmall.domain.dividends import water_fill
@@ -97,6 +98,21 @@ def _member_from_row(row: Any) -> Member:
     return m
 
 
+_MEMBER_SELECT = (
+    "SELECT no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited "
+    "FROM members WHERE tenant_id = ? AND "
+)
+
+
+def _in_query(
+    conn: Connection, head: str, column: str, tenant_id: int, values: Sequence[str]
+) -> Any:
+    """``head + column IN (values)`` on the driver: the hot path skips SQL compilation."""
+    ph = "?" if conn.dialect.name == "sqlite" else "%s"
+    sql = head.replace("?", ph) + f"{column} IN ({', '.join([ph] * len(values))})"
+    return conn.exec_driver_sql(sql, (tenant_id, *values))
+
+
 def _trigger_float(m: Member) -> float | None:
     if m.spent <= 0 or m.ep <= 0:
         return None
@@ -116,16 +132,12 @@ class _SqlSource:
         self._frontier_known = False
 
     def prefetch(self, codes: Iterable[str], orders: Iterable[str]) -> None:
-        t = s.members.c
         want = [c for c in set(codes) if c not in self.members]
         for i in range(0, len(want), _CHUNK):
             part = want[i : i + _CHUNK]
             for c in part:
                 self.members[c] = None
-            rows = self.conn.execute(
-                select(s.members).where(t.tenant_id == self.tenant_id, t.code.in_(part))
-            )
-            for row in rows:
+            for row in _in_query(self.conn, _MEMBER_SELECT, "code", self.tenant_id, part):
                 self.members[row.code] = _member_from_row(row)
         g = s.grants.c
         want_o = [o for o in set(orders) if o not in self.grants]
@@ -432,16 +444,17 @@ class Ledger:
         self, conn: Connection, tenant_id: int, keys: list[str]
     ) -> dict[str, tuple[str, int, dict[str, Any] | None]]:
         out: dict[str, tuple[str, int, dict[str, Any] | None]] = {}
-        t = s.ledger_tx.c
         uniq = list(dict.fromkeys(keys))
         for i in range(0, len(uniq), _CHUNK):
             part = uniq[i : i + _CHUNK]
-            for row in conn.execute(
-                select(t.key, t.content_hash, t.seq, t.result).where(
-                    t.tenant_id == tenant_id, t.key.in_(part)
-                )
+            for row in _in_query(
+                conn,
+                "SELECT key, content_hash, seq, result FROM ledger_tx WHERE tenant_id = ? AND ",
+                "key",
+                tenant_id,
+                part,
             ):
-                out[row.key] = (row.content_hash, row.seq, json.loads(row.result))
+                out[row.key] = (row.content_hash, row.seq, orjson.loads(row.result))
         return out
 
     @staticmethod
