@@ -1,0 +1,429 @@
+"""The ``tokenmall`` command line: scenarios, the seed demo, schema upgrades and tenants.
+
+Every command goes through the same :class:`~tokenmall.service.ledger.Ledger` as the API, so
+what the CLI prints is what the engine does.  A mistake by the user (a bad file, an invalid
+event, an unknown tenant, a bad parameter or database URL) ends with one line on stderr and exit
+status 2, never a traceback: operators script these commands and read their logs.  A
+traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine, inspect, make_url, select
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from tokenmall.domain.economy import BuyPoints, CloseDay, Exchange, Purchase, Redeem, Refund, Sell
+from tokenmall.domain.params import TenantParams
+from tokenmall.errors import InvariantViolation, TokenmallError
+from tokenmall.scenario import (
+    CHUNK_SIZE,
+    DEFAULT_TENANT,
+    STEP_KEYS,
+    Event,
+    Scenario,
+    ScenarioRun,
+    check_tenant_code,
+    load_scenario,
+    open_store,
+    parse_scenario,
+    run_on,
+)
+from tokenmall.service.codec import dec
+from tokenmall.service.ledger import Ledger
+from tokenmall.settings import Settings
+from tokenmall.store import schema
+from tokenmall.store.db import create_db_engine, migrate
+
+__all__ = ["app", "main"]
+
+USER_ERROR = 2
+DEMO_DB = "tokenmall-demo.db"
+DEMO_TENANT = "demo"
+DEMO_PURCHASES = 100
+_PROGRESS_FROM = 1000  # events; shorter runs finish before a bar is worth drawing
+_TABLE_EDGE = 20  # steps shown at each end of a long run's table
+
+app = typer.Typer(
+    name="tokenmall",
+    help="An exact, auditable engine for incentive commerce (appreciating points, dividends).",
+    no_args_is_help=True,
+    add_completion=False,
+    # locals can hold database URLs with passwords; a bug's traceback must not print them
+    pretty_exceptions_show_locals=False,
+)
+scenario_app = typer.Typer(help="Run scenario files (SPEC.md section 7).", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants (one mall each) and their parameters.", no_args_is_help=True)
+app.add_typer(scenario_app, name="scenario")
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="SQLAlchemy URL, e.g. sqlite:///tokenmall.db or postgresql://user@host/db "
+        "(default: $TOKENMALL_DB_URL, else sqlite:///tokenmall.db).",
+        show_default=False,
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _console() -> Console:
+    """stdout console; when it is not a terminal (a pipe, a log, a test), wide enough that
+    tables keep their numbers whole instead of folding them at 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _fail(message: str, code: int = USER_ERROR) -> NoReturn:
+    typer.echo(f"tokenmall: error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code)
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
+
+
+@contextmanager
+def _user_errors(db_url: str | None = None) -> Iterator[None]:
+    """Turn the errors a user can cause into one line and an exit status."""
+    try:
+        yield
+    except InvariantViolation as exc:  # the engine refused to commit a broken state: a bug
+        _fail(f"internal error, nothing was committed: {exc}", 1)
+    except TokenmallError as exc:
+        _fail(str(exc))
+    except OverflowError:  # sums past the store's 64-bit atoms (SQLite raises it unwrapped)
+        _fail("a balance would exceed what the store can hold; nothing of this batch was kept")
+    except ArgumentError as exc:
+        _fail(f"bad database URL: {exc}")
+    except OperationalError as exc:
+        where = f" at {_safe_url(db_url)}" if db_url else ""
+        first = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc) else ""
+        _fail(f"database unavailable{where}: {first}", 1)
+    except DBAPIError as exc:
+        first = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc) else ""
+        _fail(f"database error: {first}", 1)
+
+
+def _db_url(db: str | None) -> str:
+    return db or Settings().db_url
+
+
+@contextmanager
+def _engine(url: str) -> Iterator[Engine]:
+    engine = create_db_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _require_schema(engine: Engine, url: str) -> None:
+    if not inspect(engine).has_table(schema.tenants.name):
+        _fail(f"no tokenmall schema at {_safe_url(url)}: run `tokenmall db upgrade` first")
+
+
+# ----------------------------------------------------------------------------- scenario run
+
+
+def _describe(event: Event) -> tuple[str, str]:
+    """(what, who) for a step's row in the table."""
+    cmd = event.command
+    if isinstance(cmd, Purchase):
+        who = cmd.member if cmd.referrer is None else f"{cmd.member} (ref {cmd.referrer})"
+        return f"purchase {cmd.amount}", who
+    if isinstance(cmd, Sell | Exchange | Redeem):
+        return f"{event.kind} {cmd.points} EP", cmd.member
+    if isinstance(cmd, Refund):
+        return f"refund {cmd.order}", ""
+    if isinstance(cmd, BuyPoints):
+        return f"buy_points {cmd.stable} SP", cmd.member
+    return event.kind if not isinstance(cmd, CloseDay) or not cmd.day else f"close {cmd.day}", ""
+
+
+def _steps_table(scenario: Scenario, run: ScenarioRun) -> Table:
+    n = len(run.steps)
+    rows = list(range(n))
+    if n > 2 * _TABLE_EDGE:
+        rows = [*range(_TABLE_EDGE), -1, *range(n - _TABLE_EDGE, n)]
+    table = Table(
+        title="Steps",
+        caption=f"{2 * _TABLE_EDGE} of {n} steps shown; --json prints all" if -1 in rows else None,
+    )
+    table.add_column("#", justify="right")
+    table.add_column("event")
+    table.add_column("member")
+    for key in STEP_KEYS:
+        table.add_column(key.replace("_", " "), justify="right")
+    for i in rows:
+        if i < 0:
+            table.add_row("…", *[""] * (2 + len(STEP_KEYS)))
+            continue
+        what, who = _describe(scenario.events[i])
+        table.add_row(str(i), what, who, *[str(run.steps[i][k]) for k in STEP_KEYS])
+    return table
+
+
+def _members_table(run: ScenarioRun) -> Table:
+    table = Table(title="Members")
+    table.add_column("member")
+    for title in ("points", "stable", "quota left", "spent", "dividends"):
+        table.add_column(title, justify="right")
+    table.add_column("exited")
+    for code, m in run.members.items():
+        table.add_row(
+            code,
+            m["points"],
+            m["stable"],
+            m["quota_remaining"],
+            m["spent"],
+            m["dividends"],
+            "yes" if m["exited"] else "",
+        )
+    return table
+
+
+@scenario_app.command("run")
+def scenario_run(
+    file: Annotated[Path, typer.Argument(help="Scenario file, JSON or YAML.", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print only the JSON result (SPEC.md section 7).")
+    ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help="Run on this database and keep the result (default: a temporary SQLite file). "
+            "Re-running on the same URL resumes: events already committed are replayed.",
+            show_default=False,
+        ),
+    ] = None,
+    tenant: Annotated[
+        str, typer.Option("--tenant", help="Tenant code to run on (created if missing).")
+    ] = DEFAULT_TENANT,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Events per database transaction.")
+    ] = CHUNK_SIZE,
+) -> None:
+    """Run every event of FILE through the ledger and print the steps and the members."""
+    with _user_errors(db):
+        scenario = load_scenario(file)
+        total = len(scenario.events)
+        with open_store(db) as engine:
+            if as_json or total < _PROGRESS_FROM:
+                run = run_on(engine, scenario, tenant=tenant, chunk_size=chunk_size)
+            else:
+                with Progress(
+                    TextColumn("events"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=Console(stderr=True),
+                    transient=True,
+                ) as progress:
+                    bar = progress.add_task("events", total=total)
+                    run = run_on(
+                        engine,
+                        scenario,
+                        tenant=tenant,
+                        chunk_size=chunk_size,
+                        on_progress=lambda done, _total: progress.update(bar, completed=done),
+                    )
+    if as_json:
+        typer.echo(json.dumps(run.output(), indent=2, ensure_ascii=False))
+        return
+    console = _console()
+    console.print(_steps_table(scenario, run))
+    console.print(_members_table(run))
+    resumed = f", {run.replayed} replayed (already in the store)" if run.replayed else ""
+    console.print(f"{total} events: {run.applied} applied{resumed}.")
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _demo_scenario() -> Scenario:
+    """SPEC.md section 2: A, B, C, D buy for 100 CNY each, then 96 more buyers, no referrers."""
+    buyers = ["A", "B", "C", "D"] + [f"M{i:03d}" for i in range(5, DEMO_PURCHASES + 1)]
+    events: list[dict[str, Any]] = [
+        {"type": "purchase", "member": b, "amount": "100"} for b in buyers
+    ]
+    # referral_ratio plays no part (nobody has a referrer); default parameters otherwise
+    return parse_scenario({"events": events})
+
+
+def _pct(rate: Decimal) -> str:
+    return f"{dec(rate * 100)}%"
+
+
+def _fresh_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@app.command()
+def demo(
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help=f"Database to run on (default: ./{DEMO_DB}, recreated each run). On another "
+            f"database the tenant {DEMO_TENANT!r} is reused and its events replayed.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the seed's worked example through the real ledger and print its table."""
+    url = db or f"sqlite:///{Path.cwd() / DEMO_DB}"
+    scenario = _demo_scenario()
+    with _user_errors(url):
+        if db is None:
+            try:
+                _fresh_sqlite(Path.cwd() / DEMO_DB)
+            except OSError as exc:
+                _fail(f"cannot recreate ./{DEMO_DB}: {exc.strerror or exc}")
+        with open_store(url) as engine:
+            run = run_on(engine, scenario, tenant=DEMO_TENANT)
+    params = scenario.params
+    console = _console()
+    console.print(
+        f"The seed's worked example through the ledger on {_safe_url(url)}: each purchase of "
+        f"100 CNY puts {_pct(params.pool_rate)} of it into the pool and gives the buyer EP "
+        f"worth {_pct(params.gift_ratio)} of that at the price before the purchase "
+        f"(initial price {dec(params.initial_price)} CNY).",
+        soft_wrap=True,
+    )
+    table = Table(title="SPEC.md section 2")
+    for title in ("purchase", "EP to buyer", "pool", "circulating", "price after"):
+        table.add_column(title, justify="left" if title == "purchase" else "right")
+    for event, step in list(zip(scenario.events, run.steps, strict=True))[:4]:
+        assert isinstance(event.command, Purchase)
+        table.add_row(
+            event.command.member,
+            step["figures"]["points"],
+            step["pool"],
+            step["circulating"],
+            step["price"],
+        )
+    console.print(table)
+    last = run.steps[-1]
+    console.print(
+        f"After purchase {len(run.steps)} (A-D, then {len(run.steps) - 4} more buyers of 100 "
+        f"CNY): pool {last['pool']}, circulating {last['circulating']}, "
+        f"price {last['price']}.",
+        soft_wrap=True,
+    )
+    console.print(
+        "Mechanism: price = pool / circulating EP. A purchase adds CNY to the pool and issues "
+        "EP worth less than that at the current price, and a sale pays out less than the price "
+        f"(the {_pct(params.sell_fee)} fee stays in the pool), so with these parameters the "
+        "price goes up - by how much depends entirely on new money coming in. It is an "
+        "accounting ratio backed by the pool, not a promised return.",
+        soft_wrap=True,
+    )
+    if run.replayed:
+        console.print(f"({run.replayed} events were already in the store and were replayed.)")
+
+
+# ----------------------------------------------------------------------------- db, tenant
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Create or upgrade the schema to the newest revision (idempotent)."""
+    url = _db_url(db)
+    with _user_errors(url), _engine(url) as engine:
+        migrate(engine)
+    typer.echo(f"schema at {_safe_url(url)} is up to date")
+
+
+def _parse_params(pairs: list[str]) -> TenantParams:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            _fail(f"--param {pair!r}: expected NAME=VALUE, e.g. --param referral_ratio=0.05")
+        if name in values:
+            _fail(f"--param {name} given twice")
+        values[name] = value.strip()
+    return TenantParams.from_mapping(values)
+
+
+def _params_line(params: TenantParams) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.to_mapping().items())
+
+
+@tenant_app.command("create")
+def tenant_create(
+    code: Annotated[str, typer.Argument(help="Tenant code, e.g. brand-mall.", show_default=False)],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="NAME=VALUE",
+            help="A tenant parameter (SPEC.md section 1), repeatable; others take defaults.",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Create a tenant with its economic parameters."""
+    url = _db_url(db)
+    with _user_errors(url):
+        check_tenant_code(code)
+        params = _parse_params(param or [])
+        with _engine(url) as engine:
+            _require_schema(engine, url)
+            tid = Ledger(engine).create_tenant(code, params)
+    typer.echo(f"created tenant {code} (id {tid}): {_params_line(params)}")
+
+
+@tenant_app.command("show")
+def tenant_show(
+    code: Annotated[str, typer.Argument(help="Tenant code.", show_default=False)],
+    db: DbOption = None,
+) -> None:
+    """Print a tenant's parameters."""
+    url = _db_url(db)
+    with _user_errors(url), _engine(url) as engine:
+        _require_schema(engine, url)
+        tid = Ledger(engine).tenant_id(code)
+        with engine.connect() as conn:
+            raw = conn.execute(
+                select(schema.tenants.c.params).where(schema.tenants.c.id == tid)
+            ).scalar_one()
+        params = TenantParams.from_mapping(json.loads(raw))
+    typer.echo(f"tenant {code} (id {tid}): {_params_line(params)}")
+
+
+def main() -> None:
+    """Console-script entry point (``tokenmall``, ``python -m tokenmall``)."""
+    try:
+        app(prog_name="tokenmall")
+    except KeyboardInterrupt:  # pragma: no cover - interactive only
+        sys.exit(130)
