@@ -441,8 +441,8 @@ class Economy:
         # check), not as the InvalidCommand every bad input must raise.
         for name in _DECIMAL_FIELDS[type(cmd)]:
             v = getattr(cmd, name)
-            if v is not None and not v.is_finite():
-                raise InvalidCommand(f"{name} must be a finite number, got {v}")
+            if v is not None and (not v.is_finite() or v.adjusted() >= _MAX_DIGITS):
+                raise InvalidCommand(f"{name} must be a finite number below 10^12, got {v}")
         if isinstance(cmd, Purchase):
             out = self._purchase(cmd)
         elif isinstance(cmd, Sell):
@@ -735,6 +735,8 @@ _DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {
     CloseDay: (),
     Refund: ("amount",),
 }
+# Stored atoms are 64-bit: 10^12 CNY at 4 places or EP at 8 places stays far inside that.
+_MAX_DIGITS = 12
 _POOL = (SystemAccount.POOL, Asset.CNY)
 _ISSUANCE = (SystemAccount.ISSUANCE, Asset.EP)
 _BURNED = (SystemAccount.BURNED, Asset.EP)
