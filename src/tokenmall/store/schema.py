@@ -32,11 +32,13 @@ from sqlalchemy import (
 
 __all__ = [
     "accounts",
+    "escrows",
     "grants",
     "ledger_tx",
     "members",
     "metadata",
     "param_changes",
+    "payout_holds",
     "tenant_state",
     "tenants",
     "transfers",
@@ -127,6 +129,39 @@ grants = Table(
     Column("ep_referrer", BigInteger, nullable=False),
     Column("quota", BigInteger, nullable=False),
     Column("refunded", BigInteger, nullable=False, default=0),
+    # order total (CNY + SP + value of EP redeemed) and its CNY part: refunds return money in
+    # the mix it was paid; for a plain purchase both equal ``amount``
+    Column("total", BigInteger, nullable=False),
+    Column("cny_part", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Money of a paid order waiting for settlement (R11: rewards are pending until then).
+escrows = Table(
+    "escrows",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("order_ref", String(64), primary_key=True),
+    Column("member", String(64), nullable=False),
+    Column("cny", BigInteger, nullable=False),
+    Column("sp", BigInteger, nullable=False),
+    Column("ep_points", BigInteger, nullable=False),
+    Column("ep_value", BigInteger, nullable=False),
+    Column("refunded", BigInteger, nullable=False, default=0),
+    Column("settled", Boolean, nullable=False, default=False),
+    sqlite_with_rowid=False,
+)
+
+# SP taken out of a wallet for a withdrawal until the provider confirms or it is rejected.
+payout_holds = Table(
+    "payout_holds",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("request_ref", String(64), primary_key=True),
+    Column("member", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False),
+    Column("status", String(12), nullable=False),  # held | paid | released
     sqlite_with_rowid=False,
 )
 
@@ -163,6 +198,7 @@ transfers = Table(
 
 param_changes = Table(
     "param_changes",
+    "payout_holds",
     metadata,
     Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
     Column("id", Integer, primary_key=True, autoincrement=False),
