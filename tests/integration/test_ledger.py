@@ -15,9 +15,14 @@ from tokenmall.domain.economy import (
     Command,
     Economy,
     Exchange,
+    Join,
+    Pay,
+    PayoutResult,
     Purchase,
     Refund,
     Sell,
+    Settle,
+    Withdraw,
 )
 from tokenmall.domain.params import TenantParams
 from tokenmall.money import show_price
@@ -95,15 +100,53 @@ def test_rejected_command_changes_nothing_and_others_apply(
     assert set(ledger.members(tid)) == {"A", "B"}
 
 
-def _random_commands(rng: random.Random, n: int) -> list[tuple[str, Command]]:
+def _random_commands(
+    rng: random.Random, n: int, *, orders_flow: bool = False
+) -> list[tuple[str, Command]]:
     names = [f"u{i}" for i in range(12)]
     # referral links are permanent: each member keeps the one referrer it was given
     refs = {n: (None if i < 2 else names[rng.randrange(i)]) for i, n in enumerate(names)}
     cmds: list[tuple[str, Command]] = []
     orders: list[str] = []
+    paid: list[str] = []
+    holds: list[str] = []
+    if orders_flow:
+        cmds += [(f"j{i}", Join(nm, refs[nm])) for i, nm in enumerate(names)]
     for i in range(n):
         r = rng.random()
         who = rng.choice(names)
+        if orders_flow and r < 0.30:
+            o = f"p{i}"
+            cmds.append(
+                (
+                    f"e{i}",
+                    Pay(
+                        o,
+                        who,
+                        cny=D(rng.randint(0, 50000)) / 100,
+                        sp=D(rng.choice([0, 0, rng.randint(1, 2000)])) / 100,
+                        points=D(rng.choice([0, 0, rng.randint(1, 500)])) / 100,
+                    ),
+                )
+            )
+            paid.append(o)
+            continue
+        if orders_flow and r < 0.40 and paid:
+            cmds.append((f"e{i}", Settle(rng.choice(paid))))
+            continue
+        if orders_flow and r < 0.45 and paid:
+            amt = None if rng.random() < 0.5 else D(rng.randint(1, 5000)) / 100
+            cmds.append((f"e{i}", Refund(rng.choice(paid), amt)))
+            continue
+        if orders_flow and r < 0.50:
+            req = f"w{i}"
+            cmds.append((f"e{i}", Withdraw(req, who, D(rng.randint(1, 3000)) / 100, D("0.5"))))
+            holds.append(req)
+            continue
+        if orders_flow and r < 0.55 and holds:
+            cmds.append((f"e{i}", PayoutResult(rng.choice(holds), rng.random() < 0.5)))
+            continue
+        r = rng.random()
         if r < 0.55 or not orders:
             ref = refs[who]
             amount = D(rng.randint(1, 300000)) / 100
@@ -124,15 +167,17 @@ def _random_commands(rng: random.Random, n: int) -> list[tuple[str, Command]]:
     return cmds
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_store_matches_the_pure_domain(ledger: Ledger, tenant_code: str, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "orders_flow"), [(1, False), (2, False), (3, True), (4, True)])
+def test_store_matches_the_pure_domain(
+    ledger: Ledger, tenant_code: str, seed: int, orders_flow: bool
+) -> None:
     """Differential: batches on the database == the in-memory economy, event by event.
 
     This checks the adapter's lazy member loading, its exit pre-filter and its bulk SQL day
     close against the domain's reference implementation.
     """
     rng = random.Random(seed)
-    cmds = _random_commands(rng, 400)
+    cmds = _random_commands(rng, 400, orders_flow=orders_flow)
     params = TenantParams(referral_ratio=D("0.25"), quota_multiplier=D("1.2"))
     tid = ledger.create_tenant(tenant_code, params)
     eco = Economy(params)

@@ -54,16 +54,23 @@ __all__ = [
     "CloseDay",
     "Command",
     "Economy",
+    "Escrow",
     "Exchange",
     "Grant",
+    "Join",
     "Member",
     "MemberSource",
+    "Pay",
+    "PayoutHold",
+    "PayoutResult",
     "Purchase",
     "Redeem",
     "Refund",
     "Sell",
+    "Settle",
     "SystemAccount",
     "Transfer",
+    "Withdraw",
 ]
 
 
@@ -85,6 +92,8 @@ class SystemAccount(StrEnum):
     BURNED = "burned"  # EP sink
     TREASURY = "treasury"  # EP taken in by exchange to SP, sold again for SP
     SP_ISSUANCE = "sp_issuance"  # SP source/sink
+    ESCROW = "escrow"  # CNY of paid orders waiting for settlement
+    PAYOUT_HOLD = "payout_hold"  # CNY of withdrawals waiting for the provider
 
 
 # Accounts that hold real value and so may never go negative.
@@ -95,6 +104,8 @@ NON_NEGATIVE: frozenset[tuple[str, Asset]] = frozenset(
         (SystemAccount.SP_RESERVE, Asset.CNY),
         (SystemAccount.TREASURY, Asset.EP),
         (SystemAccount.BURNED, Asset.EP),
+        (SystemAccount.ESCROW, Asset.CNY),
+        (SystemAccount.PAYOUT_HOLD, Asset.CNY),
     }
 )
 
@@ -153,6 +164,47 @@ class Grant:
     ep_referrer: Decimal
     quota: Decimal
     refunded: Decimal = ZERO
+    new: bool = False
+    # The order's total (CNY + SP + value of EP redeemed) and its CNY part: a refund returns
+    # money in the mix it was paid (CNY to the payer's account, the rest as SP).  None = amount.
+    total: Decimal | None = None
+    cny_part: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        if self.total is None:
+            self.total = self.amount
+        if self.cny_part is None:
+            self.cny_part = self.amount
+
+
+@dataclass(slots=True, eq=False)
+class Escrow:
+    """A paid order's money, held until the order settles or is refunded (R11)."""
+
+    order: str
+    member: str
+    cny: Decimal
+    sp: Decimal
+    ep_points: Decimal
+    ep_value: Decimal
+    refunded: Decimal = ZERO
+    settled: bool = False
+    new: bool = False
+
+    @property
+    def total(self) -> Decimal:
+        return self.cny + self.sp + self.ep_value
+
+
+@dataclass(slots=True, eq=False)
+class PayoutHold:
+    """SP taken from a wallet for a withdrawal, until the provider pays it or it is released."""
+
+    request: str
+    member: str
+    amount: Decimal
+    fee: Decimal
+    status: str = "held"  # held | paid | released
     new: bool = False
 
 
@@ -219,7 +271,72 @@ class Refund:
     amount: Decimal | None = None
 
 
-Command = Purchase | Sell | Redeem | Exchange | BuyPoints | CloseDay | Refund
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A member joins, optionally under a referrer (the link is permanent)."""
+
+    member: str
+    referrer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pay:
+    """An order is paid: CNY from outside, SP from the wallet and EP redeemed (R4) go to escrow.
+
+    Rewards wait for :class:`Settle`; a refund before then returns the money and nothing else.
+    """
+
+    order: str
+    member: str
+    cny: Decimal = ZERO
+    sp: Decimal = ZERO
+    points: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """The return window closed: the escrowed order becomes a purchase (R1) on what is left.
+
+    Only the CNY and SP parts earn rewards; the part paid with EP already came from the pool.
+    """
+
+    order: str
+    pool_amount: Decimal | None = None
+    fund_amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Hold ``amount`` SP of a wallet for a payout; ``fee`` of it goes to the platform."""
+
+    request: str
+    member: str
+    amount: Decimal
+    fee: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutResult:
+    """The provider paid a held withdrawal (``paid``) or it was rejected / failed (released)."""
+
+    request: str
+    paid: bool
+
+
+Command = (
+    Purchase
+    | Sell
+    | Redeem
+    | Exchange
+    | BuyPoints
+    | CloseDay
+    | Refund
+    | Join
+    | Pay
+    | Settle
+    | Withdraw
+    | PayoutResult
+)
 
 
 class MemberSource(Protocol):
@@ -230,6 +347,12 @@ class MemberSource(Protocol):
 
     def fetch_grant(self, order: str) -> Grant | None:
         """The stored grant of a settled order, or None."""
+
+    def fetch_escrow(self, order: str) -> Escrow | None:
+        """The stored escrow of a paid order, or None."""
+
+    def fetch_hold(self, request: str) -> PayoutHold | None:
+        """The stored payout hold, or None."""
 
     def due(self, pool: Decimal, circulating: Decimal, exclude: Container[str]) -> Iterable[Member]:
         """Members not in ``exclude`` whose stored trigger price may be <= pool/circulating.
@@ -266,6 +389,10 @@ class Economy:
         self.source = source
         self.members: dict[str, Member] = {}
         self.grants: dict[str, Grant] = {}
+        self.escrows: dict[str, Escrow] = {}
+        self.holds: dict[str, PayoutHold] = {}
+        self.dirty_escrows: set[str] = set()
+        self.dirty_holds: set[str] = set()
         self._journal: list[Transfer] = []
         self._heap: list[tuple[Decimal, int, int, str]] = []
         self.dirty: set[str] = set()
@@ -457,6 +584,16 @@ class Economy:
             out = self._close_day()
         elif isinstance(cmd, Refund):
             out = self._refund(cmd)
+        elif isinstance(cmd, Join):
+            out = self._join(cmd)
+        elif isinstance(cmd, Pay):
+            out = self._pay(cmd)
+        elif isinstance(cmd, Settle):
+            out = self._settle(cmd)
+        elif isinstance(cmd, Withdraw):
+            out = self._withdraw(cmd)
+        elif isinstance(cmd, PayoutResult):
+            out = self._payout_result(cmd)
         else:  # pragma: no cover - the union is closed
             raise InvalidCommand(f"unknown command {cmd!r}")
         out["exits"] = Decimal(self.run_exits())
@@ -505,6 +642,33 @@ class Economy:
         if buyer is None:
             buyer = self._create(cmd.member, cmd.referrer)
 
+        return self._reward(
+            cmd.order,
+            buyer,
+            referrer,
+            x=x,
+            c=c,
+            d=d,
+            source=SystemAccount.WORLD,
+            total=x,
+            cny_part=x,
+        )
+
+    def _reward(
+        self,
+        order: str,
+        buyer: Member,
+        referrer: Member | None,
+        *,
+        x: Decimal,
+        c: Decimal,
+        d: Decimal,
+        source: str,
+        total: Decimal,
+        cny_part: Decimal,
+    ) -> dict[str, Decimal]:
+        """R1/R2 once validated: move x from ``source``, issue EP, grant quota, record it."""
+        p = self.params
         num, den = self.price_ratio()  # price before c enters the pool
         left = p.total_supply - self.issued
         ep_buyer = min(ratio_floor(mul(c, p.gift_ratio, den), num, _EP_EXP), max(left, ZERO))
@@ -513,9 +677,9 @@ class Economy:
         if referrer is not None:
             ep_ref = min(ratio_floor(mul(c, p.referral_ratio, den), num, _EP_EXP), max(left, ZERO))
 
-        self._move(Asset.CNY, SystemAccount.WORLD, SystemAccount.POOL, c)
-        self._move(Asset.CNY, SystemAccount.WORLD, SystemAccount.DIVIDEND_FUND, d)
-        self._move(Asset.CNY, SystemAccount.WORLD, SystemAccount.REVENUE, x - c - d)
+        self._move(Asset.CNY, source, SystemAccount.POOL, c)
+        self._move(Asset.CNY, source, SystemAccount.DIVIDEND_FUND, d)
+        self._move(Asset.CNY, source, SystemAccount.REVENUE, x - c - d)
         self._credit_ep(buyer, ep_buyer, SystemAccount.ISSUANCE)
         if referrer is not None:
             self._credit_ep(referrer, ep_ref, SystemAccount.ISSUANCE)
@@ -526,7 +690,7 @@ class Economy:
         buyer.exited = False
         self._touch(buyer)
         g = Grant(
-            cmd.order,
+            order,
             buyer.code,
             referrer.code if referrer else None,
             x,
@@ -536,9 +700,11 @@ class Economy:
             ep_ref,
             quota,
             new=True,
+            total=total,
+            cny_part=cny_part,
         )
-        self.grants[cmd.order] = g
-        self.dirty_grants.add(cmd.order)
+        self.grants[order] = g
+        self.dirty_grants.add(order)
         return {"points": ep_buyer, "referral_points": ep_ref, "quota": quota}
 
     # ------------------------------------------------------------------ R3, R4
@@ -670,26 +836,31 @@ class Economy:
     # ------------------------------------------------------------------ R11
 
     def _refund(self, cmd: Refund) -> dict[str, Decimal]:
+        esc = self._escrow(cmd.order)
+        if esc is not None and not esc.settled:
+            return self._void(esc, cmd.amount)
         g = self.grants.get(cmd.order)
         if g is None and self.source is not None:
             g = self.source.fetch_grant(cmd.order)
             if g is not None:
                 self.grants[g.order] = g
         if g is None:
-            raise NotFound(f"no settled order {cmd.order!r}")
-        left = g.amount - g.refunded
+            raise NotFound(f"no paid order {cmd.order!r}")
+        total = g.total if g.total is not None else g.amount
+        cny_total = g.cny_part if g.cny_part is not None else g.amount
+        left = total - g.refunded
         r = left if cmd.amount is None else cmd.amount
         if r <= 0 or floor_fen(r) != r:
             raise InvalidCommand("refund amount must be > 0 and whole fen")
         if r > left:
             raise InvalidCommand(f"order {cmd.order!r} has only {left} left to refund")
-        # Cumulative take-back after this refund is floor(total * refunded_after / amount), so
+        # Cumulative take-back after this refund is floor(grant * refunded_after / total), so
         # partial refunds add up to exactly what the order granted once it is fully refunded.
         before, after = g.refunded, g.refunded + r
 
-        def part(total: Decimal, exp: Decimal) -> Decimal:
-            return ratio_floor(mul(total, after), g.amount, exp) - ratio_floor(
-                mul(total, before), g.amount, exp
+        def part(amount: Decimal, exp: Decimal) -> Decimal:
+            return ratio_floor(mul(amount, after), total, exp) - ratio_floor(
+                mul(amount, before), total, exp
             )
 
         buyer = self.member(g.member)
@@ -701,6 +872,8 @@ class Economy:
             take_ref = part(g.ep_referrer, _EP_EXP)
         pool_part = part(g.pool_in, _CNY_EXP)
         quota_part = part(g.quota, _CNY_EXP)
+        spent_part = part(g.amount, _CNY_EXP)
+        cny_back = part(cny_total, _FEN_EXP)
 
         num, den = self.price_ratio()
         burned = ZERO
@@ -714,16 +887,215 @@ class Economy:
                 burned += burn
             who.ep_debt += take - burn
             self._touch(who)
-        back = min(pool_part, ratio_floor(mul(burned, num), den, _FEN_EXP))
-        back = min(back, r)
-        self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.WORLD, back)
-        self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.WORLD, r - back)
+        back = min(pool_part, ratio_floor(mul(burned, num), den, _FEN_EXP), r)
+        # The pool's share goes out first, to the payer's account, then the platform's revenue
+        # covers the rest; what was paid in SP or EP comes back as SP.
+        pool_to_world = min(back, cny_back)
+        self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.WORLD, pool_to_world)
+        self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.WORLD, cny_back - pool_to_world)
+        self._refund_as_sp(buyer, r - cny_back, from_pool=back - pool_to_world)
         buyer.quota = max(ZERO, buyer.quota - quota_part)
-        buyer.spent = max(ZERO, buyer.spent - r)
+        buyer.spent = max(ZERO, buyer.spent - spent_part)
         self._touch(buyer)
         g.refunded += r
         self.dirty_grants.add(g.order)
         return {"burned": burned, "pool_back": back, "debt": buyer.ep_debt}
+
+    def _refund_as_sp(self, m: Member, amount: Decimal, *, from_pool: Decimal) -> None:
+        if amount <= 0:
+            return
+        self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.SP_RESERVE, from_pool)
+        self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.SP_RESERVE, amount - from_pool)
+        self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, amount)
+        self._touch(m)
+
+    # ------------------------------------------------------------------ orders (R4, R11)
+
+    def _escrow(self, order: str) -> Escrow | None:
+        esc = self.escrows.get(order)
+        if esc is None and self.source is not None:
+            esc = self.source.fetch_escrow(order)
+            if esc is not None:
+                self.escrows[order] = esc
+        return esc
+
+    def _join(self, cmd: Join) -> dict[str, Decimal]:
+        if cmd.referrer is not None and cmd.referrer == cmd.member:
+            raise InvalidCommand("a member cannot refer themselves")
+        m = self._find(cmd.member)
+        if m is not None:
+            if cmd.referrer is not None and m.referrer not in (None, cmd.referrer):
+                raise InvalidCommand(
+                    f"member {cmd.member!r} already has referrer {m.referrer!r}; "
+                    "links are permanent"
+                )
+            if m.referrer is None and cmd.referrer is not None:
+                m.referrer = cmd.referrer
+                self.dirty.add(m.code)
+            return {"created": ZERO}
+        if cmd.referrer is not None and self._find(cmd.referrer) is None:
+            self._create(cmd.referrer, None)
+        self._create(cmd.member, cmd.referrer)
+        return {"created": Decimal(1)}
+
+    def _pay(self, cmd: Pay) -> dict[str, Decimal]:
+        if (
+            self._escrow(cmd.order) is not None
+            or cmd.order in self.grants
+            or (self.source is not None and self.source.fetch_grant(cmd.order) is not None)
+        ):
+            raise IdempotencyConflict(f"order {cmd.order!r} was already paid")
+        for name, v in (("cny", cmd.cny), ("sp", cmd.sp)):
+            if v < 0 or floor_fen(v) != v:
+                raise InvalidCommand(f"{name} must be >= 0 and whole fen")
+        if cmd.points < 0 or floor_ep(cmd.points) != cmd.points:
+            raise InvalidCommand("points must be >= 0 with at most 8 decimal places")
+        if cmd.cny + cmd.sp + cmd.points <= 0:
+            raise InvalidCommand("a payment must pay something")
+        m = self._find(cmd.member)
+        if m is None:
+            if cmd.sp > 0 or cmd.points > 0:
+                raise UnknownMember(f"unknown member {cmd.member!r}")
+            m = self._create(cmd.member, None)
+        if cmd.sp > m.sp:
+            raise InsufficientBalance(f"member {cmd.member!r} holds {m.sp} SP, {cmd.sp} asked")
+        if cmd.points > m.ep:
+            raise InsufficientBalance(f"member {cmd.member!r} holds {m.ep} EP, {cmd.points} asked")
+        ep_value = ZERO
+        if cmd.points > 0:
+            num, den = self.price_ratio()
+            ep_value = ratio_floor(mul(cmd.points, num, 1 - self.params.sell_fee), den, _FEN_EXP)
+            self._remember_empty_price(cmd.points)
+            self._move(Asset.EP, m, SystemAccount.BURNED, cmd.points)
+            self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.ESCROW, ep_value)
+        self._move(Asset.CNY, SystemAccount.WORLD, SystemAccount.ESCROW, cmd.cny)
+        if cmd.sp > 0:
+            self._move(Asset.SP, m, SystemAccount.SP_ISSUANCE, cmd.sp)
+            self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.ESCROW, cmd.sp)
+        self._touch(m)
+        esc = Escrow(cmd.order, m.code, cmd.cny, cmd.sp, cmd.points, ep_value, new=True)
+        self.escrows[cmd.order] = esc
+        self.dirty_escrows.add(cmd.order)
+        return {"total": esc.total, "ep_value": ep_value}
+
+    def _void(self, esc: Escrow, amount: Decimal | None) -> dict[str, Decimal]:
+        """Refund before settlement: money back in the mix it came, no reward to take back."""
+        total = esc.total
+        left = total - esc.refunded
+        r = left if amount is None else amount
+        if r <= 0 or floor_fen(r) != r:
+            raise InvalidCommand("refund amount must be > 0 and whole fen")
+        if r > left:
+            raise InvalidCommand(f"order {esc.order!r} has only {left} left to refund")
+        after = esc.refunded + r
+        cny_back = ratio_floor(mul(esc.cny, after), total, _FEN_EXP) - ratio_floor(
+            mul(esc.cny, esc.refunded), total, _FEN_EXP
+        )
+        m = self.member(esc.member)
+        self._move(Asset.CNY, SystemAccount.ESCROW, SystemAccount.WORLD, cny_back)
+        if r > cny_back:
+            self._move(Asset.CNY, SystemAccount.ESCROW, SystemAccount.SP_RESERVE, r - cny_back)
+            self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, r - cny_back)
+            self._touch(m)
+        esc.refunded = after
+        self.dirty_escrows.add(esc.order)
+        return {"refunded": r, "cny_back": cny_back}
+
+    def _settle(self, cmd: Settle) -> dict[str, Decimal]:
+        esc = self._escrow(cmd.order)
+        if esc is None:
+            raise NotFound(f"no paid order {cmd.order!r}")
+        if esc.settled:
+            raise IdempotencyConflict(f"order {cmd.order!r} was already settled")
+        for override in (cmd.pool_amount, cmd.fund_amount):
+            if override is not None and override < 0:
+                raise InvalidCommand("pool and dividend amounts must not be negative")
+        total = esc.total
+        left = total - esc.refunded
+        # What is left of each part after pre-settlement refunds (cut down: the rest stays in
+        # escrow's rounding and goes to revenue below).
+        base = ratio_floor(mul(esc.cny + esc.sp, left), total, _FEN_EXP)
+        cny_left = ratio_floor(mul(esc.cny, left), total, _FEN_EXP)
+        p = self.params
+        c = floor_cny(cmd.pool_amount if cmd.pool_amount is not None else mul(base, p.pool_rate))
+        d = floor_cny(
+            cmd.fund_amount if cmd.fund_amount is not None else mul(base, p.dividend_rate)
+        )
+        if c + d > base:
+            raise InvalidCommand("pool and dividend amounts exceed the rewarded amount")
+        buyer = self.member(esc.member)
+        referrer = None
+        if buyer.referrer is not None:
+            referrer = self._find(buyer.referrer) or self._create(buyer.referrer, None)
+        esc.settled = True
+        self.dirty_escrows.add(esc.order)
+        rest = left - base  # the EP-paid part: the merchant's revenue, no reward
+        self._move(Asset.CNY, SystemAccount.ESCROW, SystemAccount.REVENUE, rest)
+        if base <= 0:
+            return {"points": ZERO, "referral_points": ZERO, "quota": ZERO}
+        return self._reward(
+            esc.order,
+            buyer,
+            referrer,
+            x=base,
+            c=c,
+            d=d,
+            source=SystemAccount.ESCROW,
+            total=left,
+            cny_part=cny_left,
+        )
+
+    # ------------------------------------------------------------------ withdrawals
+
+    def _hold(self, request: str) -> PayoutHold | None:
+        h = self.holds.get(request)
+        if h is None and self.source is not None:
+            h = self.source.fetch_hold(request)
+            if h is not None:
+                self.holds[request] = h
+        return h
+
+    def _withdraw(self, cmd: Withdraw) -> dict[str, Decimal]:
+        if self._hold(cmd.request) is not None:
+            raise IdempotencyConflict(f"withdrawal {cmd.request!r} already exists")
+        m = self.member(cmd.member)
+        if cmd.amount <= 0 or floor_fen(cmd.amount) != cmd.amount:
+            raise InvalidCommand("withdrawal amount must be > 0 and whole fen")
+        if cmd.fee < 0 or floor_fen(cmd.fee) != cmd.fee or cmd.fee >= cmd.amount:
+            raise InvalidCommand("fee must be whole fen, >= 0 and below the amount")
+        if cmd.amount > m.sp:
+            raise InsufficientBalance(
+                f"member {cmd.member!r} holds {m.sp} SP, cannot withdraw {cmd.amount}"
+            )
+        self._move(Asset.SP, m, SystemAccount.SP_ISSUANCE, cmd.amount)
+        self._move(
+            Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.PAYOUT_HOLD, cmd.amount - cmd.fee
+        )
+        self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.REVENUE, cmd.fee)
+        self._touch(m)
+        self.holds[cmd.request] = PayoutHold(cmd.request, m.code, cmd.amount, cmd.fee, new=True)
+        self.dirty_holds.add(cmd.request)
+        return {"held": cmd.amount, "net": cmd.amount - cmd.fee}
+
+    def _payout_result(self, cmd: PayoutResult) -> dict[str, Decimal]:
+        h = self._hold(cmd.request)
+        if h is None:
+            raise NotFound(f"no withdrawal {cmd.request!r}")
+        if h.status != "held":
+            raise InvalidCommand(f"withdrawal {cmd.request!r} is already {h.status}")
+        net = h.amount - h.fee
+        if cmd.paid:
+            self._move(Asset.CNY, SystemAccount.PAYOUT_HOLD, SystemAccount.WORLD, net)
+            h.status = "paid"
+        else:
+            m = self.member(h.member)
+            self._move(Asset.CNY, SystemAccount.PAYOUT_HOLD, SystemAccount.SP_RESERVE, net)
+            self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.SP_RESERVE, h.fee)
+            self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, h.amount)
+            self._touch(m)
+            h.status = "released"
+        self.dirty_holds.add(h.request)
+        return {"paid": net if cmd.paid else ZERO}
 
 
 _DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {
@@ -734,6 +1106,11 @@ _DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {
     BuyPoints: ("stable",),
     CloseDay: (),
     Refund: ("amount",),
+    Join: (),
+    Pay: ("cny", "sp", "points"),
+    Settle: ("pool_amount", "fund_amount"),
+    Withdraw: ("amount", "fee"),
+    PayoutResult: (),
 }
 # Stored atoms are 64-bit: 10^12 CNY at 4 places or EP at 8 places stays far inside that.
 _MAX_DIGITS = 12

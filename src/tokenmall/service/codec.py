@@ -18,17 +18,35 @@ from tokenmall.domain.economy import (
     CloseDay,
     Command,
     Exchange,
+    Join,
+    Pay,
+    PayoutResult,
     Purchase,
     Redeem,
     Refund,
     Sell,
+    Settle,
+    Withdraw,
 )
 from tokenmall.errors import InvalidCommand
 from tokenmall.money import parse_amount
 
 __all__ = ["KINDS", "canonical", "command_from_payload", "content_hash", "dec", "to_payload"]
 
-KINDS = ("purchase", "sell", "redeem", "exchange", "buy_points", "close_day", "refund")
+KINDS = (
+    "purchase",
+    "sell",
+    "redeem",
+    "exchange",
+    "buy_points",
+    "close_day",
+    "refund",
+    "join",
+    "pay",
+    "settle",
+    "withdraw",
+    "payout_result",
+)
 
 
 def dec(d: Decimal) -> str:
@@ -75,6 +93,16 @@ def _amount(ev: Mapping[str, Any], name: str, *, required: bool = True) -> Decim
         raise InvalidCommand(str(exc)) from None
 
 
+def _amount0(ev: Mapping[str, Any], name: str) -> Decimal:
+    """An optional amount that may be zero (the parts of a mixed payment)."""
+    if name not in ev or ev[name] is None:
+        return Decimal(0)
+    try:
+        return parse_amount(ev[name], what=name)
+    except ValueError as exc:
+        raise InvalidCommand(str(exc)) from None
+
+
 def command_from_payload(ev: Mapping[str, Any], *, default_order: str | None = None) -> Command:
     """Parse and validate one event; raises :class:`InvalidCommand` with the reason."""
     if not isinstance(ev, Mapping):
@@ -114,6 +142,38 @@ def command_from_payload(ev: Mapping[str, Any], *, default_order: str | None = N
         return BuyPoints(member=_code(ev, "member") or "", stable=s)
     if kind == "close_day":
         return CloseDay(day=_code(ev, "day", required=False) or "")
+    if kind == "join":
+        return Join(
+            member=_code(ev, "member") or "", referrer=_code(ev, "referrer", required=False)
+        )
+    if kind == "pay":
+        return Pay(
+            order=_code(ev, "order") or "",
+            member=_code(ev, "member") or "",
+            cny=_amount0(ev, "cny"),
+            sp=_amount0(ev, "sp"),
+            points=_amount0(ev, "points"),
+        )
+    if kind == "settle":
+        return Settle(
+            order=_code(ev, "order") or "",
+            pool_amount=_amount(ev, "pool_amount", required=False),
+            fund_amount=_amount(ev, "fund_amount", required=False),
+        )
+    if kind == "withdraw":
+        amount = _amount(ev, "amount")
+        assert amount is not None
+        return Withdraw(
+            request=_code(ev, "request") or "",
+            member=_code(ev, "member") or "",
+            amount=amount,
+            fee=_amount0(ev, "fee"),
+        )
+    if kind == "payout_result":
+        paid = ev.get("paid")
+        if not isinstance(paid, bool):
+            raise InvalidCommand("paid must be true or false")
+        return PayoutResult(request=_code(ev, "request") or "", paid=paid)
     return Refund(order=_code(ev, "order") or "", amount=_amount(ev, "amount", required=False))
 
 
@@ -125,11 +185,47 @@ _FIELDS: dict[str, set[str]] = {
     "buy_points": {"member", "stable"},
     "close_day": {"day"},
     "refund": {"order", "amount"},
+    "join": {"member", "referrer"},
+    "pay": {"order", "member", "cny", "sp", "points"},
+    "settle": {"order", "pool_amount", "fund_amount"},
+    "withdraw": {"request", "member", "amount", "fee"},
+    "payout_result": {"request", "paid"},
 }
 
 
-def to_payload(cmd: Command) -> dict[str, str]:
+def to_payload(cmd: Command) -> dict[str, Any]:
     """The canonical wire form of a command (decimal strings, no empty fields)."""
+    if isinstance(cmd, Join):
+        j = {"type": "join", "member": cmd.member}
+        if cmd.referrer is not None:
+            j["referrer"] = cmd.referrer
+        return j
+    if isinstance(cmd, Pay):
+        return {
+            "type": "pay",
+            "order": cmd.order,
+            "member": cmd.member,
+            "cny": dec(cmd.cny),
+            "sp": dec(cmd.sp),
+            "points": dec(cmd.points),
+        }
+    if isinstance(cmd, Settle):
+        st = {"type": "settle", "order": cmd.order}
+        if cmd.pool_amount is not None:
+            st["pool_amount"] = dec(cmd.pool_amount)
+        if cmd.fund_amount is not None:
+            st["fund_amount"] = dec(cmd.fund_amount)
+        return st
+    if isinstance(cmd, Withdraw):
+        return {
+            "type": "withdraw",
+            "request": cmd.request,
+            "member": cmd.member,
+            "amount": dec(cmd.amount),
+            "fee": dec(cmd.fee),
+        }
+    if isinstance(cmd, PayoutResult):
+        return {"type": "payout_result", "request": cmd.request, "paid": cmd.paid}
     if isinstance(cmd, Purchase):
         out = {
             "type": "purchase",

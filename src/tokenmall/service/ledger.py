@@ -35,8 +35,10 @@ from tokenmall.domain.economy import (
     Command,
     Economy,
     EconomyState,
+    Escrow,
     Grant,
     Member,
+    PayoutHold,
     SystemAccount,
     Transfer,
 )
@@ -127,6 +129,8 @@ class _SqlSource:
         self.tenant_id = tenant_id
         self.members: dict[str, Member | None] = {}
         self.grants: dict[str, Grant | None] = {}
+        self.escrows: dict[str, Escrow | None] = {}
+        self.holds: dict[str, PayoutHold | None] = {}
         self._low: float | None = None  # triggers <= _low were already handed over
         self._frontier: float | None = None
         self._frontier_known = False
@@ -159,6 +163,27 @@ class _SqlSource:
                     ep_referrer=from_atoms(row.ep_referrer, EP_PLACES),
                     quota=from_atoms(row.quota, CNY_PLACES),
                     refunded=from_atoms(row.refunded, CNY_PLACES),
+                    total=from_atoms(row.total, CNY_PLACES),
+                    cny_part=from_atoms(row.cny_part, CNY_PLACES),
+                )
+        want_e = [o for o in set(orders) if o not in self.escrows]
+        e = s.escrows.c
+        for i in range(0, len(want_e), _CHUNK):
+            part = want_e[i : i + _CHUNK]
+            for o in part:
+                self.escrows[o] = None
+            for row in self.conn.execute(
+                select(s.escrows).where(e.tenant_id == self.tenant_id, e.order_ref.in_(part))
+            ):
+                self.escrows[row.order_ref] = Escrow(
+                    order=row.order_ref,
+                    member=row.member,
+                    cny=from_atoms(row.cny, CNY_PLACES),
+                    sp=from_atoms(row.sp, CNY_PLACES),
+                    ep_points=from_atoms(row.ep_points, EP_PLACES),
+                    ep_value=from_atoms(row.ep_value, CNY_PLACES),
+                    refunded=from_atoms(row.refunded, CNY_PLACES),
+                    settled=bool(row.settled),
                 )
 
     def fetch(self, code: str) -> Member | None:
@@ -170,6 +195,32 @@ class _SqlSource:
         if order not in self.grants:
             self.prefetch([], [order])
         return self.grants[order]
+
+    def fetch_escrow(self, order: str) -> Escrow | None:
+        if order not in self.escrows:
+            self.prefetch([], [order])
+        return self.escrows[order]
+
+    def fetch_hold(self, request: str) -> PayoutHold | None:
+        if request not in self.holds:
+            h = s.payout_holds.c
+            row = self.conn.execute(
+                select(s.payout_holds).where(
+                    h.tenant_id == self.tenant_id, h.request_ref == request
+                )
+            ).one_or_none()
+            self.holds[request] = (
+                None
+                if row is None
+                else PayoutHold(
+                    request=row.request_ref,
+                    member=row.member,
+                    amount=from_atoms(row.amount, CNY_PLACES),
+                    fee=from_atoms(row.fee, CNY_PLACES),
+                    status=row.status,
+                )
+            )
+        return self.holds[request]
 
     def _next_frontier(self) -> None:
         t = s.members.c
@@ -608,6 +659,10 @@ class Ledger:
                         atoms_unchecked(g.ep_referrer, EP_PLACES),
                         atoms_unchecked(g.quota, CNY_PLACES),
                         atoms_unchecked(g.refunded, CNY_PLACES),
+                        atoms_unchecked(g.total if g.total is not None else g.amount, CNY_PLACES),
+                        atoms_unchecked(
+                            g.cny_part if g.cny_part is not None else g.amount, CNY_PLACES
+                        ),
                     )
                 )
                 g.new = False
@@ -617,9 +672,11 @@ class Ledger:
         self._many(
             conn,
             "INSERT INTO grants (tenant_id, order_ref, member, referrer, amount, pool_in, fund_in, "
-            "ep_member, ep_referrer, quota, refunded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "ep_member, ep_referrer, quota, refunded, total, cny_part) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             g_new,
         )
+        self._flush_orders(conn, tenant_id, eco)
         if g_upd:
             gt = s.grants.c
             conn.execute(
@@ -647,6 +704,59 @@ class Ledger:
             )
         before.clear()
         before.update(eco.state.balances)
+
+    def _flush_orders(self, conn: Connection, tenant_id: int, eco: Economy) -> None:
+        """Escrows and payout holds: few per batch, so plain upserts by key."""
+        for order in eco.dirty_escrows:
+            esc = eco.escrows[order]
+            vals = {
+                "refunded": atoms(esc.refunded, CNY_PLACES),
+                "settled": esc.settled,
+            }
+            if esc.new:
+                conn.execute(
+                    insert(s.escrows).values(
+                        tenant_id=tenant_id,
+                        order_ref=esc.order,
+                        member=esc.member,
+                        cny=atoms(esc.cny, CNY_PLACES),
+                        sp=atoms(esc.sp, CNY_PLACES),
+                        ep_points=atoms(esc.ep_points, EP_PLACES),
+                        ep_value=atoms(esc.ep_value, CNY_PLACES),
+                        **vals,
+                    )
+                )
+                esc.new = False
+            else:
+                e = s.escrows.c
+                conn.execute(
+                    update(s.escrows)
+                    .where(e.tenant_id == tenant_id, e.order_ref == esc.order)
+                    .values(**vals)
+                )
+        eco.dirty_escrows.clear()
+        for request in eco.dirty_holds:
+            hold = eco.holds[request]
+            if hold.new:
+                conn.execute(
+                    insert(s.payout_holds).values(
+                        tenant_id=tenant_id,
+                        request_ref=hold.request,
+                        member=hold.member,
+                        amount=atoms(hold.amount, CNY_PLACES),
+                        fee=atoms(hold.fee, CNY_PLACES),
+                        status=hold.status,
+                    )
+                )
+                hold.new = False
+            else:
+                h = s.payout_holds.c
+                conn.execute(
+                    update(s.payout_holds)
+                    .where(h.tenant_id == tenant_id, h.request_ref == hold.request)
+                    .values(status=hold.status)
+                )
+        eco.dirty_holds.clear()
 
     # ------------------------------------------------------------------ day close (bulk)
 
@@ -841,4 +951,6 @@ _SYSTEM_ACCOUNTS: tuple[tuple[SystemAccount, Asset], ...] = (
     (SystemAccount.BURNED, Asset.EP),
     (SystemAccount.TREASURY, Asset.EP),
     (SystemAccount.SP_ISSUANCE, Asset.SP),
+    (SystemAccount.ESCROW, Asset.CNY),
+    (SystemAccount.PAYOUT_HOLD, Asset.CNY),
 )

@@ -198,7 +198,6 @@ transfers = Table(
 
 param_changes = Table(
     "param_changes",
-    "payout_holds",
     metadata,
     Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
     Column("id", Integer, primary_key=True, autoincrement=False),
