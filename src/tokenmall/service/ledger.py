@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from tokenmall.domain.dividends import water_fill
 from tokenmall.domain.economy import (
@@ -71,6 +72,7 @@ _MEMBER_PLACES = {
     "ep_debt": EP_PLACES,
 }
 _CHUNK = 500
+_DUE_PAGE = 256
 
 
 def _dumps(obj: Any) -> str:
@@ -131,9 +133,9 @@ class _SqlSource:
         self.grants: dict[str, Grant | None] = {}
         self.escrows: dict[str, Escrow | None] = {}
         self.holds: dict[str, PayoutHold | None] = {}
-        self._low: float | None = None  # triggers <= _low were already handed over
-        self._frontier: float | None = None
-        self._frontier_known = False
+        self._buf: deque[Any] = deque()  # members by ascending trigger, not yet handed over
+        self._after: tuple[float, int] | None = None
+        self._exhausted = False
 
     def prefetch(self, codes: Iterable[str], orders: Iterable[str]) -> None:
         want = [c for c in set(codes) if c not in self.members]
@@ -222,38 +224,61 @@ class _SqlSource:
             )
         return self.holds[request]
 
-    def _next_frontier(self) -> None:
-        t = s.members.c
-        q = select(func.min(t.trigger)).where(t.tenant_id == self.tenant_id, t.trigger.is_not(None))
-        if self._low is not None:
-            q = q.where(t.trigger > self._low)
-        self._frontier = self.conn.execute(q).scalar()
-        self._frontier_known = True
+    def _fill(self) -> None:
+        """The next page of members by (trigger, no), after the last one already seen."""
+        ph = "?" if self.conn.dialect.name == "sqlite" else "%s"
+        sql = (
+            "SELECT no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited, trigger "
+            f"FROM members WHERE tenant_id = {ph} AND trigger IS NOT NULL"
+        )
+        args: tuple[Any, ...] = (self.tenant_id,)
+        if self._after is not None:
+            sql += f" AND (trigger > {ph} OR (trigger = {ph} AND no > {ph}))"
+            args += (self._after[0], self._after[0], self._after[1])
+        sql += f" ORDER BY trigger, no LIMIT {_DUE_PAGE}"
+        rows = self.conn.exec_driver_sql(sql, args).all()
+        if len(rows) < _DUE_PAGE:
+            self._exhausted = True
+        if rows:
+            self._after = (rows[-1].trigger, rows[-1].no)
+        self._buf.extend(rows)
 
     def due(self, pool: Decimal, circulating: Decimal, exclude: Container[str]) -> Iterable[Member]:
-        if not self._frontier_known:
-            self._next_frontier()
-        if self._frontier is None or circulating <= 0:
+        """Members not yet lent whose stored trigger is at or below the price (a pre-filter).
+
+        Reads the trigger index a page at a time in ascending order, so a batch in which the
+        price passes many triggers costs one query per page, not one per event.  Triggers of
+        members not lent to the economy do not change during the batch, so the order holds.
+        """
+        if circulating <= 0:
             return []
-        price = float(pool / circulating)
-        bound = price * (1 + 1e-9) + 1e-12  # generous: the economy re-checks exactly
-        if bound < self._frontier:
+        buf = self._buf
+        if not buf:
+            if self._exhausted:
+                return []
+            self._fill()
+            if not buf:
+                return []
+        bound = float(pool / circulating) * (1 + 1e-9) + 1e-12  # generous: re-checked exactly
+        if buf[0].trigger > bound:
             return []
-        t = s.members.c
-        q = select(s.members).where(
-            t.tenant_id == self.tenant_id, t.trigger.is_not(None), t.trigger <= bound
-        )
-        if self._low is not None:
-            q = q.where(t.trigger > self._low)
         out = []
-        for row in self.conn.execute(q.order_by(t.trigger, t.no)):
+        while True:
+            if not buf:
+                if self._exhausted:
+                    break
+                self._fill()
+                if not buf:
+                    break
+            row = buf[0]
+            if row.trigger > bound:
+                break
+            buf.popleft()
             if row.code in exclude:
                 continue
             m = _member_from_row(row)
             self.members[m.code] = m
             out.append(m)
-        self._low = bound
-        self._next_frontier()
         return out
 
 
