@@ -73,6 +73,14 @@ _MEMBER_PLACES = {
 }
 _CHUNK = 500
 _DUE_PAGE = 256
+_DUE_COLS = (
+    "SELECT no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited, trigger "
+    "FROM members WHERE tenant_id = ? AND trigger IS NOT NULL "
+)
+_DUE_FIRST = _DUE_COLS + "ORDER BY trigger, no LIMIT 256"
+_DUE_NEXT = (
+    _DUE_COLS + "AND (trigger > ? OR (trigger = ? AND no > ?)) ORDER BY trigger, no LIMIT 256"
+)
 
 
 def _dumps(obj: Any) -> str:
@@ -226,16 +234,13 @@ class _SqlSource:
 
     def _fill(self) -> None:
         """The next page of members by (trigger, no), after the last one already seen."""
-        ph = "?" if self.conn.dialect.name == "sqlite" else "%s"
-        sql = (
-            "SELECT no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited, trigger "
-            f"FROM members WHERE tenant_id = {ph} AND trigger IS NOT NULL"
-        )
-        args: tuple[Any, ...] = (self.tenant_id,)
-        if self._after is not None:
-            sql += f" AND (trigger > {ph} OR (trigger = {ph} AND no > {ph}))"
-            args += (self._after[0], self._after[0], self._after[1])
-        sql += f" ORDER BY trigger, no LIMIT {_DUE_PAGE}"
+        if self._after is None:
+            sql, args = _DUE_FIRST, (self.tenant_id,)
+        else:
+            sql = _DUE_NEXT
+            args = (self.tenant_id, self._after[0], self._after[0], self._after[1])
+        if self.conn.dialect.name != "sqlite":
+            sql = sql.replace("?", "%s")
         rows = self.conn.exec_driver_sql(sql, args).all()
         if len(rows) < _DUE_PAGE:
             self._exhausted = True
