@@ -234,6 +234,7 @@ class _SqlSource:
 
     def _fill(self) -> None:
         """The next page of members by (trigger, no), after the last one already seen."""
+        args: tuple[Any, ...]
         if self._after is None:
             sql, args = _DUE_FIRST, (self.tenant_id,)
         else:
