@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from array import array
 from collections import deque
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
-from tokenmall.domain.dividends import water_fill
+from tokenmall.domain.dividends import water_fill_columns
 from tokenmall.domain.economy import (
     Asset,
     CloseDay,
@@ -73,6 +74,9 @@ _MEMBER_PLACES = {
 }
 _CHUNK = 500
 _DUE_PAGE = 256
+_HOLDERS_SQL = (
+    "SELECT no, ep, quota, spent FROM members WHERE tenant_id = ? AND ep > 0 AND quota > 0"
+)
 _DUE_COLS = (
     "SELECT no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited, trigger "
     "FROM members WHERE tenant_id = ? AND trigger IS NOT NULL "
@@ -566,6 +570,7 @@ class Ledger:
         head: str,
         now: float,
         payload_json: str | None = None,
+        spill: Callable[[list[tuple[Any, ...]]], Any] | None = None,
     ) -> str:
         """Queue one event-log row and its transfers; return the new chain head.
 
@@ -592,6 +597,9 @@ class Ledger:
             if n % 4096 == 0:  # a day close streams a million transfers: hash as we go
                 digest.update("".join(lines).encode())
                 lines.clear()
+                if spill is not None and len(tr_rows) >= 50_000:
+                    spill(tr_rows)
+                    tr_rows.clear()
         digest.update("".join(lines).encode())
         if payload_json is None:
             payload_json = _dumps(payload)
@@ -613,6 +621,18 @@ class Ledger:
         """executemany on the driver, skipping per-row parameter processing (the hot path)."""
         if rows:
             conn.exec_driver_sql(sql if self._sqlite else sql.replace("?", "%s"), rows)
+
+    def _many_chunked(
+        self, conn: Connection, sql: str, rows: Iterable[tuple[Any, ...]], size: int = 50_000
+    ) -> None:
+        """executemany in chunks, so a million-row write never sits in memory at once."""
+        chunk: list[tuple[Any, ...]] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= size:
+                self._many(conn, sql, chunk)
+                chunk = []
+        self._many(conn, sql, chunk)
 
     def _write_log(
         self, conn: Connection, tx_rows: list[tuple[Any, ...]], tr_rows: list[tuple[Any, ...]]
@@ -809,34 +829,42 @@ class Ledger:
         the split itself is the domain's :func:`water_fill`.
         """
         params = eco.params
-        t = s.members.c
         by_points = params.dividend_weight == "points"
         unit = atoms(params.share_unit, CNY_PLACES)
-        rows = conn.execute(
-            select(t.no, t.ep, t.quota, t.spent, t.sp, t.dividends).where(
-                t.tenant_id == tenant_id, t.ep > 0, t.quota > 0
+        nos, eps, quotas, weights = array("q"), array("q"), array("q"), array("q")
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(
+                _HOLDERS_SQL if self._sqlite else _HOLDERS_SQL.replace("?", "%s"), (tenant_id,)
             )
-        ).all()
-        holders = [(r[0], r[1] if by_points else r[3] // unit, r[2]) for r in rows]
+            while rows := cur.fetchmany(20_000):
+                for no, ep, quota, spent in rows:
+                    nos.append(no)
+                    eps.append(ep)
+                    quotas.append(quota)
+                    if not by_points:
+                        weights.append(spent // unit)
+        finally:
+            cur.close()
         fund = atoms(eco.dividend_fund, CNY_PLACES)
-        pays, paid = water_fill(fund, holders, 10 ** (CNY_PLACES - 2))
-        info = {r[0]: r for r in rows}
-        del rows, holders
-        upd = []
-        for no, pay in pays:
-            r = info[no]
-            quota = r[2] - pay
-            ep = r[1]
-            trig = (quota / 10**CNY_PLACES) / (ep / 10**EP_PLACES) if ep > 0 else None
-            upd.append((r[4] + pay, quota, r[5] + pay, trig, tenant_id, no))
-        del info
-        self._many(
-            conn,
-            "UPDATE members SET sp = ?, quota = ?, dividends = ?, trigger = ? "
-            "WHERE tenant_id = ? AND no = ?",
-            upd,
+        pays, paid = water_fill_columns(
+            fund, eps if by_points else weights, quotas, 10 ** (CNY_PLACES - 2)
         )
-        del upd
+        del weights
+        paid_idx = [i for i, p in enumerate(pays) if p]
+
+        def updates() -> Iterator[tuple[Any, ...]]:
+            for i in paid_idx:
+                pay, quota, ep = pays[i], quotas[i] - pays[i], eps[i]
+                trig = (quota / 10**CNY_PLACES) / (ep / 10**EP_PLACES)
+                yield (pay, pay, pay, trig, tenant_id, nos[i])
+
+        self._many_chunked(
+            conn,
+            "UPDATE members SET sp = sp + ?, quota = quota - ?, dividends = dividends + ?, "
+            "trigger = ? WHERE tenant_id = ? AND no = ?",
+            updates(),
+        )
         paid_d = from_atoms(paid, CNY_PLACES)
         bal = eco.state.balances
         fund_key = (str(SystemAccount.DIVIDEND_FUND), Asset.CNY)
@@ -849,8 +877,8 @@ class Ledger:
         def journal() -> Iterator[tuple[str, str, str, int]]:
             if paid:
                 yield ("CNY", str(SystemAccount.DIVIDEND_FUND), str(SystemAccount.SP_RESERVE), paid)
-            for no, pay in pays:
-                yield ("SP", str(SystemAccount.SP_ISSUANCE), f"m:{no}", pay)
+            for i in paid_idx:
+                yield ("SP", str(SystemAccount.SP_ISSUANCE), f"m:{nos[i]}", pays[i])
 
         # Exits after the pay-out (R9 "Then exits (R7) run"), in the same transaction and log row.
         exit_eco = Economy(params, eco.state, _SqlSource(conn, tenant_id))
@@ -862,13 +890,24 @@ class Ledger:
             for tr in exit_journal:
                 yield (str(tr.asset), tr.debit, tr.credit, atoms(tr.amount, _PLACES[tr.asset]))
 
-        figures = {"paid": paid_d, "recipients": Decimal(len(pays)), "exits": Decimal(exits)}
+        figures = {"paid": paid_d, "recipients": Decimal(len(paid_idx)), "exits": Decimal(exits)}
         result = self._result(exit_eco, figures)
         seq += 1
         tx_rows: list[tuple[Any, ...]] = []
         tr_rows: list[tuple[Any, ...]] = []
         head = self._log(
-            tx_rows, tr_rows, tenant_id, seq, key, h, payload, result, all_transfers(), head, now
+            tx_rows,
+            tr_rows,
+            tenant_id,
+            seq,
+            key,
+            h,
+            payload,
+            result,
+            all_transfers(),
+            head,
+            now,
+            spill=lambda rows: self._write_log(conn, [], rows),
         )
         self._write_log(conn, tx_rows, tr_rows)
         # the balances changed by the pay-out are written with the exits' own changes
