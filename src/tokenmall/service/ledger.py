@@ -83,7 +83,8 @@ _DUE_COLS = (
 )
 _DUE_FIRST = _DUE_COLS + "ORDER BY trigger, no LIMIT 256"
 _DUE_NEXT = (
-    _DUE_COLS + "AND (trigger > ? OR (trigger = ? AND no > ?)) ORDER BY trigger, no LIMIT 256"
+    # "trigger >= ?" is the index range; the OR only filters ties inside it
+    _DUE_COLS + "AND trigger >= ? AND (trigger > ? OR no > ?) ORDER BY trigger, no LIMIT 256"
 )
 
 
