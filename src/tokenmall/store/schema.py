@@ -21,6 +21,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -205,4 +206,127 @@ param_changes = Table(
     Column("actor", String(120), nullable=False),
     Column("before", Text, nullable=False),
     Column("after", Text, nullable=False),
+)
+
+# ----------------------------------------------------------------------------- the mall (0002)
+# Credentials, member registry and catalog of the HTTP service (migration 0002).  Each row has
+# a global integer id (what URLs and orders reference) next to its tenant_id, and children point
+# at their parent with (tenant_id, parent_id): the database itself refuses a product of tenant A
+# under a merchant of tenant B.  Every query still filters on tenant_id first.
+# Catalog money is whole fen (BigInteger): prices are paid by people, so they have no sub-fen.
+
+__all__ += ["api_keys", "member_profiles", "merchants", "products", "skus"]
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("accepts_sp", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "code", name="uq_merchants_tenant_code"),
+    UniqueConstraint("tenant_id", "id", name="uq_merchants_tenant_id"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, nullable=False),
+    Column("merchant_id", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    # SPEC.md section 1: a fixed CNY amount per unit into the pool / dividend fund, overriding
+    # pool_rate / dividend_rate for this product (NULL: the tenant's rates apply)
+    Column("pool_amount_fen", BigInteger, nullable=True),
+    Column("fund_amount_fen", BigInteger, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "merchant_id"],
+        ["merchants.tenant_id", "merchants.id"],
+        name="fk_products_merchant",
+    ),
+    UniqueConstraint("tenant_id", "id", name="uq_products_tenant_id"),
+    CheckConstraint(
+        "pool_amount_fen >= 0 AND fund_amount_fen >= 0", name="ck_products_non_negative"
+    ),
+    Index("ix_products_tenant_merchant", "tenant_id", "merchant_id", "id"),
+)
+
+skus = Table(
+    "skus",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, nullable=False),
+    Column("product_id", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("price_fen", BigInteger, nullable=False),
+    # reserved with a conditional UPDATE (catalog.reserve_stock); the CHECK is the last line
+    # of defence against overselling
+    Column("stock", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "product_id"],
+        ["products.tenant_id", "products.id"],
+        name="fk_skus_product",
+    ),
+    UniqueConstraint("tenant_id", "id", name="uq_skus_tenant_id"),
+    CheckConstraint("stock >= 0", name="ck_skus_stock_non_negative"),
+    CheckConstraint("price_fen > 0", name="ck_skus_price_positive"),
+    Index("ix_skus_tenant_product", "tenant_id", "product_id", "id"),
+)
+
+# The member registry of the mall.  The ledger's ``members`` row is created by the engine on a
+# member's first movement; this row exists from sign-up and holds the invite code.  ``referrer``
+# is the referrer's member code: the order flow passes it to the engine as Purchase.referrer.
+member_profiles = Table(
+    "member_profiles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("invite_code", String(16), nullable=False),
+    Column("display_name", String(200), nullable=True),
+    Column("referrer", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "code", name="uq_member_profiles_tenant_code"),
+    UniqueConstraint("tenant_id", "invite_code", name="uq_member_profiles_tenant_invite"),
+    ForeignKeyConstraint(
+        ["tenant_id", "referrer"],
+        ["member_profiles.tenant_id", "member_profiles.code"],
+        name="fk_member_profiles_referrer",
+    ),
+    CheckConstraint("referrer IS NULL OR referrer <> code", name="ck_member_profiles_no_self"),
+)
+
+# Per-tenant API keys.  Only SHA-256 of the secret is stored: the secret has 256 bits of
+# entropy, so a slow password hash would add latency to every request and no safety.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("key_id", String(32), nullable=False, unique=True),  # public part of the key
+    Column("secret_hash", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("merchant_id", Integer, nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(120), nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    ForeignKeyConstraint(
+        ["tenant_id", "merchant_id"],
+        ["merchants.tenant_id", "merchants.id"],
+        name="fk_api_keys_merchant",
+    ),
+    CheckConstraint(
+        "(scope = 'operator' AND merchant_id IS NULL) "
+        "OR (scope = 'merchant' AND merchant_id IS NOT NULL)",
+        name="ck_api_keys_scope",
+    ),
+    Index("ix_api_keys_tenant", "tenant_id", "id"),
 )

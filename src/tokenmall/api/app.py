@@ -1,0 +1,84 @@
+"""The application factory: ``create_app(settings)`` builds the whole HTTP service.
+
+Tests build it on a throw-away database; ``tokenmall serve`` builds it from the environment.
+Settings are checked here, so no way of starting the service skips the production checks.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
+from sqlalchemy import Engine
+
+from tokenmall.api.deps import AppContext
+from tokenmall.api.errors import install_error_handlers
+from tokenmall.api.routes import catalog, keys, members, tenants
+from tokenmall.settings import Settings
+from tokenmall.store.db import create_db_engine
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/v1"
+VERSION = importlib.metadata.version("tokenmall")
+
+_DESCRIPTION = """\
+The tokenmall service: multi-tenant malls with appreciating points (EP), stable points (SP),
+dividends and their ledger.
+
+**Authentication**: `Authorization: Bearer <credential>` with an API key (`tmk_...`, scope
+operator or merchant), a member token (`tmt_...`, issued by the tenant's operator) or the platform
+admin token. Tenant routes are `/v1/tenants/{tenant}/...`; a credential of another tenant gets
+404 as if the tenant did not exist.
+
+**Conventions**: amounts are decimal strings (`"99.00"`), never JSON numbers; lists take
+`?limit=&cursor=` and answer `{"items": [...], "next_cursor": ...}`; every error is
+`{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The service on ``settings.db_url`` (or ``engine``), whose schema must be migrated.
+
+    Raises :class:`~tokenmall.settings.InsecureSettings` in production with weak secrets.
+    """
+    settings = settings or Settings()
+    settings.check_for_serving()
+    own_engine = engine is None
+    db = engine if engine is not None else create_db_engine(settings.db_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_engine:
+            db.dispose()
+
+    app = FastAPI(
+        title="tokenmall",
+        version=VERSION,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.tokenmall = AppContext(settings, db)
+    install_error_handlers(app)
+
+    v1 = APIRouter(prefix=API_PREFIX)
+
+    @v1.get("/health", tags=["platform"])
+    def health() -> Health:
+        """Liveness: answers without credentials and without touching the database."""
+        return Health(version=VERSION)
+
+    for module in (tenants, keys, members, catalog):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    return app

@@ -1,0 +1,263 @@
+"""Who is calling, on behalf of which tenant, and may they: the API's dependencies.
+
+Every request carries ``Authorization: Bearer <credential>``, one of:
+
+* the platform admin token (settings): every tenant, and the platform routes;
+* an API key ``tmk_...`` of one tenant, scope ``operator`` or ``merchant``;
+* a member token ``tmt_...`` of one tenant and one member.
+
+Tenant routes are ``/v1/tenants/{tenant}/...``.  The tenant in the path must be the
+credential's own, or the answer is 404 with the very message an unknown tenant gets: a key of
+tenant A cannot even learn that tenant B exists.  The order of checks is fixed: credential
+(401), rate limit (429), tenant (404), scope (403), then the request's own validation (422), so
+nothing about another tenant leaks through a 403 or a 422 either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from tokenmall.api.errors import ApiError
+from tokenmall.api.ratelimit import RateLimiter
+from tokenmall.errors import NotFound
+from tokenmall.service.credentials import (
+    KEY_PREFIX,
+    TOKEN_PREFIX,
+    find_api_key,
+    verify_member_token,
+)
+from tokenmall.service.ledger import Ledger
+from tokenmall.service.pages import DEFAULT_LIMIT, MAX_LIMIT
+from tokenmall.service.tenants import tenant_id_for
+from tokenmall.settings import Settings
+
+__all__ = [
+    "AdminCaller",
+    "AnyCaller",
+    "AppContext",
+    "Caller",
+    "CatalogWriter",
+    "Context",
+    "MemberCaller",
+    "OperatorCaller",
+    "PageQuery",
+    "Paging",
+    "Principal",
+    "TenantCaller",
+]
+
+Kind = Literal["admin", "operator", "merchant", "member"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    kind: Kind
+    tenant_id: int | None = None  # None: the platform admin, not bound to a tenant
+    key_id: str | None = None
+    merchant_id: int | None = None
+    member: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """Who, for audit records."""
+        if self.kind == "admin":
+            return "platform-admin"
+        if self.kind == "member":
+            return f"member:{self.member}"
+        return f"{self.kind}-key:{self.key_id}"
+
+    @property
+    def bucket(self) -> str:
+        """The rate-limit identity: one bucket per key, per member, or for the admin."""
+        if self.kind == "member":
+            return f"member:{self.tenant_id}:{self.member}"
+        return self.actor
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A principal admitted to one tenant."""
+
+    tenant_id: int
+    tenant: str
+    principal: Principal
+
+    @property
+    def kind(self) -> Kind:
+        return self.principal.kind
+
+
+class AppContext:
+    """What the routes share: settings, the engine, the ledger, the rate limiter."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.ledger = Ledger(engine)
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self._secret = settings.secret_key.get_secret_value()
+        self._admin_digest = hashlib.sha256(
+            settings.admin_token.get_secret_value().encode()
+        ).digest()
+        # tenant codes never change and tenants are never deleted: an id, once known, stays
+        self._tenant_ids: dict[str, int] = {}
+        self._tenant_lock = threading.Lock()
+
+    @property
+    def secret(self) -> str:
+        return self._secret
+
+    def is_admin_token(self, presented: str) -> bool:
+        digest = hashlib.sha256(presented.encode()).digest()
+        return hmac.compare_digest(digest, self._admin_digest)
+
+    def tenant_id(self, code: str) -> int:
+        tid = self._tenant_ids.get(code)
+        if tid is None:
+            with self.engine.connect() as conn:
+                tid = tenant_id_for(conn, code)
+            with self._tenant_lock:
+                self._tenant_ids[code] = tid
+        return tid
+
+
+async def _context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.tokenmall
+    return ctx
+
+
+Context = Annotated[AppContext, Depends(_context)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (tmk_...), a member token (tmt_...) or the platform admin token.",
+)
+
+
+def _principal(ctx: AppContext, credential: str) -> Principal | None:
+    if credential.startswith(KEY_PREFIX):
+        with ctx.engine.connect() as conn:
+            key = find_api_key(conn, credential)
+        if key is None:
+            return None
+        return Principal(
+            kind=key.scope, tenant_id=key.tenant_id, key_id=key.key_id, merchant_id=key.merchant_id
+        )
+    if credential.startswith(TOKEN_PREFIX):
+        claims = verify_member_token(ctx.secret, credential)
+        if claims is None:
+            return None
+        return Principal(kind="member", tenant_id=claims.tenant_id, member=claims.member)
+    if ctx.is_admin_token(credential):
+        return Principal(kind="admin")
+    return None
+
+
+def _limit(ctx: AppContext, bucket: str) -> None:
+    wait = ctx.limiter.take(bucket)
+    if wait:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def authenticate(
+    request: Request,
+    ctx: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, or 401; then one request from their rate-limit bucket, or 429."""
+    principal = _principal(ctx, credentials.credentials) if credentials else None
+    if principal is None:
+        # failed attempts are limited per client address, so keys cannot be guessed quickly
+        _limit(ctx, f"anonymous:{request.client.host if request.client else '-'}")
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "send a valid credential: Authorization: Bearer <API key or member token>"
+            if credentials is None
+            else "the credential is unknown, revoked or expired",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    _limit(ctx, principal.bucket)
+    return principal
+
+
+AnyPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+def tenant_caller(tenant: str, principal: AnyPrincipal, ctx: Context) -> Caller:
+    """Admit the principal to the tenant in the path, or answer 404 as for no such tenant."""
+    try:
+        tid = ctx.tenant_id(tenant)
+    except NotFound:
+        raise NotFound(f"no tenant {tenant!r}") from None
+    if principal.tenant_id is not None and principal.tenant_id != tid:
+        raise NotFound(f"no tenant {tenant!r}")
+    return Caller(tenant_id=tid, tenant=tenant, principal=principal)
+
+
+TenantCaller = Annotated[Caller, Depends(tenant_caller)]
+
+
+def _require(*kinds: Kind) -> Callable[[Caller], Awaitable[Caller]]:
+    allowed = " or ".join("platform admin" if k == "admin" else f"{k}" for k in kinds)
+
+    async def check(caller: TenantCaller) -> Caller:
+        if caller.kind not in kinds:
+            raise ApiError(403, "forbidden", f"this needs {allowed} credentials")
+        return caller
+
+    return check
+
+
+async def _admin(principal: AnyPrincipal) -> Principal:
+    if principal.kind != "admin":
+        raise ApiError(403, "forbidden", "this needs the platform admin token")
+    return principal
+
+
+# admitted to the tenant in the path: any credential of it (reads of the mall's catalog)
+AnyCaller = TenantCaller
+# the tenant's back end (or the platform admin)
+OperatorCaller = Annotated[Caller, Depends(_require("admin", "operator"))]
+# who may change a catalog: the operator, or a merchant for its own products
+CatalogWriter = Annotated[Caller, Depends(_require("admin", "operator", "merchant"))]
+# a member acting for themselves
+MemberCaller = Annotated[Caller, Depends(_require("member"))]
+# the platform routes (creating and listing tenants)
+AdminCaller = Annotated[Principal, Depends(_admin)]
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    limit: int
+    cursor: str | None
+
+
+async def _page_query(
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page (default {DEFAULT_LIMIT}).")
+    ] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page.")
+    ] = None,
+) -> PageQuery:
+    return PageQuery(limit=limit, cursor=cursor)
+
+
+Paging = Annotated[PageQuery, Depends(_page_query)]

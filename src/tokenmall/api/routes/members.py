@@ -1,0 +1,137 @@
+"""Members: registered by the tenant's back end, read by it or by the member themselves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from tokenmall.api.deps import (
+    AppContext,
+    Caller,
+    Context,
+    MemberCaller,
+    OperatorCaller,
+    Paging,
+    TenantCaller,
+)
+from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.schemas import (
+    MemberCreate,
+    MemberOut,
+    MemberTokenCreate,
+    MemberTokenOut,
+    MemberUpdate,
+    Page,
+)
+from tokenmall.errors import NotFound
+from tokenmall.service import credentials, members
+from tokenmall.service.members import EMPTY_FIGURES, MemberProfile
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["members"], responses=ERROR_RESPONSES)
+
+MemberCode = Annotated[str, Path(max_length=64, description="The member's code.")]
+
+
+def _with_figures(
+    ctx: AppContext, tenant_id: int, profiles: list[MemberProfile]
+) -> list[MemberOut]:
+    # read after the profiles' connection is closed: on SQLite every transaction takes the
+    # write lock (store.db), and the ledger opens its own
+    figures = ctx.ledger.members(tenant_id, [p.code for p in profiles]) if profiles else {}
+    return [MemberOut.of(p, figures.get(p.code, EMPTY_FIGURES)) for p in profiles]
+
+
+def _self_or_operator(caller: Caller, member: str) -> None:
+    """Operators reach every member; a member only themselves (others: as if absent)."""
+    if caller.kind == "member":
+        if caller.principal.member != member:
+            raise NotFound(f"no member {member!r}")
+    elif caller.kind not in ("admin", "operator"):
+        raise ApiError(
+            403, "forbidden", "this needs platform admin, operator or member credentials"
+        )
+
+
+@router.post("/tenants/{tenant}/members", status_code=201)
+def create_member(caller: OperatorCaller, ctx: Context, body: MemberCreate) -> MemberOut:
+    """Register a member (optionally referred by the owner of an invite code)."""
+    with ctx.engine.begin() as conn:
+        profile = members.create_member(
+            conn,
+            caller.tenant_id,
+            body.code,
+            display_name=body.display_name,
+            invite_code=body.invite_code,
+        )
+    return _with_figures(ctx, caller.tenant_id, [profile])[0]
+
+
+@router.get("/tenants/{tenant}/members")
+def list_members(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[MemberOut]:
+    """Registered members, in order of sign-up, with their ledger figures."""
+    with ctx.engine.connect() as conn:
+        found = members.list_profiles(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
+    return Page(
+        items=_with_figures(ctx, caller.tenant_id, found.items), next_cursor=found.next_cursor
+    )
+
+
+@router.get("/tenants/{tenant}/members/{member}")
+def read_member(caller: TenantCaller, ctx: Context, member: MemberCode) -> MemberOut:
+    """A member's profile and ledger figures (points, SP, quota, spent, dividends)."""
+    _self_or_operator(caller, member)
+    with ctx.engine.connect() as conn:
+        profile = members.get_profile(conn, caller.tenant_id, member)
+    return _with_figures(ctx, caller.tenant_id, [profile])[0]
+
+
+@router.patch("/tenants/{tenant}/members/{member}")
+def update_member(
+    caller: TenantCaller, ctx: Context, member: MemberCode, body: MemberUpdate
+) -> MemberOut:
+    """Change the display name; bind a referrer by invite code (once, if there is none)."""
+    _self_or_operator(caller, member)
+    with ctx.engine.begin() as conn:
+        profile = members.get_profile(conn, caller.tenant_id, member)
+        if "display_name" in body.model_fields_set:
+            profile = members.update_display_name(conn, caller.tenant_id, member, body.display_name)
+        if body.referrer_invite_code is not None:
+            profile = members.bind_referrer(
+                conn, caller.tenant_id, member, body.referrer_invite_code
+            )
+    return _with_figures(ctx, caller.tenant_id, [profile])[0]
+
+
+@router.post("/tenants/{tenant}/members/{member}/tokens", status_code=201)
+def issue_member_token(
+    caller: OperatorCaller, ctx: Context, member: MemberCode, body: MemberTokenCreate
+) -> MemberTokenOut:
+    """A signed access token for the member, for the tenant's app to hand to its user."""
+    ttl = body.ttl_seconds or ctx.settings.member_token_ttl_seconds
+    if ttl > ctx.settings.member_token_max_ttl_seconds:
+        raise ApiError(
+            422,
+            "invalid_command",
+            f"ttl_seconds may be at most {ctx.settings.member_token_max_ttl_seconds}",
+        )
+    with ctx.engine.connect() as conn:
+        members.get_profile(conn, caller.tenant_id, member)
+    token, expires_at = credentials.issue_member_token(
+        ctx.secret, caller.tenant_id, member, ttl_seconds=ttl
+    )
+    return MemberTokenOut(
+        token=token, member=member, expires_at=datetime.fromtimestamp(expires_at, tz=UTC)
+    )
+
+
+@router.get("/tenants/{tenant}/me")
+def read_me(caller: MemberCaller, ctx: Context) -> MemberOut:
+    """The calling member's own profile and figures."""
+    assert caller.principal.member is not None
+    with ctx.engine.connect() as conn:
+        profile = members.get_profile(conn, caller.tenant_id, caller.principal.member)
+    return _with_figures(ctx, caller.tenant_id, [profile])[0]

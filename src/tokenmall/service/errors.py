@@ -1,0 +1,31 @@
+"""Errors of the mall services, extending the tree of :mod:`tokenmall.errors`.
+
+TokenmallError
+├── InvalidCommand
+│   └── InvalidCursor       a pagination cursor that this service did not hand out
+└── Conflict                a valid request that the current state does not allow (HTTP 409)
+    ├── AlreadyExists       a code or key that must be unique is taken
+    └── OutOfStock          a stock change would take a SKU below zero
+"""
+
+from __future__ import annotations
+
+from tokenmall.errors import InvalidCommand, TokenmallError
+
+__all__ = ["AlreadyExists", "Conflict", "InvalidCursor", "OutOfStock"]
+
+
+class InvalidCursor(InvalidCommand):
+    code = "invalid_cursor"
+
+
+class Conflict(TokenmallError):
+    code = "conflict"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
