@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any, Literal
 
 from tokenmall.errors import InvalidParameter
@@ -38,6 +39,15 @@ class TenantParams:
     quota_multiplier: Decimal = Decimal("2")
     dividend_weight: DividendWeight = "points"
     share_unit: Decimal = Decimal("200")
+    # --- the service's rules (issue 3): return window, unpaid-order expiry, withdrawals
+    settle_days: Decimal = Decimal("7")  # days after delivery; 0 = settle at payment (R11)
+    order_ttl_minutes: Decimal = Decimal("15")  # an unpaid order releases its stock after this
+    withdraw_min: Decimal = Decimal("1")  # CNY
+    withdraw_fee_rate: Decimal = Decimal("0")  # of the amount, floored to the fen
+    # --- read models (R10): levels by EP held, the top-N board, partner status
+    level_thresholds: str = "0,100,1000,10000"  # EP held to reach level 1, 2, 3, ...
+    partner_threshold: Decimal = Decimal("10000")  # EP held to be a partner (合伙人)
+    board_size: Decimal = Decimal("10")  # "前十名"
 
     def __post_init__(self) -> None:
         for name in _RATES_AT_MOST_ONE:
@@ -54,6 +64,12 @@ class TenantParams:
             raise InvalidParameter("initial_price must be greater than zero")
         if self.share_unit <= 0:
             raise InvalidParameter("share_unit must be greater than zero")
+        if self.withdraw_fee_rate > 1:
+            raise InvalidParameter("withdraw_fee_rate must be between 0 and 1")
+        if self.order_ttl_minutes <= 0:
+            raise InvalidParameter("order_ttl_minutes must be greater than zero")
+        if self.board_size != int(self.board_size) or self.board_size < 1:
+            raise InvalidParameter("board_size must be a whole number >= 1")
         if self.dividend_weight not in ("points", "shares"):
             raise InvalidParameter("dividend_weight must be 'points' or 'shares'")
 
@@ -68,6 +84,9 @@ class TenantParams:
             raise InvalidParameter(f"unknown parameter(s): {', '.join(unknown)}")
         values: dict[str, Any] = {}
         for key, raw in data.items():
+            if key == "level_thresholds":
+                values[key] = _levels(raw)
+                continue
             if key == "dividend_weight":
                 if raw not in ("points", "shares"):
                     raise InvalidParameter("dividend_weight must be 'points' or 'shares'")
@@ -79,6 +98,23 @@ class TenantParams:
                 raise InvalidParameter(str(exc)) from None
         return replace(cls(), **values)
 
+    def levels(self) -> tuple[Decimal, ...]:
+        """The level thresholds as Decimals, ascending."""
+        return tuple(Decimal(x) for x in self.level_thresholds.split(","))
+
     def to_mapping(self) -> dict[str, str]:
         """Decimal strings, for storage and the API."""
         return {k: str(v) for k, v in asdict(self).items()}
+
+
+def _levels(raw: object) -> str:
+    """Validate "0,100,1000": ascending non-negative decimals, stored in that canonical text."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidParameter("level_thresholds must be a comma-separated list of numbers")
+    try:
+        vals = [parse_amount(x, what="level threshold") for x in raw.split(",")]
+    except ValueError as exc:
+        raise InvalidParameter(str(exc)) from None
+    if any(b <= a for a, b in pairwise(vals)):
+        raise InvalidParameter("level_thresholds must be strictly ascending")
+    return ",".join(str(v) for v in vals)
