@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 
 from tokenmall.service.ledger import Ledger
 from tokenmall.store.db import create_db_engine, migrate
@@ -23,16 +23,27 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
-def _pg_engine() -> Iterator[Engine]:
+def _pg_url() -> Iterator[str]:
+    """A database of this test session's own on the PostgreSQL server, dropped at the end.
+
+    Its own database (not a shared schema) so that several test sessions - developers,
+    CI, helpers - can run against one server at once without touching each other's data.
+    """
     if not PG_URL:
         pytest.skip("TOKENMALL_TEST_PG_URL is not set (make test sets it)")
-    engine = create_db_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+    base = make_url(create_db_engine(PG_URL).url)
+    name = f"tm_test_{uuid.uuid4().hex[:10]}"
+    admin = create_db_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    engine = create_db_engine(url)
     migrate(engine)
-    yield engine
     engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -44,9 +55,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         migrate(engine)
         engine.dispose()
         return url
-    request.getfixturevalue("_pg_engine")
-    assert PG_URL is not None
-    return PG_URL
+    url: str = request.getfixturevalue("_pg_url")
+    return url
 
 
 @pytest.fixture
