@@ -1,4 +1,4 @@
-"""The ``tokenmall`` command line: scenarios, the seed demo, schema upgrades and tenants.
+"""The ``tokenmall`` command line: the service, scenarios, the seed demo, schema and tenants.
 
 Every command goes through the same :class:`~tokenmall.service.ledger.Ledger` as the API, so
 what the CLI prints is what the engine does.  A mistake by the user (a bad file, an invalid
@@ -42,7 +42,7 @@ from tokenmall.scenario import (
 )
 from tokenmall.service.codec import dec
 from tokenmall.service.ledger import Ledger
-from tokenmall.settings import Settings
+from tokenmall.settings import DEFAULT_ADMIN_TOKEN, DEFAULT_DB_URL, InsecureSettings, Settings
 from tokenmall.store import schema
 from tokenmall.store.db import create_db_engine, migrate
 
@@ -419,6 +419,74 @@ def tenant_show(
             ).scalar_one()
         params = TenantParams.from_mapping(json.loads(raw))
     typer.echo(f"tenant {code} (id {tid}): {_params_line(params)}")
+
+
+# ----------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    db: DbOption = None,
+    demo_mall: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Migrate the schema and seed the demo mall, printing fresh credentials "
+            "(default: on for the default SQLite database only).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs) until interrupted."""
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    from tokenmall.api import create_app  # noqa: PLC0415 - keeps FastAPI off other commands
+    from tokenmall.service.demo_mall import seed_demo_mall  # noqa: PLC0415
+
+    settings = Settings() if db is None else Settings(db_url=db)
+    try:
+        settings.check_for_serving()
+    except InsecureSettings as exc:
+        _fail(str(exc))
+    url = settings.db_url
+    seed = demo_mall if demo_mall is not None else url == DEFAULT_DB_URL
+    with _user_errors(url):
+        engine = create_db_engine(url)
+        if seed:
+            migrate(engine)
+        elif not inspect(engine).has_table(schema.api_keys.name):
+            engine.dispose()
+            _fail(f"no tokenmall service schema at {_safe_url(url)}: run `tokenmall db upgrade`")
+        app_ = create_app(settings, engine=engine)
+        creds = (
+            seed_demo_mall(Ledger(engine), settings.secret_key.get_secret_value()) if seed else None
+        )
+    base = f"http://{host}:{port}"
+    typer.echo(f"tokenmall serve: {settings.environment} mode, database {_safe_url(url)}")
+    if creds is not None:
+        typer.echo(f"demo tenant {creds.tenant!r} (new credentials on every start):")
+        rows = [
+            ("operator key", creds.operator_key),
+            (f"merchant key ({creds.merchant})", creds.merchant_key),
+            *((f"member token ({m})", t) for m, t in creds.member_tokens.items()),
+        ]
+        admin = settings.admin_token.get_secret_value()
+        if admin == DEFAULT_ADMIN_TOKEN:  # only the public default is printed, never a real one
+            rows.append(("platform admin token", f"{admin} (development default)"))
+        width = max(len(label) for label, _ in rows)
+        for label, value in rows:
+            typer.echo(f"  {label:<{width}}  {value}")
+        typer.echo(
+            f'try: curl -H "Authorization: Bearer {creds.operator_key}" '
+            f"{base}/v1/tenants/{creds.tenant}/products"
+        )
+    typer.echo(f"API docs at {base}/docs")
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level="info")
+    finally:
+        engine.dispose()
 
 
 def main() -> None:
