@@ -93,7 +93,10 @@ MoneyOut = Annotated[
     PlainSerializer(_show, return_type=str),
     WithJsonSchema({"type": "string", "examples": ["99.00"]}),
 ]
-Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]")]
+# codes appear in URLs: the same rules as the services check (scenario.check_tenant_code,
+# members.check_member_code), here so the OpenAPI schema states them
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+MemberCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Stock = Annotated[int, Field(ge=0, le=MAX_STOCK, strict=True)]
 DbId = Annotated[int, Field(ge=1, le=2_147_483_647, strict=True)]
@@ -213,7 +216,7 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 class MemberCreate(_In):
-    code: Code = Field(description="The tenant's own id of the member.")
+    code: MemberCode = Field(description="The tenant's own id of the member.")
     display_name: Name | None = None
     invite_code: str | None = Field(
         default=None, max_length=16, description="The referrer's invite code."

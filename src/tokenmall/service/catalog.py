@@ -8,6 +8,7 @@ concurrent orders can sell a unit twice, on SQLite or PostgreSQL, in one process
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -113,6 +114,9 @@ def _check_stock(n: int, what: str = "stock") -> int:
 # ----------------------------------------------------------------------------- merchants
 
 
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
 def _merchant(row: Any) -> Merchant:
     return Merchant(row.id, row.code, row.name, bool(row.accepts_sp), row.created_at)
 
@@ -120,6 +124,11 @@ def _merchant(row: Any) -> Merchant:
 def create_merchant(
     conn: Connection, tenant_id: int, *, code: str, name: str, accepts_sp: bool = False
 ) -> Merchant:
+    if not _CODE.fullmatch(code):
+        raise InvalidCommand(
+            f"merchant code {code!r} must be 1-64 letters, digits or _.:- (starting with a "
+            "letter or digit)"
+        )
     m = s.merchants.c
     if conn.execute(select(m.id).where(m.tenant_id == tenant_id, m.code == code)).first():
         raise AlreadyExists(f"merchant {code!r} already exists")

@@ -108,9 +108,7 @@ def list_profiles(
 def ledger_referrer(conn: Connection, tenant_id: int, code: str) -> str | None:
     """The referrer the ledger holds for ``code`` (None: no ledger row or no referrer)."""
     m = s.members.c
-    return conn.execute(
-        select(m.referrer).where(m.tenant_id == tenant_id, m.code == code)
-    ).scalar()
+    return conn.execute(select(m.referrer).where(m.tenant_id == tenant_id, m.code == code)).scalar()
 
 
 def _referrer_by_invite(conn: Connection, tenant_id: int, invite_code: str) -> str:
