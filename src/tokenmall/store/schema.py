@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
@@ -330,3 +331,71 @@ api_keys = Table(
     ),
     Index("ix_api_keys_tenant", "tenant_id", "id"),
 )
+
+# ----------------------------------------------------------------------------- wallet (0004)
+# Withdrawal requests of the SP wallet (service/wallet.py) and the indexes its read models need.
+# The SP itself leaves the wallet in the ledger (Withdraw) in the same transaction that inserts
+# the row; this table holds what the ledger does not: payee account, review and payout state.
+
+__all__ += ["withdrawals"]
+
+WITHDRAWAL_STATES = ("requested", "approved", "rejected", "paid", "failed")
+
+withdrawals = Table(
+    "withdrawals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    # the public id, the ledger's payout hold (Withdraw.request) and the provider's payout id
+    Column("ref", String(40), nullable=False),
+    Column("member", String(64), nullable=False),
+    Column("account", String(128), nullable=False),  # the provider's payee handle (openid)
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("fee_fen", BigInteger, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("requested_at", Float, nullable=False),
+    Column("reviewed_at", Float, nullable=True),
+    Column("reviewer", String(120), nullable=True),
+    Column("note", String(500), nullable=True),
+    Column("payout_sent_at", Float, nullable=True),
+    Column("provider_payout_id", String(64), nullable=True),
+    Column("finished_at", Float, nullable=True),
+    UniqueConstraint("tenant_id", "ref", name="uq_withdrawals_tenant_ref"),
+    UniqueConstraint(
+        "tenant_id", "member", "idempotency_key", name="uq_withdrawals_tenant_member_key"
+    ),
+    CheckConstraint(
+        "status IN ('requested', 'approved', 'rejected', 'paid', 'failed')",
+        name="ck_withdrawals_status",
+    ),
+    CheckConstraint(
+        "amount_fen > 0 AND fee_fen >= 0 AND fee_fen < amount_fen", name="ck_withdrawals_amounts"
+    ),
+    Index("ix_withdrawals_tenant_member", "tenant_id", "member", "id"),
+    Index("ix_withdrawals_tenant_status", "tenant_id", "status", "id"),
+)
+
+# A member's wallet and reward history read their own transfers.  Partial indexes (member
+# accounts only): most transfers of a purchase are between system accounts, and every index
+# entry is paid for on the ledger's write path.  Queries must repeat the predicate literally.
+MEMBER_CREDIT_PREDICATE = "credit LIKE 'm:%'"
+MEMBER_DEBIT_PREDICATE = "debit LIKE 'm:%'"
+Index(
+    "ix_transfers_member_credit",
+    transfers.c.tenant_id,
+    transfers.c.credit,
+    transfers.c.seq,
+    sqlite_where=text(MEMBER_CREDIT_PREDICATE),
+    postgresql_where=text(MEMBER_CREDIT_PREDICATE),
+)
+Index(
+    "ix_transfers_member_debit",
+    transfers.c.tenant_id,
+    transfers.c.debit,
+    transfers.c.seq,
+    sqlite_where=text(MEMBER_DEBIT_PREDICATE),
+    postgresql_where=text(MEMBER_DEBIT_PREDICATE),
+)
+# the top-N holder board, partners and level counts (R10) walk members by EP held
+Index("ix_members_tenant_ep", members.c.tenant_id, members.c.ep)

@@ -1,0 +1,708 @@
+"""Read models (SPEC.md R10 and issue 3 item 8): levels, the holder board, partners, a member's
+holdings and reward history, the economy now and over time.
+
+Everything here only reads: no function moves value or takes the tenant's lock, so reads never
+queue behind the ledger's writers (on PostgreSQL; SQLite serialises every transaction anyway).
+Every query filters on the caller's tenant first.  The price is derived from the stored
+balances exactly as the engine does (``pool / circulating``, the last price while nothing
+circulates, else ``initial_price``) and only rounded for display.
+
+A member's history is read from the ledger's own transfers (the partial indexes of migration
+0004), so it cannot disagree with the balances: there is no second copy to keep in step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from tokenmall.domain.params import TenantParams
+from tokenmall.errors import NotFound
+from tokenmall.money import (
+    CNY_PLACES,
+    EP_PLACES,
+    FEN,
+    ZERO,
+    from_atoms,
+    mul,
+    ratio_floor,
+    show_price,
+)
+from tokenmall.service.pages import Page, decode_cursor, encode_cursor
+from tokenmall.store import schema as s
+
+__all__ = [
+    "REWARD_CATEGORIES",
+    "BoardEntry",
+    "Economy",
+    "HistoryEntry",
+    "Holdings",
+    "Level",
+    "PricePoint",
+    "board",
+    "economy",
+    "holdings",
+    "level_of",
+    "levels",
+    "member_history",
+    "member_no",
+    "partners",
+    "price_history",
+    "price_ratio",
+    "reward_history",
+    "tenant_params",
+]
+
+_PLACES = {"CNY": CNY_PLACES, "SP": CNY_PLACES, "EP": EP_PLACES}
+# what counts as a reward in a member's history: points issued for their own or a referred
+# purchase, dividends, and what the pool paid for their points (a sale or a forced exit)
+REWARD_CATEGORIES = frozenset(
+    {"purchase_points", "referral_points", "dividend", "sale_payout", "exit_payout"}
+)
+# ledger kinds whose credits to a member are never rewards: the member's own conversions,
+# money coming back (refunds, released withdrawals)
+_NOT_REWARD_KINDS = ("exchange", "payout_result", "refund", "buy_points")
+_BOARD_MAX = 1000  # board_size is a tenant parameter; the board is read in one query
+
+
+def tenant_params(conn: Connection, tenant_id: int) -> TenantParams:
+    raw = conn.execute(select(s.tenants.c.params).where(s.tenants.c.id == tenant_id)).scalar()
+    if raw is None:
+        raise NotFound(f"no tenant {tenant_id}")
+    return TenantParams.from_mapping(json.loads(raw))
+
+
+def _balances(conn: Connection, tenant_id: int) -> dict[tuple[str, str], Decimal]:
+    a = s.accounts.c
+    return {
+        (row.account, row.asset): from_atoms(row.balance, _PLACES[row.asset])
+        for row in conn.execute(
+            select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)
+        )
+    }
+
+
+def price_ratio(
+    conn: Connection, tenant_id: int, params: TenantParams
+) -> tuple[Decimal, Decimal, dict[tuple[str, str], Decimal]]:
+    """(numerator, denominator, balances): the engine's price rule over the stored state."""
+    bal = _balances(conn, tenant_id)
+    circ = -bal.get(("issuance", "EP"), ZERO) - bal.get(("burned", "EP"), ZERO)
+    if circ > 0:
+        return bal.get(("pool", "CNY"), ZERO), circ, bal
+    st = s.tenant_state.c
+    row = conn.execute(
+        select(st.empty_pool, st.empty_circulating).where(st.tenant_id == tenant_id)
+    ).one_or_none()
+    if row is not None and row.empty_circulating > 0:
+        return (
+            from_atoms(row.empty_pool, CNY_PLACES),
+            from_atoms(row.empty_circulating, EP_PLACES),
+            bal,
+        )
+    return params.initial_price, Decimal(1), bal
+
+
+# ----------------------------------------------------------------------------- economy
+
+
+@dataclass(frozen=True, slots=True)
+class Economy:
+    price: str  # 4 decimals, display only
+    pool: Decimal
+    circulating: Decimal
+    issued: Decimal
+    burned: Decimal
+    treasury: Decimal
+    dividend_fund: Decimal
+    total_supply: Decimal
+    members: int
+    seq: int
+
+
+def economy(conn: Connection, tenant_id: int) -> Economy:
+    """The tenant's economy now: what the price history's last point says, plus supply."""
+    params = tenant_params(conn, tenant_id)
+    num, den, bal = price_ratio(conn, tenant_id, params)
+    issued = -bal.get(("issuance", "EP"), ZERO)
+    burned = bal.get(("burned", "EP"), ZERO)
+    st = s.tenant_state.c
+    state = conn.execute(
+        select(st.seq, st.member_count).where(st.tenant_id == tenant_id)
+    ).one_or_none()
+    if state is None:
+        raise NotFound(f"no tenant {tenant_id}")
+    return Economy(
+        price=show_price(num, den, params.initial_price),
+        pool=bal.get(("pool", "CNY"), ZERO),
+        circulating=issued - burned,
+        issued=issued,
+        burned=burned,
+        treasury=bal.get(("treasury", "EP"), ZERO),
+        dividend_fund=bal.get(("dividend_fund", "CNY"), ZERO),
+        total_supply=params.total_supply,
+        members=int(state.member_count),
+        seq=int(state.seq),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PricePoint:
+    seq: int
+    at: float
+    kind: str
+    price: str
+    pool: str
+    circulating: str
+    burned: str
+    treasury: str
+    dividend_fund: str
+
+
+def _first_seq_at(conn: Connection, tenant_id: int, ts: float, last: int) -> int:
+    """The first seq committed at or after ``ts``, by binary search over the primary key.
+
+    ``created_at`` grows with ``seq`` (it is read after the tenant's lock is taken), so about
+    log2(seq) point reads find the start of a time window without an index on time: another
+    index would cost every ledger write.  Rows are still filtered by time exactly, so a wall
+    clock that stepped back only makes the window's first page start a little early.
+    """
+    t = s.ledger_tx.c
+    lo, hi = 1, last + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = conn.execute(
+            select(t.created_at).where(t.tenant_id == tenant_id, t.seq == mid)
+        ).scalar()
+        if at is None or at >= ts:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def price_history(
+    conn: Connection,
+    tenant_id: int,
+    *,
+    since: float | None,
+    until: float | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[PricePoint]:
+    """The price, pool and supply after every committed ledger transaction, oldest first.
+
+    Each ``ledger_tx`` row stores the figures after it (its ``result``), so the history is the
+    event log itself; a page is a primary-key range.
+    """
+    t = s.ledger_tx.c
+    after = decode_cursor(cursor) if cursor is not None else 0
+    if since is not None:
+        last = conn.execute(
+            select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == tenant_id)
+        ).scalar()
+        after = max(after, _first_seq_at(conn, tenant_id, since, int(last or 0)) - 1)
+    q = select(t.seq, t.created_at, t.kind, t.result).where(t.tenant_id == tenant_id, t.seq > after)
+    if since is not None:
+        q = q.where(t.created_at >= since)
+    if until is not None:
+        q = q.where(t.created_at <= until)
+    rows = conn.execute(q.order_by(t.seq).limit(limit + 1)).all()
+    more = len(rows) > limit
+    items = []
+    for row in rows[:limit]:
+        r = json.loads(row.result)
+        items.append(
+            PricePoint(
+                seq=int(row.seq),
+                at=float(row.created_at),
+                kind=row.kind,
+                price=r["price"],
+                pool=r["pool"],
+                circulating=r["circulating"],
+                burned=r["burned"],
+                treasury=r["treasury"],
+                dividend_fund=r["dividend_fund"],
+            )
+        )
+    return Page(items, encode_cursor(items[-1].seq) if more else None)
+
+
+# ----------------------------------------------------------------------------- levels, board
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    level: int
+    min_points: Decimal
+    members: int  # ledger members at exactly this level
+
+
+def level_of(points: Decimal, thresholds: Sequence[Decimal]) -> int:
+    """1 + the index of the highest threshold reached; 0 below the first (R10)."""
+    level = 0
+    for i, t in enumerate(thresholds):
+        if points >= t:
+            level = i + 1
+    return level
+
+
+def levels(conn: Connection, tenant_id: int) -> list[Level]:
+    """The tenant's levels with how many members hold enough EP for each (and not the next).
+
+    One index range count per threshold (``ix_members_tenant_ep``), not a scan of members.
+    """
+    params = tenant_params(conn, tenant_id)
+    thresholds = params.levels()
+    m = s.members.c
+    at_least = [
+        int(
+            conn.execute(
+                select(func.count())
+                .select_from(s.members)
+                .where(m.tenant_id == tenant_id, m.ep >= _ep_atoms(th))
+            ).scalar_one()
+        )
+        for th in thresholds
+    ]
+    out = []
+    for i, th in enumerate(thresholds):
+        nxt = at_least[i + 1] if i + 1 < len(at_least) else 0
+        out.append(Level(level=i + 1, min_points=th, members=at_least[i] - nxt))
+    return out
+
+
+def _ep_atoms(points: Decimal) -> int:
+    # thresholds may have more than 8 places; rounding up keeps "ep >= threshold" exact
+    scaled = points.scaleb(EP_PLACES)
+    i = int(scaled)
+    return i if i == scaled else i + 1
+
+
+@dataclass(frozen=True, slots=True)
+class BoardEntry:
+    rank: int
+    member: str
+    display_name: str | None
+    points: Decimal
+    level: int
+    partner: bool
+
+
+def _names(conn: Connection, tenant_id: int, codes: Iterable[str]) -> dict[str, str | None]:
+    codes = list(codes)
+    if not codes:
+        return {}
+    p = s.member_profiles.c
+    return {
+        row.code: row.display_name
+        for row in conn.execute(
+            select(p.code, p.display_name).where(p.tenant_id == tenant_id, p.code.in_(codes))
+        )
+    }
+
+
+def board(conn: Connection, tenant_id: int, *, limit: int, cursor: str | None) -> Page[BoardEntry]:
+    """The top ``board_size`` holders by EP (ties: who joined first), a page of it at a time.
+
+    The treasury is not a member and never appears; members with no EP are not ranked.
+    """
+    params = tenant_params(conn, tenant_id)
+    size = min(int(params.board_size), _BOARD_MAX)
+    start = decode_cursor(cursor) if cursor is not None else 0
+    if start >= size:
+        return Page([], None)
+    take = min(limit, size - start)
+    m = s.members.c
+    rows = conn.execute(
+        select(m.code, m.ep)
+        .where(m.tenant_id == tenant_id, m.ep > 0)
+        .order_by(m.ep.desc(), m.no)
+        .offset(start)  # bounded by board_size: the board is short by definition
+        .limit(take + 1)
+    ).all()
+    more = len(rows) > take and start + take < size
+    rows = rows[:take]
+    names = _names(conn, tenant_id, (r.code for r in rows))
+    thresholds = params.levels()
+    items = []
+    for i, row in enumerate(rows):
+        pts = from_atoms(row.ep, EP_PLACES)
+        items.append(
+            BoardEntry(
+                rank=start + i + 1,
+                member=row.code,
+                display_name=names.get(row.code),
+                points=pts,
+                level=level_of(pts, thresholds),
+                partner=pts >= params.partner_threshold,
+            )
+        )
+    return Page(items, encode_cursor(start + take) if more else None)
+
+
+def partners(
+    conn: Connection, tenant_id: int, *, limit: int, cursor: str | None
+) -> Page[BoardEntry]:
+    """Members holding at least ``partner_threshold`` EP (合伙人), in order of joining."""
+    params = tenant_params(conn, tenant_id)
+    m = s.members.c
+    q = select(m.no, m.code, m.ep).where(
+        m.tenant_id == tenant_id, m.ep >= _ep_atoms(params.partner_threshold), m.ep > 0
+    )
+    if cursor is not None:
+        q = q.where(m.no > decode_cursor(cursor))
+    rows = conn.execute(q.order_by(m.no).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    names = _names(conn, tenant_id, (r.code for r in rows))
+    thresholds = params.levels()
+    items = []
+    for row in rows:
+        pts = from_atoms(row.ep, EP_PLACES)
+        items.append(
+            BoardEntry(
+                rank=0,
+                member=row.code,
+                display_name=names.get(row.code),
+                points=pts,
+                level=level_of(pts, thresholds),
+                partner=True,
+            )
+        )
+    return Page(items, encode_cursor(int(rows[-1].no)) if more else None)
+
+
+# ----------------------------------------------------------------------------- holdings
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    member: str
+    points: Decimal
+    price: str
+    value: Decimal  # points x price, cut to the fen
+    sell_value: Decimal  # what selling every point would pay now (R3, after the fee)
+    stable: Decimal
+    quota_remaining: Decimal
+    spent: Decimal
+    dividends: Decimal
+    points_debt: Decimal
+    exited: bool
+    level: int
+    partner: bool
+
+
+def holdings(conn: Connection, tenant_id: int, member: str) -> Holdings:
+    """A member's points, their value at the current price, quota, SP and standing.
+
+    A registered member who never moved value holds nothing (there is no ledger row yet).
+    """
+    params = tenant_params(conn, tenant_id)
+    num, den, _ = price_ratio(conn, tenant_id, params)
+    m = s.members.c
+    row = conn.execute(
+        select(s.members).where(m.tenant_id == tenant_id, m.code == member)
+    ).one_or_none()
+
+    def amount(name: str, places: int) -> Decimal:
+        return ZERO if row is None else from_atoms(getattr(row, name), places)
+
+    pts = amount("ep", EP_PLACES)
+    return Holdings(
+        member=member,
+        points=pts,
+        price=show_price(num, den, params.initial_price),
+        value=ratio_floor(mul(pts, num), den, FEN),
+        sell_value=ratio_floor(mul(pts, num, 1 - params.sell_fee), den, FEN),
+        stable=amount("sp", CNY_PLACES),
+        quota_remaining=amount("quota", CNY_PLACES),
+        spent=amount("spent", CNY_PLACES),
+        dividends=amount("dividends", CNY_PLACES),
+        points_debt=amount("ep_debt", EP_PLACES),
+        exited=bool(row.exited) if row is not None else False,
+        level=level_of(pts, params.levels()),
+        partner=pts > 0 and pts >= params.partner_threshold,
+    )
+
+
+# ----------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One transfer to or from a member's account, with what caused it."""
+
+    seq: int
+    n: int
+    at: float
+    kind: str  # the ledger transaction's kind (purchase, sell, close_day, ...)
+    category: str  # what it means for the member (dividend, exit_payout, withdrawal, ...)
+    asset: str
+    direction: str  # "in" | "out"
+    amount: Decimal
+    counterparty: str  # the other account (system accounts by name)
+
+
+def member_no(conn: Connection, tenant_id: int, member: str) -> int | None:
+    """The member's ledger number (its account is ``m:<no>``), None before any movement."""
+    m = s.members.c
+    no = conn.execute(select(m.no).where(m.tenant_id == tenant_id, m.code == member)).scalar()
+    return None if no is None else int(no)
+
+
+def _ph(conn: Connection, sql: str) -> str:
+    """Driver SQL written with ``?``: psycopg wants ``%s``, and a literal ``%`` doubled."""
+    if conn.dialect.name == "sqlite":
+        return sql
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+_COLS = "seq, n, asset, debit, credit, amount FROM transfers WHERE tenant_id = ? AND "
+# The literal LIKE repeats the partial index's predicate, which is how both databases know the
+# index applies (neither infers it from "credit = 'm:7'").
+_CREDITS = "SELECT " + _COLS + "credit = ? AND " + s.MEMBER_CREDIT_PREDICATE
+_DEBITS = "SELECT " + _COLS + "debit = ? AND " + s.MEMBER_DEBIT_PREDICATE
+
+
+def _pack(seq: int, n: int) -> int:
+    return (seq << 32) | n
+
+
+def _page_rows(
+    conn: Connection,
+    tenant_id: int,
+    account: str,
+    *,
+    asset: str | None,
+    credits_only: bool,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Any], bool]:
+    """Newest-first transfers of ``account``: each side read in index order, then merged."""
+    extra = ""
+    args: list[Any] = []
+    if asset is not None:
+        extra += " AND asset = ?"
+        args.append(asset)
+    if cursor is not None:
+        packed = decode_cursor(cursor)
+        cseq, cn = packed >> 32, packed & 0xFFFFFFFF
+        extra += " AND (seq < ? OR (seq = ? AND n < ?))"
+        args += [cseq, cseq, cn]
+    tail = extra + " ORDER BY seq DESC, n DESC LIMIT ?"
+    if credits_only:
+        sql = (
+            _CREDITS + " AND debit IN ('issuance', 'sp_issuance') AND NOT EXISTS (SELECT 1 "
+            "FROM ledger_tx x WHERE x.tenant_id = transfers.tenant_id AND x.seq = transfers.seq "
+            "AND x.kind IN (" + ", ".join(f"'{k}'" for k in _NOT_REWARD_KINDS) + "))" + tail
+        )
+        params: tuple[Any, ...] = (tenant_id, account, *args, limit + 1)
+        rows = conn.exec_driver_sql(_ph(conn, sql), params).all()
+    else:
+        one = (tenant_id, account, *args, limit + 1)
+        # only constants and placeholders are pasted together (no value reaches the text)
+        sql = f"SELECT * FROM ({_CREDITS}{tail}) AS c UNION ALL "  # noqa: S608
+        sql += f"SELECT * FROM ({_DEBITS}{tail}) AS d"  # noqa: S608
+        rows = conn.exec_driver_sql(_ph(conn, sql), one + one).all()
+        rows = sorted(rows, key=lambda r: (r.seq, r.n), reverse=True)
+    more = len(rows) > limit
+    return list(rows[:limit]), more
+
+
+def _classify(
+    conn: Connection, tenant_id: int, account: str, member: str, seqs: Sequence[int]
+) -> tuple[dict[tuple[int, int], str], dict[int, tuple[str, float]]]:
+    """What each of the member's transfers in ``seqs`` was, from the transaction around it.
+
+    The ledger records movements, not reasons; the reason follows from the transaction's kind,
+    whose command it was, and the transfers next to it (a sale is: points to ``burned``, the
+    pool's CNY to the SP reserve, SP to the member, in that order).  Rules, per transaction in
+    transfer order:
+
+    * EP from ``issuance``: ``purchase_points`` to the buyer, ``referral_points`` otherwise;
+      from the treasury ``bought_points``; to the treasury ``exchanged_points``.
+    * EP to ``burned``: ``debt_offset`` right after a credit (a refund debt set off);
+      ``refund_clawback`` in a refund; the first burn of the member's own sell, redeem or
+      payment ``sold_points`` / ``redeemed_points``; any other burn a ``forced_exit`` (R7).
+    * SP in: ``refund`` / ``withdrawal_returned`` / ``exchange`` by kind; after the member's
+      sale ``sale_payout``, after a forced exit ``exit_payout``; in a day close ``dividend``.
+    * SP out: ``withdrawal``, ``order_payment``, ``bought_points`` by kind.
+
+    Known blur: a forced exit inside a refund's transaction is shown as part of the refund.
+    """
+    if not seqs:
+        return {}, {}
+    uniq = sorted(set(seqs))
+    t = s.ledger_tx.c
+    txs = {
+        int(row.seq): row
+        for row in conn.execute(
+            select(t.seq, t.kind, t.payload, t.created_at).where(
+                t.tenant_id == tenant_id, t.seq.in_(uniq)
+            )
+        )
+    }
+    settle_orders = [
+        json.loads(r.payload).get("order", "") for r in txs.values() if r.kind == "settle"
+    ]
+    buyers: dict[str, str] = {}
+    if settle_orders:
+        g = s.grants.c
+        buyers = {
+            row.order_ref: row.member
+            for row in conn.execute(
+                select(g.order_ref, g.member).where(
+                    g.tenant_id == tenant_id, g.order_ref.in_(settle_orders)
+                )
+            )
+        }
+    ph = ", ".join("?" * len(uniq))
+    mine = conn.exec_driver_sql(
+        _ph(
+            conn,
+            f"SELECT * FROM ({_CREDITS} AND seq IN ({ph})) AS c UNION ALL "  # noqa: S608
+            f"SELECT * FROM ({_DEBITS} AND seq IN ({ph})) AS d",
+        ),
+        (tenant_id, account, *uniq, tenant_id, account, *uniq),
+    ).all()
+    by_seq: dict[int, list[Any]] = defaultdict(list)
+    for row in mine:
+        by_seq[int(row.seq)].append(row)
+    out: dict[tuple[int, int], str] = {}
+    meta: dict[int, tuple[str, float]] = {}
+    for seq, rows in by_seq.items():
+        tx = txs.get(seq)
+        if tx is None:  # pragma: no cover - transfers always have their transaction
+            continue
+        kind = str(tx.kind)
+        meta[seq] = (kind, float(tx.created_at))
+        payload = json.loads(tx.payload)
+        actor = payload.get("member")
+        if kind == "settle":
+            actor = buyers.get(payload.get("order", ""))
+        own = actor == member
+        own_burn_done = False
+        burns: dict[int, str] = {}
+        last_ep_credit = -10
+        for r in sorted(rows, key=lambda r: r.n):
+            n = int(r.n)
+            incoming = r.credit == account
+            if r.asset == "EP" and incoming:
+                cat = {
+                    "issuance": "purchase_points" if own else "referral_points",
+                    "treasury": "bought_points",
+                }.get(r.debit, "points_in")
+                last_ep_credit = n
+            elif r.asset == "EP":
+                if r.credit == "treasury":
+                    cat = "exchanged_points"
+                elif r.credit != "burned":
+                    cat = "points_out"
+                elif last_ep_credit == n - 1:
+                    cat = "debt_offset"
+                elif kind == "refund":
+                    cat = "refund_clawback"
+                elif own and not own_burn_done and kind in ("sell", "redeem", "pay"):
+                    cat = "sold_points" if kind == "sell" else "redeemed_points"
+                    own_burn_done = True
+                else:
+                    cat = "forced_exit"
+                burns[n] = cat
+            elif incoming:
+                before = burns.get(n - 2)
+                if kind in ("refund", "payout_result", "exchange"):
+                    cat = {"refund": "refund", "payout_result": "withdrawal_returned"}.get(
+                        kind, "exchange"
+                    )
+                elif before == "sold_points":
+                    cat = "sale_payout"
+                elif before == "forced_exit":
+                    cat = "exit_payout"
+                elif kind == "close_day":
+                    cat = "dividend"
+                else:
+                    cat = "sp_in"
+            else:
+                cat = {
+                    "withdraw": "withdrawal",
+                    "pay": "order_payment",
+                    "buy_points": "bought_points",
+                }.get(kind, "sp_out")
+            out[(seq, n)] = cat
+    return out, meta
+
+
+def _entries(
+    conn: Connection, tenant_id: int, account: str, member: str, rows: Sequence[Any]
+) -> list[HistoryEntry]:
+    cats, meta = _classify(conn, tenant_id, account, member, [int(r.seq) for r in rows])
+    out = []
+    for r in rows:
+        seq, n = int(r.seq), int(r.n)
+        incoming = r.credit == account
+        kind, at = meta.get(seq, ("", 0.0))
+        out.append(
+            HistoryEntry(
+                seq=seq,
+                n=n,
+                at=at,
+                kind=kind,
+                category=cats.get((seq, n), "other"),
+                asset=r.asset,
+                direction="in" if incoming else "out",
+                amount=from_atoms(int(r.amount), _PLACES[r.asset]),
+                counterparty=r.debit if incoming else r.credit,
+            )
+        )
+    return out
+
+
+def member_history(
+    conn: Connection,
+    tenant_id: int,
+    member: str,
+    *,
+    asset: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[HistoryEntry]:
+    """Every transfer to or from the member (of ``asset``, if given), newest first."""
+    no = member_no(conn, tenant_id, member)
+    if no is None:
+        return Page([], None)
+    account = f"m:{no}"
+    rows, more = _page_rows(
+        conn, tenant_id, account, asset=asset, credits_only=False, limit=limit, cursor=cursor
+    )
+    items = _entries(conn, tenant_id, account, member, rows)
+    return Page(items, encode_cursor(_pack(items[-1].seq, items[-1].n)) if more else None)
+
+
+def reward_history(
+    conn: Connection, tenant_id: int, member: str, *, limit: int, cursor: str | None
+) -> Page[HistoryEntry]:
+    """Points issued to the member, dividends, and what the pool paid for their points.
+
+    Candidates are the member's credits from the issuance accounts outside conversions and
+    refunds (an index range); the classification keeps the reward categories.  A page may
+    hold fewer than ``limit`` items when some candidates were not rewards; follow the cursor.
+    """
+    no = member_no(conn, tenant_id, member)
+    if no is None:
+        return Page([], None)
+    account = f"m:{no}"
+    rows, more = _page_rows(
+        conn, tenant_id, account, asset=None, credits_only=True, limit=limit, cursor=cursor
+    )
+    entries = _entries(conn, tenant_id, account, member, rows)
+    items = [e for e in entries if e.category in REWARD_CATEGORIES]
+    last = rows[-1] if rows else None
+    next_cursor = encode_cursor(_pack(int(last.seq), int(last.n))) if more and last else None
+    return Page(items, next_cursor)

@@ -1,0 +1,718 @@
+"""The SP wallet (issue 3 item 6): balance, member conversions, and withdrawals paid out through
+a payment provider.
+
+A balance can never be spent twice, because every movement of SP is a ledger command applied
+under the tenant's lock, and the ledger refuses one that would take a wallet below zero:
+
+* sell (R3), exchange EP->SP (R5) and SP->EP (R6) are single ledger commands keyed by the
+  client's ``Idempotency-Key`` (``wallet:<member>:<key>``), so a retried request replays the
+  first answer and a reused key with other content is refused;
+* a withdrawal takes its SP out of the wallet *when it is requested* (ledger ``Withdraw``, into
+  a payout hold) in the same database transaction that records the request, so an operator's
+  review or a slow provider can never find the money already spent.  A rejection or a failed
+  payout returns it (``PayoutResult(paid=False)``), a payout confirmed by the provider
+  finalises it (``paid=True``).  Both are keyed ``payout:<ref>``: the first outcome wins and a
+  contradicting late notification is refused.
+
+Withdrawal states: ``requested`` -> ``approved`` | ``rejected`` (operator) -> ``paid`` |
+``failed`` (provider).  The payout is sent only after the approval has committed (never from
+inside a transaction); if the process dies in between, :func:`retry_payouts` (the scheduler)
+sends it again, which is safe because providers are idempotent on the payout id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, insert, or_, select, update
+
+from tokenmall.domain.economy import BuyPoints, Command, Exchange, PayoutResult, Sell, Withdraw
+from tokenmall.errors import (
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidCommand,
+    InvalidParameter,
+    NotFound,
+    SupplyExhausted,
+    TokenmallError,
+    UnknownMember,
+)
+from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, floor_fen, from_atoms, mul
+from tokenmall.payments.base import (
+    Notification,
+    NotificationKind,
+    PaymentIntent,
+    PaymentProvider,
+    PayoutStatus,
+    RefundResult,
+)
+from tokenmall.payments.base import PayoutResult as ProviderPayout
+from tokenmall.payments.errors import (
+    InvalidPaymentRequest,
+    PaymentConflict,
+    PaymentError,
+)
+from tokenmall.payments.sandbox import DeliveryChaos, SandboxGateway, SandboxProvider
+from tokenmall.service.errors import Conflict
+from tokenmall.service.ledger import Ledger, Outcome
+from tokenmall.service.members import get_profile
+from tokenmall.service.pages import Page, fetch_page
+from tokenmall.service.reads import member_no, tenant_params
+from tokenmall.store import schema as s
+
+__all__ = [
+    "ActionResult",
+    "PayoutHandler",
+    "PayoutProviders",
+    "SandboxPayouts",
+    "WalletBalance",
+    "Withdrawal",
+    "apply_payout_notification",
+    "apply_payout_result",
+    "approve_withdrawal",
+    "balance",
+    "buy_points",
+    "check_idempotency_key",
+    "exchange",
+    "get_withdrawal",
+    "list_withdrawals",
+    "payout_handler",
+    "reject_withdrawal",
+    "request_withdrawal",
+    "retry_payouts",
+    "sell",
+    "send_payout",
+    "withdrawal_fee",
+]
+
+log = logging.getLogger("tokenmall.wallet")
+
+_KEY_MAX = 64
+_ACCOUNT_MAX = 128
+# a payout sent this long ago without an outcome is sent again (the provider deduplicates)
+RESEND_AFTER_SECONDS = 300.0
+_OPEN = ("requested", "approved")
+
+
+# ----------------------------------------------------------------------------- plumbing
+
+
+def check_idempotency_key(key: str) -> str:
+    """Client keys: 1-64 printable ASCII characters without spaces (they end up in URLs/logs)."""
+    if not key or len(key) > _KEY_MAX or not key.isascii() or not key.isprintable() or " " in key:
+        raise InvalidCommand(
+            f"Idempotency-Key must be 1-{_KEY_MAX} printable ASCII characters without spaces"
+        )
+    return key
+
+
+def _lock_tenant(conn: Connection, tenant_id: int) -> None:
+    """The ledger's per-tenant lock, taken first so every wallet transaction locks in one order
+    (tenant, then withdrawal row) and reads the tenant's parameters as of its turn."""
+    q = select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == tenant_id)
+    if conn.dialect.name != "sqlite":  # SQLite: the transaction began IMMEDIATE (store.db)
+        q = q.with_for_update()
+    if conn.execute(q).first() is None:
+        raise NotFound(f"no tenant {tenant_id}")
+
+
+_ERRORS: dict[str, type[TokenmallError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidCommand,
+        UnknownMember,
+        InsufficientBalance,
+        SupplyExhausted,
+        InvalidParameter,
+        IdempotencyConflict,
+        NotFound,
+    )
+}
+
+
+def _check(outcome: Outcome) -> Outcome:
+    """The outcome of an applied or replayed command; a refused one raises its own error."""
+    if outcome.status == "rejected":
+        raise _ERRORS.get(outcome.error_code or "", InvalidCommand)(outcome.error or "refused")
+    return outcome
+
+
+def _submit_in(ledger: Ledger, conn: Connection, tenant_id: int, key: str, cmd: Command) -> Outcome:
+    """One ledger command inside the caller's transaction.
+
+    The public ``Ledger.submit`` opens its own transaction; a withdrawal must commit its ledger
+    hold and its request row together (or neither), so this uses the ledger's unit of work on
+    the caller's connection.  The ledger takes the tenant lock first thing, as always.
+    """
+    return _check(ledger._submit(conn, tenant_id, [(key, cmd)])[0])
+
+
+# ----------------------------------------------------------------------------- balance
+
+
+@dataclass(frozen=True, slots=True)
+class WalletBalance:
+    member: str
+    stable: Decimal  # SP spendable now
+    pending_withdrawals: Decimal  # SP already taken out for requested or approved withdrawals
+    points: Decimal
+
+
+def balance(conn: Connection, tenant_id: int, member: str) -> WalletBalance:
+    """The member's SP (and EP), plus what is on its way out in open withdrawals."""
+    get_profile(conn, tenant_id, member)
+    m = s.members.c
+    row = conn.execute(
+        select(m.sp, m.ep).where(m.tenant_id == tenant_id, m.code == member)
+    ).one_or_none()
+    w = s.withdrawals.c
+    held = sum(
+        int(r.amount_fen)
+        for r in conn.execute(
+            select(w.amount_fen).where(
+                w.tenant_id == tenant_id, w.member == member, w.status.in_(_OPEN)
+            )
+        )
+    )
+    return WalletBalance(
+        member=member,
+        stable=ZERO if row is None else from_atoms(row.sp, CNY_PLACES),
+        pending_withdrawals=from_atoms(held, 2),
+        points=ZERO if row is None else from_atoms(row.ep, EP_PLACES),
+    )
+
+
+# ----------------------------------------------------------------------------- conversions
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """A conversion as the ledger applied it (or replayed it for a repeated key)."""
+
+    kind: str
+    replayed: bool
+    seq: int
+    figures: dict[str, str]
+    price: str  # after the command, 4 decimals
+    result: dict[str, Any]
+
+
+def _member_action(
+    ledger: Ledger, tenant_id: int, member: str, key: str, cmd: Command, *, kind: str
+) -> ActionResult:
+    check_idempotency_key(key)
+    with ledger.engine.connect() as conn:
+        get_profile(conn, tenant_id, member)
+        if member_no(conn, tenant_id, member) is None:
+            # a registered member who never moved value holds nothing: say so, not "unknown"
+            raise InsufficientBalance(f"member {member!r} holds no points or SP yet")
+    outcome = _check(ledger.submit(tenant_id, [(f"wallet:{member}:{key}", cmd)])[0])
+    result = outcome.result or {}
+    return ActionResult(
+        kind=kind,
+        replayed=outcome.status == "replayed",
+        seq=outcome.seq or 0,
+        figures=dict(result.get("figures", {})),
+        price=str(result.get("price", "")),
+        result=result,
+    )
+
+
+def sell(ledger: Ledger, tenant_id: int, member: str, points: Decimal, key: str) -> ActionResult:
+    """R3: sell points back to the pool; the payout (after the sell fee) arrives as SP."""
+    return _member_action(ledger, tenant_id, member, key, Sell(member, points), kind="sell")
+
+
+def exchange(
+    ledger: Ledger, tenant_id: int, member: str, points: Decimal, key: str
+) -> ActionResult:
+    """R5: points to the treasury for SP at the current price (pool and price unchanged)."""
+    return _member_action(ledger, tenant_id, member, key, Exchange(member, points), kind="exchange")
+
+
+def buy_points(
+    ledger: Ledger, tenant_id: int, member: str, stable: Decimal, key: str
+) -> ActionResult:
+    """R6: spend SP on treasury points at the current price."""
+    return _member_action(
+        ledger, tenant_id, member, key, BuyPoints(member, stable), kind="buy_points"
+    )
+
+
+# ----------------------------------------------------------------------------- withdrawals
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    id: str
+    member: str
+    account: str
+    amount: Decimal
+    fee: Decimal
+    status: str
+    requested_at: float
+    reviewed_at: float | None
+    reviewer: str | None
+    note: str | None
+    payout_sent_at: float | None
+    provider_payout_id: str | None
+    finished_at: float | None
+
+    @property
+    def net(self) -> Decimal:
+        """What reaches the member's account: the amount less the fee."""
+        return self.amount - self.fee
+
+
+def _withdrawal(row: Any) -> Withdrawal:
+    return Withdrawal(
+        id=row.ref,
+        member=row.member,
+        account=row.account,
+        amount=from_atoms(row.amount_fen, 2),
+        fee=from_atoms(row.fee_fen, 2),
+        status=row.status,
+        requested_at=row.requested_at,
+        reviewed_at=row.reviewed_at,
+        reviewer=row.reviewer,
+        note=row.note,
+        payout_sent_at=row.payout_sent_at,
+        provider_payout_id=row.provider_payout_id,
+        finished_at=row.finished_at,
+    )
+
+
+def withdrawal_fee(amount: Decimal, rate: Decimal) -> Decimal:
+    """The tenant's fee: amount x withdraw_fee_rate, cut down to the fen (the member's favour)."""
+    return floor_fen(mul(amount, rate))
+
+
+def _fen(amount: Decimal) -> int:
+    if not amount.is_finite() or amount <= 0 or floor_fen(amount) != amount:
+        raise InvalidCommand("a withdrawal amount is a positive amount of whole fen")
+    if amount.adjusted() >= 12:
+        raise InvalidCommand("a withdrawal amount must be below 10^12")
+    return int(amount.scaleb(2))
+
+
+def _check_account(account: str) -> str:
+    # the provider's payee handle goes on the wire unchanged (payments.base.PayoutRequest)
+    if (
+        not account
+        or len(account) > _ACCOUNT_MAX
+        or not account.isascii()
+        or not account.isprintable()
+        or " " in account
+    ):
+        raise InvalidCommand(
+            f"account must be 1-{_ACCOUNT_MAX} printable ASCII characters without spaces"
+        )
+    return account
+
+
+def _ref(tenant_id: int, member: str, key: str) -> str:
+    """The withdrawal's id, derived from the client's key: a retried request finds its row."""
+    digest = hashlib.sha256(f"{tenant_id}\x00{member}\x00{key}".encode()).hexdigest()
+    return f"wd_{digest[:32]}"
+
+
+def _row(conn: Connection, tenant_id: int, ref: str) -> Any:
+    w = s.withdrawals.c
+    row = conn.execute(
+        select(s.withdrawals).where(w.tenant_id == tenant_id, w.ref == ref)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no withdrawal {ref!r}")
+    return row
+
+
+def get_withdrawal(conn: Connection, tenant_id: int, ref: str) -> Withdrawal:
+    return _withdrawal(_row(conn, tenant_id, ref))
+
+
+def list_withdrawals(
+    conn: Connection,
+    tenant_id: int,
+    *,
+    member: str | None = None,
+    status: str | None = None,
+    limit: int,
+    cursor: str | None,
+) -> Page[Withdrawal]:
+    """Oldest first: the operator's review queue reads in the order members asked."""
+    w = s.withdrawals.c
+    q = select(s.withdrawals).where(w.tenant_id == tenant_id)
+    if member is not None:
+        q = q.where(w.member == member)
+    if status is not None:
+        q = q.where(w.status == status)
+    return fetch_page(conn, q, w.id, limit=limit, cursor=cursor, convert=_withdrawal)
+
+
+def request_withdrawal(
+    ledger: Ledger,
+    tenant_id: int,
+    member: str,
+    *,
+    amount: Decimal,
+    account: str,
+    key: str,
+) -> tuple[Withdrawal, bool]:
+    """Ask to withdraw ``amount`` SP to ``account``; returns (withdrawal, created).
+
+    The amount must reach the tenant's ``withdraw_min``; the fee is
+    :func:`withdrawal_fee`; the whole amount leaves the wallet now.  The same key again returns
+    the first request (``created`` False); the same key for another amount or account is an
+    :class:`IdempotencyConflict`.
+    """
+    check_idempotency_key(key)
+    _check_account(account)
+    amount_fen = _fen(amount)
+    ref = _ref(tenant_id, member, key)
+    w = s.withdrawals.c
+    with ledger.engine.begin() as conn:
+        get_profile(conn, tenant_id, member)
+        _lock_tenant(conn, tenant_id)
+        prior = conn.execute(
+            select(s.withdrawals).where(w.tenant_id == tenant_id, w.ref == ref)
+        ).one_or_none()
+        if prior is not None:
+            if prior.amount_fen != amount_fen or prior.account != account:
+                raise IdempotencyConflict(
+                    "Idempotency-Key was used for a withdrawal of another amount or account"
+                )
+            return _withdrawal(prior), False
+        params = tenant_params(conn, tenant_id)
+        if amount < params.withdraw_min:
+            raise InvalidCommand(f"the smallest withdrawal is {params.withdraw_min}")
+        fee = withdrawal_fee(amount, params.withdraw_fee_rate)
+        if fee >= amount:
+            raise InvalidCommand(f"the fee ({fee}) would take the whole amount")
+        if member_no(conn, tenant_id, member) is None:
+            raise InsufficientBalance(f"member {member!r} holds no SP")
+        _submit_in(ledger, conn, tenant_id, f"withdraw:{ref}", Withdraw(ref, member, amount, fee))
+        now = time.time()
+        conn.execute(
+            insert(s.withdrawals).values(
+                tenant_id=tenant_id,
+                ref=ref,
+                member=member,
+                account=account,
+                amount_fen=amount_fen,
+                fee_fen=int(fee.scaleb(2)),
+                status="requested",
+                idempotency_key=key,
+                requested_at=now,
+            )
+        )
+        return _withdrawal(_row(conn, tenant_id, ref)), True
+
+
+def approve_withdrawal(
+    ledger: Ledger, tenant_id: int, ref: str, *, reviewer: str, note: str | None = None
+) -> Withdrawal:
+    """requested -> approved.  Send the payout afterwards (:func:`send_payout`), not inside."""
+    w = s.withdrawals.c
+    with ledger.engine.begin() as conn:
+        done = conn.execute(
+            update(s.withdrawals)
+            .where(w.tenant_id == tenant_id, w.ref == ref, w.status == "requested")
+            .values(status="approved", reviewer=reviewer, reviewed_at=time.time(), note=note)
+        )
+        row = _row(conn, tenant_id, ref)
+        if done.rowcount == 0:
+            raise Conflict(f"withdrawal {ref!r} is {row.status}, not requested")
+        return _withdrawal(row)
+
+
+def reject_withdrawal(
+    ledger: Ledger, tenant_id: int, ref: str, *, reviewer: str, note: str | None = None
+) -> Withdrawal:
+    """requested -> rejected; the whole amount (fee included) goes back to the wallet."""
+    w = s.withdrawals.c
+    with ledger.engine.begin() as conn:
+        _lock_tenant(conn, tenant_id)
+        row = _row(conn, tenant_id, ref)
+        if row.status != "requested":
+            raise Conflict(f"withdrawal {ref!r} is {row.status}, not requested")
+        _submit_in(ledger, conn, tenant_id, f"payout:{ref}", PayoutResult(ref, paid=False))
+        done = conn.execute(
+            update(s.withdrawals)
+            .where(w.tenant_id == tenant_id, w.ref == ref, w.status == "requested")
+            .values(
+                status="rejected",
+                reviewer=reviewer,
+                reviewed_at=time.time(),
+                note=note,
+                finished_at=time.time(),
+            )
+        )
+        if done.rowcount == 0:  # approved meanwhile: roll the release back with this error
+            raise Conflict(f"withdrawal {ref!r} is no longer requested")
+        return _withdrawal(_row(conn, tenant_id, ref))
+
+
+def _apply_payout_in(
+    ledger: Ledger, conn: Connection, tenant_id: int, ref: str, *, paid: bool
+) -> tuple[str, Any]:
+    """The payout outcome inside a transaction that holds the tenant's lock.
+
+    Returns ("applied" | "already_applied", row); the opposite of an outcome already applied,
+    or an outcome for a withdrawal no payout was sent for, raises :class:`Conflict`.
+    """
+    w = s.withdrawals.c
+    status = "paid" if paid else "failed"
+    row = _row(conn, tenant_id, ref)
+    if row.status == status:
+        return "already_applied", row
+    if row.status != "approved":
+        raise Conflict(f"withdrawal {ref!r} is {row.status}: a payout cannot make it {status}")
+    _submit_in(ledger, conn, tenant_id, f"payout:{ref}", PayoutResult(ref, paid=paid))
+    conn.execute(
+        update(s.withdrawals)
+        .where(w.tenant_id == tenant_id, w.ref == ref, w.status == "approved")
+        .values(status=status, finished_at=time.time())
+    )
+    return "applied", _row(conn, tenant_id, ref)
+
+
+def apply_payout_result(ledger: Ledger, tenant_id: int, ref: str, *, paid: bool) -> Withdrawal:
+    """approved -> paid (the held CNY leaves) or failed (the SP goes back), exactly once.
+
+    The same outcome again (a repeated notification) changes nothing; the opposite outcome
+    after the first is refused with :class:`Conflict` and changes nothing either.
+    """
+    with ledger.engine.begin() as conn:
+        _lock_tenant(conn, tenant_id)
+        return _withdrawal(_apply_payout_in(ledger, conn, tenant_id, ref, paid=paid)[1])
+
+
+def _check_notification(conn: Connection, tenant_id: int, n: Notification) -> Any:
+    if not n.kind.is_payout or n.payout_id is None:
+        raise InvalidCommand(f"not a payout notification: {n.kind}")
+    row = _row(conn, tenant_id, n.payout_id)
+    net = from_atoms(row.amount_fen - row.fee_fen, 2)
+    if n.amount != net:
+        raise PaymentConflict(f"payout {row.ref} was for {net}, the provider reports {n.amount}")
+    return row
+
+
+def apply_payout_notification(ledger: Ledger, tenant_id: int, n: Notification) -> Withdrawal:
+    """A verified provider notification about a payout; checks it is the payout we sent."""
+    with ledger.engine.begin() as conn:
+        _lock_tenant(conn, tenant_id)
+        row = _check_notification(conn, tenant_id, n)
+        paid = n.kind is NotificationKind.PAYOUT_SUCCEEDED
+        return _withdrawal(_apply_payout_in(ledger, conn, tenant_id, row.ref, paid=paid)[1])
+
+
+PayoutHandler = Callable[[Connection, int, Notification], tuple[str, str | None]]
+
+
+def payout_handler(ledger: Ledger) -> PayoutHandler:
+    """A payout handler for a notification hub that records and deduplicates provider events.
+
+    It runs inside the hub's transaction, after the tenant's lock, and answers an outcome to
+    record instead of raising for what a retry cannot fix (an unknown payout, another amount, a
+    contradicting result): the provider must stop sending those, and an operator reads them.
+    """
+
+    def handle(conn: Connection, tenant_id: int, n: Notification) -> tuple[str, str | None]:
+        try:
+            row = _check_notification(conn, tenant_id, n)
+        except NotFound as exc:
+            return "unknown_payout", str(exc)
+        except PaymentConflict as exc:
+            return "amount_mismatch", str(exc)
+        paid = n.kind is NotificationKind.PAYOUT_SUCCEEDED
+        # a contradicting outcome must leave no trace but the hub's record: a savepoint
+        try:
+            with conn.begin_nested():
+                outcome, _ = _apply_payout_in(ledger, conn, tenant_id, row.ref, paid=paid)
+        except Conflict as exc:
+            return "conflict", str(exc)
+        return outcome, None
+
+    return handle
+
+
+# ----------------------------------------------------------------------------- providers
+
+
+class PayoutProviders(Protocol):
+    """Where the wallet finds each tenant's payment provider for payouts."""
+
+    def provider(self, tenant_id: int, tenant: str) -> PaymentProvider:
+        """The tenant's provider."""
+        ...
+
+    def pump(self, tenant_id: int, tenant: str) -> None:
+        """Deliver what an in-process provider has queued (a real provider calls us instead)."""
+        ...
+
+
+class _LockedProvider:
+    """A sandbox gateway is plain Python state: requests from the server's threads take turns."""
+
+    def __init__(self, inner: PaymentProvider, lock: threading.RLock) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    @property
+    def provider(self) -> str:
+        return self._inner.provider
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        return self._inner.parse_notification(headers, body)
+
+    def create_intent(self, order_id: str, amount: Decimal, description: str) -> PaymentIntent:
+        with self._lock:
+            return self._inner.create_intent(order_id, amount, description)
+
+    def refund(self, intent: PaymentIntent, refund_id: str, amount: Decimal) -> RefundResult:
+        with self._lock:
+            return self._inner.refund(intent, refund_id, amount)
+
+    def payout(self, payout_id: str, account: str, amount: Decimal) -> ProviderPayout:
+        with self._lock:
+            return self._inner.payout(payout_id, account, amount)
+
+
+class SandboxPayouts:
+    """Sandbox gateways, one per tenant, whose payout notifications are delivered in-process.
+
+    For a process without the orders service (tests, the worker on its own).  Each tenant's
+    shared secret is derived from the service's secret key, so it survives restarts without
+    storage.  Gateways keep their state in memory (it is a sandbox): after a restart a payout
+    sent again is a new sandbox payout, which is what a resend needs.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        secret: str,
+        *,
+        chaos: DeliveryChaos | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self._secret = secret.encode()
+        self._chaos = chaos
+        self._seed = seed
+        self._gateways: dict[str, SandboxGateway] = {}
+        self._lock = threading.RLock()
+
+    def gateway(self, tenant: str) -> SandboxGateway:
+        with self._lock:
+            gw = self._gateways.get(tenant)
+            if gw is None:
+                secret = hashlib.sha256(self._secret + b"\x00sandbox-payouts\x00" + tenant.encode())
+                gw = SandboxGateway(
+                    tenant,
+                    secret.digest(),
+                    chaos=self._chaos,
+                    seed=None if self._seed is None else f"{self._seed}/{tenant}",
+                )
+                self._gateways[tenant] = gw
+            return gw
+
+    def provider(self, tenant_id: int, tenant: str) -> PaymentProvider:
+        return _LockedProvider(SandboxProvider(self.gateway(tenant)), self._lock)
+
+    def pump(self, tenant_id: int, tenant: str) -> None:
+        provider = SandboxProvider(self.gateway(tenant))
+
+        def deliver(headers: Mapping[str, str], body: bytes) -> None:
+            n = provider.parse_notification(headers, body)
+            apply_payout_notification(self.ledger, tenant_id, n)
+
+        with self._lock:
+            self.gateway(tenant).drain(deliver)
+
+
+def send_payout(
+    ledger: Ledger, providers: PayoutProviders, tenant_id: int, tenant: str, ref: str
+) -> Withdrawal:
+    """Ask the provider to pay an approved withdrawal, then take in what it answers.
+
+    A synchronous final answer is applied at once; otherwise the provider's notification does
+    it (delivered here for in-process providers).  A request the provider refuses outright (a
+    payee it cannot pay) fails the withdrawal, which returns the SP; any other provider error
+    leaves it approved for :func:`retry_payouts`.
+    """
+    with ledger.engine.connect() as conn:
+        wd = get_withdrawal(conn, tenant_id, ref)
+    if wd.status != "approved":
+        return wd
+    provider = providers.provider(tenant_id, tenant)
+    try:
+        result = provider.payout(wd.id, wd.account, wd.net)
+    except InvalidPaymentRequest as exc:
+        log.warning("payout %s refused by the provider: %s", wd.id, exc)
+        return apply_payout_result(ledger, tenant_id, wd.id, paid=False)
+    except PaymentError as exc:
+        log.warning("payout %s not sent, will retry: %s", wd.id, exc)
+        return wd
+    w = s.withdrawals.c
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            update(s.withdrawals)
+            .where(w.tenant_id == tenant_id, w.ref == wd.id, w.status == "approved")
+            .values(payout_sent_at=time.time(), provider_payout_id=result.provider_payout_id)
+        )
+    if result.status is PayoutStatus.SUCCEEDED:
+        return apply_payout_result(ledger, tenant_id, wd.id, paid=True)
+    if result.status is PayoutStatus.FAILED:
+        return apply_payout_result(ledger, tenant_id, wd.id, paid=False)
+
+    try:
+        providers.pump(tenant_id, tenant)
+    except PaymentError as exc:  # undeliverable notifications stay with the provider
+        log.warning("payout notifications for tenant %s not all delivered: %s", tenant, exc)
+    with ledger.engine.connect() as conn:
+        return get_withdrawal(conn, tenant_id, wd.id)
+
+
+def retry_payouts(
+    ledger: Ledger,
+    providers: PayoutProviders,
+    *,
+    now: float | None = None,
+    tenants: Sequence[tuple[int, str]] | None = None,
+) -> int:
+    """Send again every approved payout never sent or without an outcome for a while.
+
+    The scheduler calls this; it is what makes an approval whose process died before the payout
+    went out (or whose notification never came) finish.  Returns how many were sent.
+    """
+    now = time.time() if now is None else now
+    t = s.tenants.c
+    w = s.withdrawals.c
+    sent = 0
+    with ledger.engine.connect() as conn:
+        if tenants is None:
+            tenants = [(int(r.id), str(r.code)) for r in conn.execute(select(t.id, t.code))]
+        due = []
+        for tid, code in tenants:
+            for row in conn.execute(
+                select(w.ref).where(
+                    w.tenant_id == tid,
+                    w.status == "approved",
+                    or_(
+                        w.payout_sent_at.is_(None),
+                        w.payout_sent_at < now - RESEND_AFTER_SECONDS,
+                    ),
+                )
+            ):
+                due.append((tid, code, str(row.ref)))
+    for tid, code, ref in due:
+        send_payout(ledger, providers, tid, code, ref)
+        sent += 1
+    return sent

@@ -1,0 +1,173 @@
+"""The scheduler: day closes at each tenant's local midnight, and the service's periodic jobs.
+
+One :meth:`Scheduler.tick` does, in this order:
+
+1. for every tenant, close each past local date not closed yet, oldest first
+   (:func:`tokenmall.service.dayclose.catch_up`): at start-up this is the crash recovery and
+   the catch-up of missed days; afterwards it is the midnight close;
+2. ``expire_orders(engine, now)`` and ``settle_due(engine, now)`` of the orders service, when
+   that module provides them (unpaid orders release their stock; orders past their return
+   window settle, R11);
+3. payouts of approved withdrawals that were never sent or never answered
+   (:func:`tokenmall.service.wallet.retry_payouts`).
+
+Between ticks it sleeps until the earliest next local midnight of any tenant or ``interval``
+seconds, whichever is sooner.  Every job is idempotent, so any number of schedulers may run
+at once (``tokenmall serve`` runs one in a thread, ``tokenmall worker`` as a process): two of
+them closing the same date are serialised by the tenant's lock and the second replays.
+A failing job is logged and retried on the next tick; it never stops the other jobs or tenants.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from tokenmall.service import dayclose
+from tokenmall.service.dayclose import CloseOutcome
+from tokenmall.service.ledger import Ledger
+from tokenmall.service.wallet import PayoutProviders, retry_payouts
+
+__all__ = ["DEFAULT_INTERVAL", "Scheduler", "TickReport", "orders_jobs"]
+
+log = logging.getLogger("tokenmall.worker")
+
+DEFAULT_INTERVAL = 30.0
+_MIDNIGHT_SLACK = 0.5  # wake just after midnight, never just before it
+
+Job = Callable[[Engine, float], Any]
+
+
+def orders_jobs() -> list[tuple[str, Job]]:
+    """``expire_orders`` and ``settle_due`` from ``tokenmall.service.orders``, if it has them.
+
+    Looked up by name at run time: the orders service is built separately and the scheduler
+    must work (closing days, paying out) with or without it.
+    """
+    try:
+        module = importlib.import_module("tokenmall.service.orders")
+    except ImportError:
+        return []
+    jobs = []
+    for name in ("expire_orders", "settle_due"):
+        fn = getattr(module, name, None)
+        if callable(fn):
+            jobs.append((name, fn))
+    return jobs
+
+
+@dataclass(slots=True)
+class TickReport:
+    closes: list[CloseOutcome] = field(default_factory=list)
+    jobs: dict[str, Any] = field(default_factory=dict)
+    payouts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Scheduler:
+    """Runs :meth:`tick` now and then; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        providers: PayoutProviders | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        clock: Callable[[], float] = time.time,
+        jobs: list[tuple[str, Job]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.ledger = Ledger(engine)
+        self.providers = providers
+        self.interval = interval
+        self.clock = clock
+        self.jobs = orders_jobs() if jobs is None else jobs
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ one round
+
+    def tick(self, now: float | None = None) -> TickReport:
+        now = self.clock() if now is None else now
+        report = TickReport()
+        try:
+            with self.engine.connect() as conn:
+                clocks = dayclose.tenant_clocks(conn)
+        except Exception as exc:  # noqa: BLE001 - a database outage: log, retry next tick
+            log.warning("scheduler cannot list tenants: %s", exc)
+            report.errors.append(f"tenants: {exc}")
+            return report
+        for clock in clocks:
+            try:
+                for outcome in dayclose.catch_up(self.ledger, clock, now):
+                    report.closes.append(outcome)
+                    log.info(
+                        "closed %s for tenant %s: paid %s to %s members, %s exits%s",
+                        outcome.day,
+                        clock.code,
+                        outcome.paid,
+                        outcome.recipients,
+                        outcome.exits,
+                        " (already closed)" if outcome.replayed else "",
+                    )
+            # one tenant's failure (its database rows, a bug) must not stop the others' closes
+            except Exception as exc:  # logged with its traceback
+                log.exception("day close of tenant %s failed", clock.code)
+                report.errors.append(f"close {clock.code}: {exc}")
+        for name, job in self.jobs:
+            try:
+                report.jobs[name] = job(self.engine, now)
+            except Exception as exc:  # logged; the next tick retries
+                log.exception("scheduled job %s failed", name)
+                report.errors.append(f"{name}: {exc}")
+        if self.providers is not None:
+            try:
+                report.payouts = retry_payouts(self.ledger, self.providers, now=now)
+            except Exception as exc:  # logged; the next tick retries
+                log.exception("payout retry failed")
+                report.errors.append(f"payouts: {exc}")
+        return report
+
+    def next_wakeup(self, now: float) -> float:
+        """The earliest next local midnight of any tenant, or ``now + interval``."""
+        wake = now + self.interval
+        try:
+            with self.engine.connect() as conn:
+                clocks = dayclose.tenant_clocks(conn)
+        except Exception:  # noqa: BLE001 - the tick logged it; poll again after the interval
+            return wake
+        for clock in clocks:
+            wake = min(wake, dayclose.next_midnight(clock, now) + _MIDNIGHT_SLACK)
+        return wake
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, *, once: bool = False) -> None:
+        """Tick until :meth:`stop` (or once).  Start-up ticks at once: that is the catch-up."""
+        while not self._stop.is_set():
+            self.tick()
+            if once:
+                return
+            now = self.clock()
+            self._stop.wait(max(0.0, self.next_wakeup(now) - now))
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread (inside ``tokenmall serve``); :meth:`stop` ends it."""
+        self._stop.clear()
+        thread = threading.Thread(target=self.run, name="tokenmall-scheduler", daemon=True)
+        thread.start()
+        self._thread = thread
+        return thread
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
