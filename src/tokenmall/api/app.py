@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from tokenmall.api.deps import AppContext
 from tokenmall.api.errors import install_error_handlers
-from tokenmall.api.routes import catalog, keys, members, tenants
+from tokenmall.api.routes import catalog, keys, members, orders, tenants
 from tokenmall.settings import Settings
 from tokenmall.store.db import create_db_engine
 
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         """Liveness: answers without credentials and without touching the database."""
         return Health(version=VERSION)
 
-    for module in (tenants, keys, members, catalog):
+    for module in (tenants, keys, members, catalog, orders):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

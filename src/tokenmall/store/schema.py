@@ -399,3 +399,182 @@ Index(
 )
 # the top-N holder board, partners and level counts (R10) walk members by EP held
 Index("ix_members_tenant_ep", members.c.tenant_id, members.c.ep)
+
+# ----------------------------------------------------------------------------- orders (0003)
+# Orders, their lines, payment attempts, refunds, provider notifications and per-tenant
+# payment settings (service/orders.py, migration 0003).  Money is whole fen (BigInteger).
+# The ledger knows an order by ``ref`` (escrows.order_ref, grants.order_ref, keys
+# ``pay:<ref>``, ``settle:<ref>``, ``refund:<ref>:<refund id>``).
+
+__all__ += [
+    "order_lines",
+    "order_refunds",
+    "orders",
+    "payment_settings",
+    "payments",
+    "provider_events",
+]
+
+ORDER_STATUSES = (
+    "pending_payment",
+    "paid",
+    "delivered",
+    "settled",
+    "refunded",
+    "cancelled",
+    "expired",
+    "failed",
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    # the public order number, the ledger's order id and the stem of provider order ids
+    Column("ref", String(32), nullable=False),
+    # the caller's own order id: creating an order again with it returns the first one
+    Column("client_ref", String(64), nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("member", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total_fen", BigInteger, nullable=False),
+    Column("refunded_fen", BigInteger, nullable=False, default=0),
+    # how the order was paid (set with status paid): the CNY and SP parts, and the attempt
+    Column("paid_cny_fen", BigInteger, nullable=True),
+    Column("paid_sp_fen", BigInteger, nullable=True),
+    Column("payment_id", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("paid_at", Float, nullable=True),
+    Column("delivered_at", Float, nullable=True),
+    # end of the return window (delivered_at + settle_days); what settle_due looks at
+    Column("settle_at", Float, nullable=True),
+    Column("settled_at", Float, nullable=True),
+    Column("closed_at", Float, nullable=True),  # cancelled, expired, failed or fully refunded
+    Column("close_reason", String(200), nullable=True),
+    Column("settle_error", String(300), nullable=True),
+    UniqueConstraint("tenant_id", "ref", name="uq_orders_tenant_ref"),
+    UniqueConstraint("tenant_id", "client_ref", name="uq_orders_tenant_client_ref"),
+    UniqueConstraint("tenant_id", "id", name="uq_orders_tenant_id"),
+    CheckConstraint(
+        "total_fen > 0 AND refunded_fen >= 0 AND refunded_fen <= total_fen",
+        name="ck_orders_amounts",
+    ),
+    CheckConstraint("status IN ('" + "', '".join(ORDER_STATUSES) + "')", name="ck_orders_status"),
+    Index("ix_orders_tenant_status_expires", "tenant_id", "status", "expires_at"),
+    Index("ix_orders_tenant_status_settle", "tenant_id", "status", "settle_at"),
+    Index("ix_orders_tenant_member", "tenant_id", "member", "id"),
+)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("order_id", Integer, primary_key=True, autoincrement=False),
+    Column("line_no", Integer, primary_key=True, autoincrement=False),
+    Column("sku_id", Integer, nullable=False),
+    Column("product_id", Integer, nullable=False),
+    Column("merchant_id", Integer, nullable=False),
+    Column("name", String(401), nullable=False),  # product and SKU name when ordered
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price_fen", BigInteger, nullable=False),
+    # the product's per-unit pool / dividend amounts when ordered (NULL: the tenant's rates)
+    Column("pool_unit_fen", BigInteger, nullable=True),
+    Column("fund_unit_fen", BigInteger, nullable=True),
+    ForeignKeyConstraint(
+        ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_order_lines_order"
+    ),
+    CheckConstraint("quantity > 0 AND unit_price_fen > 0", name="ck_order_lines_positive"),
+)
+
+# One row per attempt to collect an order's money (a provider intent, or an SP-only payment).
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, nullable=False),
+    Column("order_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("provider", String(16), nullable=False),  # sandbox | wechat | wallet (SP only)
+    # the id the provider knows the payment by (out_trade_no): <order ref>-<attempt>
+    Column("provider_order_id", String(64), nullable=False),
+    Column("intent_id", String(64), nullable=True),
+    Column("cny_fen", BigInteger, nullable=False),
+    Column("sp_fen", BigInteger, nullable=False),
+    # requires_payment | paid | failed | voided (the money came but the order could not take it)
+    Column("status", String(20), nullable=False),
+    Column("note", String(300), nullable=True),
+    # the provider refund of a voided payment: none | pending | submitted | succeeded | failed
+    # | manual
+    Column("refund_status", String(12), nullable=False, default="none"),
+    Column("provider_refund_id", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_payments_order"
+    ),
+    UniqueConstraint("tenant_id", "order_id", "attempt", name="uq_payments_tenant_order_attempt"),
+    UniqueConstraint(
+        "tenant_id", "provider", "provider_order_id", name="uq_payments_tenant_provider_order"
+    ),
+    CheckConstraint("cny_fen >= 0 AND sp_fen >= 0", name="ck_payments_non_negative"),
+)
+
+order_refunds = Table(
+    "order_refunds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, nullable=False),
+    Column("order_id", Integer, nullable=False),
+    Column("refund_ref", String(64), nullable=False),  # the caller's refund id
+    Column("requested_fen", BigInteger, nullable=True),  # NULL: "all that is left"
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("cny_fen", BigInteger, nullable=False),  # back to the payer through the provider
+    Column("sp_fen", BigInteger, nullable=False),  # back to the wallet as SP
+    Column("phase", String(20), nullable=False),  # before_settlement | after_settlement
+    Column("ledger_seq", BigInteger, nullable=False),
+    Column("reason", String(200), nullable=True),
+    Column("payment_id", Integer, nullable=True),
+    Column("provider_status", String(12), nullable=False),  # as payments.refund_status
+    Column("provider_refund_id", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_order_refunds_order"
+    ),
+    UniqueConstraint("tenant_id", "refund_ref", name="uq_order_refunds_tenant_ref"),
+    CheckConstraint(
+        "amount_fen > 0 AND cny_fen >= 0 AND sp_fen >= 0 AND cny_fen + sp_fen = amount_fen",
+        name="ck_order_refunds_amounts",
+    ),
+    Index("ix_order_refunds_tenant_order", "tenant_id", "order_id", "id"),
+)
+
+# Every provider notification applied (or deliberately ignored), once: the primary key is the
+# deduplication, inside the transaction that applies the event.
+provider_events = Table(
+    "provider_events",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("provider", String(16), primary_key=True),
+    Column("event_id", String(160), primary_key=True),
+    Column("kind", String(24), nullable=False),
+    Column("provider_order_id", String(64), nullable=True),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", String(300), nullable=True),
+    Column("received_at", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# A tenant's provider configuration (today: WeChat Pay notification keys), as JSON.
+payment_settings = Table(
+    "payment_settings",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("provider", String(16), primary_key=True),
+    Column("config", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(120), nullable=False),
+)

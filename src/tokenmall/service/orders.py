@@ -1,0 +1,1807 @@
+"""Orders of the mall: create, pay, confirm delivery, settle, refund, cancel and expire.
+
+The life of an order (``orders.status``)::
+
+    pending_payment --paid (notification or SP-only payment)--> paid --confirm--> delivered
+          |   |                                                  |                  |
+          |   +--payment could not be applied (SP short)--> failed  |   return window over
+          |   +--cancel--> cancelled                                 |   (settle_due) or operator
+          +--unpaid past expires_at--> expired                       +-----> settled
+    paid / delivered / settled --refunds adding up to the total--> refunded
+
+With ``settle_days = 0`` an order settles in the transaction that records its payment
+(paid -> settled; confirming delivery later only stamps ``delivered_at``).  A partial refund
+keeps the status; the order settles (or stays settled) on what is left.
+
+Why it is built this way:
+
+* **Stock** is reserved by the catalog's conditional update in the transaction that inserts
+  the order, SKUs in ascending id order (two multi-line orders never wait on each other in a
+  cycle), so stock is never oversold; expiry and cancellation give it back in the transaction
+  that moves the order out of ``pending_payment`` with a conditional update, so at most once.
+* **Money moves only in the ledger** (:class:`~tokenmall.service.ledger.Ledger`), and the
+  ledger's unit of work runs on this module's connection: a payment's ``Pay`` (and ``Settle``
+  when settle_days is 0), the order's new status and the provider event that caused them
+  commit together or not at all.  Ledger keys are ``pay:<ref>``, ``settle:<ref>`` and
+  ``refund:<ref>:<refund id>``, so even a repeated call cannot apply an effect twice.
+* **Locks in one order**: a transaction that moves value takes the tenant's ledger lock first,
+  then order rows; one that does not (create, cancel, expire, start a payment) never takes the
+  tenant lock.  So there is no lock cycle on PostgreSQL, and SQLite serialises writers anyway.
+* **Provider notifications** are verified (signature, freshness) before anything is read, then
+  deduplicated by the primary key of ``provider_events`` inside the transaction that applies
+  them: the same notification delivered five times grants once.  A payment that arrives for an
+  order that can no longer take it (expired, cancelled, already paid by another attempt, or
+  the SP part is no longer in the wallet) is *voided*: recorded, and refunded through the
+  provider.  The provider's time of payment decides lateness: a customer who paid before
+  ``expires_at`` gets the order even if the notification arrives after it.
+* **Provider calls happen after commit** (intents, refunds): a provider is slow and may fail,
+  and a database transaction must not wait on it.  Each call is idempotent on an id chosen here
+  (``<ref>-<attempt>`` for intents, ``<ref>-r<n>`` / ``<ref>-<attempt>-void`` for refunds), so
+  repeating it after a crash is safe; its state is kept on the row (``pending`` until the
+  provider accepted it, then ``submitted``, then ``succeeded``/``failed`` by notification).
+
+EP redemption (R4, ``Pay.points``) is not offered for orders yet: the EP value is fixed by the
+price when the payment is *applied* (the CNY notification), while the CNY part must be fixed
+when the intent is created, and the price moves in between.  Members can sell EP for SP (R3)
+and pay with SP, which the ledger prices at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tokenmall.domain.economy import Command, Join, Pay, Refund, Settle
+from tokenmall.domain.params import TenantParams
+from tokenmall.errors import (
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidCommand,
+    NotFound,
+    TokenmallError,
+    UnknownMember,
+)
+from tokenmall.money import CNY_PLACES, ZERO, atoms, from_atoms, mul, ratio_floor
+from tokenmall.payments import (
+    Notification,
+    NotificationKind,
+    NotificationVerifier,
+    PaymentError,
+    ProviderConfigError,
+    SandboxGateway,
+    SandboxProvider,
+    UnsupportedNotification,
+    WeChatPayNotifications,
+)
+from tokenmall.payments.base import Clock, system_clock
+from tokenmall.payments.errors import PaymentStateError, UnknownPayment
+from tokenmall.payments.wechat import load_platform_key
+from tokenmall.service import catalog, members
+from tokenmall.service.errors import Conflict, OutOfStock
+from tokenmall.service.ledger import Ledger, Outcome
+from tokenmall.service.pages import Page, fetch_page
+from tokenmall.store import schema as s
+
+__all__ = [
+    "MAX_LINES",
+    "MAX_ORDER_TOTAL",
+    "MAX_QUANTITY",
+    "ORDER_STATUSES",
+    "NotificationResult",
+    "Order",
+    "OrderLine",
+    "OrderRefund",
+    "OrderService",
+    "OrderStateError",
+    "Payment",
+    "PaymentHub",
+    "ProviderNotConfigured",
+    "SandboxCompletion",
+    "SettleReport",
+    "WeChatConfig",
+    "expire_orders",
+    "settle_due",
+]
+
+log = logging.getLogger("tokenmall.orders")
+
+ORDER_STATUSES: Final = s.ORDER_STATUSES
+MAX_LINES: Final = 50
+MAX_QUANTITY: Final = 10_000
+# CNY per order: far below the ledger's 10^12 cap, and what a provider's 64-bit fen can carry
+MAX_ORDER_TOTAL: Final = Decimal("1000000000")
+_FEN_PLACES: Final = 2
+_FEN_PER_ATOM: Final = 10 ** (CNY_PLACES - _FEN_PLACES)
+_CNY_EXP: Final = Decimal(1).scaleb(-CNY_PLACES)
+_DAY: Final = 86_400.0
+_REF_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_PAYABLE: Final = ("paid", "delivered", "settled")  # statuses a refund may start from
+_JOB_CHUNK: Final = 200
+_SANDBOX_DRAIN_ROUNDS: Final = 10
+
+Provider = Literal["sandbox", "wechat"]
+Handler = Callable[[Connection, int, Notification], tuple[str, str | None]]
+
+
+class OrderStateError(Conflict):
+    """The order's state does not allow this (pay a cancelled order, refund an unpaid one)."""
+
+    code = "order_state"
+
+
+class ProviderNotConfigured(Conflict):
+    """The tenant has not configured this payment provider."""
+
+    code = "provider_not_configured"
+
+
+# ----------------------------------------------------------------------------- read models
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku_id: int
+    product_id: int
+    merchant_id: int
+    name: str
+    quantity: int
+    unit_price: Decimal
+    pool_amount: Decimal | None  # per unit, when the product overrides the tenant's rate
+    fund_amount: Decimal | None
+
+    @property
+    def amount(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    id: int
+    order_ref: str
+    attempt: int
+    provider: str
+    provider_order_id: str
+    intent_id: str | None
+    cny: Decimal
+    sp: Decimal
+    status: str
+    note: str | None
+    refund_status: str
+    provider_refund_id: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRefund:
+    refund_id: str
+    order_ref: str
+    amount: Decimal
+    cny: Decimal
+    sp: Decimal
+    phase: str
+    reason: str | None
+    provider_status: str
+    provider_refund_id: str | None
+    ledger_seq: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    ref: str
+    client_ref: str | None
+    member: str
+    status: str
+    total: Decimal
+    refunded: Decimal
+    paid_cny: Decimal | None
+    paid_sp: Decimal | None
+    created_at: float
+    expires_at: float
+    paid_at: float | None
+    delivered_at: float | None
+    settle_at: float | None
+    settled_at: float | None
+    closed_at: float | None
+    close_reason: str | None
+    settle_error: str | None
+    lines: list[OrderLine] = field(default_factory=list)
+    payments: list[Payment] = field(default_factory=list)
+    refunds: list[OrderRefund] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationResult:
+    """What one delivery of a provider notification did (``duplicate``: nothing, again)."""
+
+    event_id: str
+    kind: str
+    outcome: str
+    duplicate: bool
+    order_ref: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxCompletion:
+    """A sandbox intent paid (or failed) by the 'customer', and the notifications it sent."""
+
+    intent_id: str
+    status: str
+    deliveries: list[tuple[dict[str, str], bytes]]
+    results: list[NotificationResult]
+
+
+@dataclass(frozen=True, slots=True)
+class SettleReport:
+    settled: int
+    failed: list[tuple[int, str, str]]  # (tenant id, order ref, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class WeChatConfig:
+    mch_id: str | None
+    serials: list[str]
+    updated_at: float
+    updated_by: str
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _fen(amount: Decimal) -> int:
+    return atoms(amount, _FEN_PLACES)
+
+
+def _cny(fen: int) -> Decimal:
+    return from_atoms(fen, _FEN_PLACES).quantize(Decimal("0.01"))
+
+
+def _opt_cny(fen: int | None) -> Decimal | None:
+    return None if fen is None else _cny(fen)
+
+
+def _ts(now: float | datetime | None) -> float:
+    if now is None:
+        return time.time()
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            raise ValueError("now must be an aware datetime")
+        return now.timestamp()
+    return float(now)
+
+
+def check_ref(value: str, what: str) -> str:
+    """Ids callers choose (client order ids, refund ids): they go into URLs and provider ids."""
+    if not _REF_RE.fullmatch(value):
+        raise InvalidCommand(
+            f"{what} {value!r} must be 1-64 letters, digits or _.:- (starting with a letter "
+            "or digit)"
+        )
+    return value
+
+
+def _lock_tenant(conn: Connection, tenant_id: int) -> None:
+    """The ledger's per-tenant lock, taken before any order row (see the module docstring)."""
+    q = select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == tenant_id)
+    if conn.dialect.name != "sqlite":  # SQLite: every transaction began IMMEDIATE (store.db)
+        q = q.with_for_update()
+    if conn.execute(q).first() is None:
+        raise NotFound(f"no tenant {tenant_id}")
+
+
+def _params(conn: Connection, tenant_id: int) -> TenantParams:
+    raw = conn.execute(select(s.tenants.c.params).where(s.tenants.c.id == tenant_id)).scalar()
+    if raw is None:
+        raise NotFound(f"no tenant {tenant_id}")
+    return TenantParams.from_mapping(json.loads(raw))
+
+
+def _tenant_ids(conn: Connection, tenant_id: int | None) -> list[int]:
+    if tenant_id is not None:
+        return [tenant_id]
+    return [int(t) for t in conn.execute(select(s.tenants.c.id).order_by(s.tenants.c.id)).scalars()]
+
+
+def _submit(
+    ledger: Ledger, conn: Connection, tenant_id: int, items: Sequence[tuple[str, Command]]
+) -> list[Outcome]:
+    # The ledger's unit of work on *our* connection: the order's rows and the money they move
+    # commit together.  ``Ledger.submit`` would open a transaction of its own.
+    return ledger._submit(conn, tenant_id, items)
+
+
+_REJECTED: Mapping[str, type[TokenmallError]] = {
+    InsufficientBalance.code: InsufficientBalance,
+    UnknownMember.code: UnknownMember,
+    NotFound.code: NotFound,
+    IdempotencyConflict.code: IdempotencyConflict,
+}
+
+
+def _raise_rejected(outcome: Outcome) -> None:
+    if outcome.status == "rejected":
+        cls = _REJECTED.get(outcome.error_code or "", InvalidCommand)
+        raise cls(outcome.error or "refused by the ledger")
+
+
+# ----------------------------------------------------------------------------- providers
+
+
+@dataclass(slots=True)
+class _Sandbox:
+    gateway: SandboxGateway
+    provider: SandboxProvider
+    lock: threading.RLock
+
+
+class PaymentHub:
+    """The payment providers of every tenant, for one process.
+
+    Sandbox: one :class:`SandboxGateway` per tenant, in memory (it plays the provider), with a
+    secret derived from the service's secret key, so every process of a deployment verifies
+    the same signatures; intents live only in the process that created them.  The gateway is
+    not thread-safe, so each has a re-entrant lock (re-entrant: delivering a notification runs
+    the handler, which may ask the same gateway for a refund).
+    WeChat Pay: the verifier is built from the tenant's ``payment_settings`` row.
+    """
+
+    def __init__(self, secret: str | bytes, *, clock: Clock = system_clock) -> None:
+        self._secret = secret.encode() if isinstance(secret, str) else secret
+        self._clock = clock
+        self._sandboxes: dict[str, _Sandbox] = {}
+        self._wechat: dict[int, tuple[float, WeChatPayNotifications]] = {}
+        self._lock = threading.Lock()
+
+    def sandbox_secret(self, tenant: str) -> bytes:
+        return hmac.new(self._secret, b"tokenmall-sandbox\x00" + tenant.encode(), "sha256").digest()
+
+    def sandbox(self, tenant: str) -> _Sandbox:
+        with self._lock:
+            box = self._sandboxes.get(tenant)
+            if box is None:
+                gateway = SandboxGateway(tenant, self.sandbox_secret(tenant), clock=self._clock)
+                box = _Sandbox(gateway, SandboxProvider(gateway), threading.RLock())
+                self._sandboxes[tenant] = box
+            return box
+
+    def wechat(self, conn: Connection, tenant_id: int) -> WeChatPayNotifications | None:
+        p = s.payment_settings.c
+        row = conn.execute(
+            select(p.config, p.updated_at).where(p.tenant_id == tenant_id, p.provider == "wechat")
+        ).first()
+        if row is None:
+            return None
+        with self._lock:
+            cached = self._wechat.get(tenant_id)
+            if cached is not None and cached[0] == row.updated_at:
+                return cached[1]
+        verifier = _wechat_verifier(json.loads(row.config), self._clock)
+        with self._lock:
+            self._wechat[tenant_id] = (row.updated_at, verifier)
+        return verifier
+
+
+def _wechat_verifier(config: Mapping[str, Any], clock: Clock) -> WeChatPayNotifications:
+    keys = {serial: load_platform_key(pem.encode()) for serial, pem in config["keys"].items()}
+    return WeChatPayNotifications(
+        platform_keys=keys,
+        api_v3_key=config["api_v3_key"],
+        mch_id=config.get("mch_id"),
+        clock=clock,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ProviderRefund:
+    """A refund to ask of a provider once the transaction that decided it has committed."""
+
+    table: Literal["payments", "order_refunds"]
+    row_id: int
+    provider: str
+    intent_id: str
+    refund_id: str
+    amount: Decimal
+
+
+# ----------------------------------------------------------------------------- row mapping
+
+
+def _line(row: Any) -> OrderLine:
+    return OrderLine(
+        sku_id=row.sku_id,
+        product_id=row.product_id,
+        merchant_id=row.merchant_id,
+        name=row.name,
+        quantity=row.quantity,
+        unit_price=_cny(row.unit_price_fen),
+        pool_amount=_opt_cny(row.pool_unit_fen),
+        fund_amount=_opt_cny(row.fund_unit_fen),
+    )
+
+
+def _payment(row: Any, ref: str) -> Payment:
+    return Payment(
+        id=row.id,
+        order_ref=ref,
+        attempt=row.attempt,
+        provider=row.provider,
+        provider_order_id=row.provider_order_id,
+        intent_id=row.intent_id,
+        cny=_cny(row.cny_fen),
+        sp=_cny(row.sp_fen),
+        status=row.status,
+        note=row.note,
+        refund_status=row.refund_status,
+        provider_refund_id=row.provider_refund_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _refund(row: Any, ref: str) -> OrderRefund:
+    return OrderRefund(
+        refund_id=row.refund_ref,
+        order_ref=ref,
+        amount=_cny(row.amount_fen),
+        cny=_cny(row.cny_fen),
+        sp=_cny(row.sp_fen),
+        phase=row.phase,
+        reason=row.reason,
+        provider_status=row.provider_status,
+        provider_refund_id=row.provider_refund_id,
+        ledger_seq=row.ledger_seq,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _order(row: Any, lines: list[OrderLine] | None = None) -> Order:
+    return Order(
+        id=row.id,
+        ref=row.ref,
+        client_ref=row.client_ref,
+        member=row.member,
+        status=row.status,
+        total=_cny(row.total_fen),
+        refunded=_cny(row.refunded_fen),
+        paid_cny=_opt_cny(row.paid_cny_fen),
+        paid_sp=_opt_cny(row.paid_sp_fen),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        paid_at=row.paid_at,
+        delivered_at=row.delivered_at,
+        settle_at=row.settle_at,
+        settled_at=row.settled_at,
+        closed_at=row.closed_at,
+        close_reason=row.close_reason,
+        settle_error=row.settle_error,
+        lines=lines or [],
+    )
+
+
+def _order_row(conn: Connection, tenant_id: int, ref: str, *, lock: bool = False) -> Any:
+    o = s.orders.c
+    q = select(s.orders).where(o.tenant_id == tenant_id, o.ref == ref)
+    if lock and conn.dialect.name != "sqlite":
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        raise NotFound(f"no order {ref!r}")
+    return row
+
+
+def _order_by_id(conn: Connection, tenant_id: int, order_id: int, *, lock: bool = False) -> Any:
+    o = s.orders.c
+    q = select(s.orders).where(o.tenant_id == tenant_id, o.id == order_id)
+    if lock and conn.dialect.name != "sqlite":
+        q = q.with_for_update()
+    return conn.execute(q).one()
+
+
+def _lines(conn: Connection, tenant_id: int, order_id: int) -> list[Any]:
+    ln = s.order_lines.c
+    return list(
+        conn.execute(
+            select(s.order_lines)
+            .where(ln.tenant_id == tenant_id, ln.order_id == order_id)
+            .order_by(ln.line_no)
+        )
+    )
+
+
+def _set_order(conn: Connection, tenant_id: int, order_id: int, **values: Any) -> None:
+    o = s.orders.c
+    conn.execute(update(s.orders).where(o.tenant_id == tenant_id, o.id == order_id).values(values))
+
+
+def _close_unpaid(
+    conn: Connection, tenant_id: int, order_id: int, *, status: str, reason: str, now: float
+) -> bool:
+    """pending_payment -> ``status``, giving the stock back; False if it was no longer pending.
+
+    The conditional update is what makes the release happen once: of two transactions closing
+    the same order (the expiry job and a late payment, say) only one sees ``pending_payment``.
+    """
+    o = s.orders.c
+    done = conn.execute(
+        update(s.orders)
+        .where(o.tenant_id == tenant_id, o.id == order_id, o.status == "pending_payment")
+        .values(status=status, closed_at=now, close_reason=reason)
+    )
+    if done.rowcount != 1:
+        return False
+    for line in sorted(_lines(conn, tenant_id, order_id), key=lambda r: r.sku_id):
+        catalog.release_stock(conn, tenant_id, line.sku_id, line.quantity)
+    return True
+
+
+def _expire_if_due(conn: Connection, tenant_id: int, row: Any, at: float) -> Any:
+    """Lazy expiry: an unpaid order touched after ``expires_at`` expires now."""
+    if row.status == "pending_payment" and row.expires_at <= at:
+        _close_unpaid(conn, tenant_id, row.id, status="expired", reason="not paid in time", now=at)
+        return _order_by_id(conn, tenant_id, row.id)
+    return row
+
+
+def _settle_command(conn: Connection, tenant_id: int, row: Any, params: TenantParams) -> Settle:
+    """Settle with the products' per-unit pool/dividend amounts, if any line has them.
+
+    A line without an override contributes its amount times the tenant's rate, so a mixed
+    order is priced line by line; a partial refund before settlement scales the sums down in
+    proportion (cut down), as the ledger does with the rate-based amounts.
+    """
+    lines = _lines(conn, tenant_id, row.id)
+    has_pool = any(ln.pool_unit_fen is not None for ln in lines)
+    has_fund = any(ln.fund_unit_fen is not None for ln in lines)
+    if not has_pool and not has_fund:
+        return Settle(row.ref)
+    total = Decimal(row.total_fen)
+    left = total - Decimal(row.refunded_fen)
+
+    def summed(unit_col: str, rate: Decimal) -> Decimal:
+        acc = ZERO
+        for ln in lines:
+            unit = getattr(ln, unit_col)
+            if unit is not None:
+                acc += _cny(unit) * ln.quantity
+            else:
+                acc += mul(_cny(ln.unit_price_fen) * ln.quantity, rate)
+        return ratio_floor(mul(acc, left), total, _CNY_EXP)
+
+    return Settle(
+        row.ref,
+        pool_amount=summed("pool_unit_fen", params.pool_rate) if has_pool else None,
+        fund_amount=summed("fund_unit_fen", params.dividend_rate) if has_fund else None,
+    )
+
+
+def _world_cny_fen(conn: Connection, tenant_id: int, seq: int) -> int:
+    """CNY a ledger transaction paid back to the payer (credits of ``world``), in fen."""
+    t = s.transfers.c
+    total = conn.execute(
+        select(func.coalesce(func.sum(t.amount), 0)).where(
+            t.tenant_id == tenant_id, t.seq == seq, t.asset == "CNY", t.credit == "world"
+        )
+    ).scalar_one()
+    fen, rest = divmod(int(total), _FEN_PER_ATOM)
+    if rest:  # pragma: no cover - the ledger refunds whole fen
+        raise InvalidCommand(f"ledger transaction {seq} paid back a fraction of a fen")
+    return int(fen)
+
+
+# ----------------------------------------------------------------------------- the service
+
+
+class OrderService:
+    """The order flow of every tenant; one per process (it holds the :class:`PaymentHub`).
+
+    ``clock`` is the service's time (unix seconds), injectable so tests can move it.
+    ``handlers`` maps notification kinds to handlers; payouts (withdrawals) plug theirs in
+    here: ``handler(conn, tenant_id, notification) -> (outcome, detail)``, run inside the
+    transaction that records the event, after the tenant's lock.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        hub: PaymentHub,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.hub = hub
+        self.ledger = Ledger(engine)
+        self.clock = clock
+        self.handlers: dict[NotificationKind, Handler] = {}
+
+    # ------------------------------------------------------------------ create and read
+
+    def create_order(
+        self,
+        tenant_id: int,
+        *,
+        member: str,
+        lines: Sequence[tuple[int, int]],
+        client_ref: str | None = None,
+    ) -> Order:
+        """An order of ``lines`` ((SKU id, quantity), ...) for ``member``, stock reserved.
+
+        With ``client_ref`` creating is safe to retry: the same id and the same content return
+        the first order, the same id with other content is refused (409).
+        """
+        members.check_member_code(member)
+        if client_ref is not None:
+            check_ref(client_ref, "client_ref")
+        if not 1 <= len(lines) <= MAX_LINES:
+            raise InvalidCommand(f"an order has 1 to {MAX_LINES} lines")
+        if len({sku for sku, _ in lines}) != len(lines):
+            raise InvalidCommand("each SKU appears on one line only (add up the quantities)")
+        for _, qty in lines:
+            if isinstance(qty, bool) or not 1 <= qty <= MAX_QUANTITY:
+                raise InvalidCommand(f"quantity must be an integer from 1 to {MAX_QUANTITY}")
+        digest = hashlib.sha256(
+            json.dumps({"member": member, "lines": [list(x) for x in lines]}).encode()
+        ).hexdigest()
+        try:
+            with self.engine.begin() as conn:
+                if client_ref is not None:
+                    found = self._by_client_ref(conn, tenant_id, client_ref, digest)
+                    if found is not None:
+                        return found
+                return self._insert_order(
+                    conn,
+                    tenant_id,
+                    member=member,
+                    lines=lines,
+                    client_ref=client_ref,
+                    digest=digest,
+                )
+        except IntegrityError:
+            if client_ref is None:
+                raise
+            # created concurrently with the same client_ref: answer as for a retry
+            with self.engine.connect() as conn:
+                found = self._by_client_ref(conn, tenant_id, client_ref, digest)
+            if found is None:
+                raise
+            return found
+
+    def _by_client_ref(
+        self, conn: Connection, tenant_id: int, client_ref: str, digest: str
+    ) -> Order | None:
+        o = s.orders.c
+        row = conn.execute(
+            select(s.orders).where(o.tenant_id == tenant_id, o.client_ref == client_ref)
+        ).first()
+        if row is None:
+            return None
+        if row.request_hash != digest:
+            raise IdempotencyConflict(
+                f"client_ref {client_ref!r} was used for an order with other content"
+            )
+        return self._load(conn, tenant_id, row)
+
+    def _insert_order(
+        self,
+        conn: Connection,
+        tenant_id: int,
+        *,
+        member: str,
+        lines: Sequence[tuple[int, int]],
+        client_ref: str | None,
+        digest: str,
+    ) -> Order:
+        try:
+            members.get_profile(conn, tenant_id, member)
+        except NotFound:
+            raise UnknownMember(f"no member {member!r}") from None
+        now = self.clock()
+        params = _params(conn, tenant_id)
+        # Reserve first, in SKU order: in PostgreSQL this locks each SKU row, so the prices
+        # read below are the ones the reservation saw.
+        for sku_id, qty in sorted(lines):
+            if not catalog.reserve_stock(conn, tenant_id, sku_id, qty):
+                try:
+                    catalog.get_sku(conn, tenant_id, sku_id)
+                except NotFound:
+                    raise InvalidCommand(f"no SKU {sku_id}") from None
+                raise OutOfStock(f"SKU {sku_id} has fewer than {qty} units left")
+        k, p = s.skus.c, s.products.c
+        info = {
+            r.id: r
+            for r in conn.execute(
+                select(
+                    k.id,
+                    k.product_id,
+                    k.name,
+                    k.price_fen,
+                    p.merchant_id,
+                    p.name.label("product_name"),
+                    p.pool_amount_fen,
+                    p.fund_amount_fen,
+                )
+                .select_from(
+                    s.skus.join(s.products, (p.tenant_id == k.tenant_id) & (p.id == k.product_id))
+                )
+                .where(k.tenant_id == tenant_id, k.id.in_([sku for sku, _ in lines]))
+            )
+        }
+        total_fen = sum(info[sku].price_fen * qty for sku, qty in lines)
+        if total_fen > _fen(MAX_ORDER_TOTAL):
+            raise InvalidCommand(f"an order may total at most {MAX_ORDER_TOTAL} CNY")
+        ref = "o" + secrets.token_hex(8)
+        pk = conn.execute(
+            insert(s.orders).values(
+                tenant_id=tenant_id,
+                ref=ref,
+                client_ref=client_ref,
+                request_hash=digest,
+                member=member,
+                status="pending_payment",
+                total_fen=total_fen,
+                refunded_fen=0,
+                created_at=now,
+                expires_at=now + float(params.order_ttl_minutes) * 60,
+            )
+        ).inserted_primary_key
+        assert pk is not None
+        order_id = int(pk[0])
+        conn.execute(
+            insert(s.order_lines),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "order_id": order_id,
+                    "line_no": n,
+                    "sku_id": sku,
+                    "product_id": info[sku].product_id,
+                    "merchant_id": info[sku].merchant_id,
+                    "name": f"{info[sku].product_name} / {info[sku].name}",
+                    "quantity": qty,
+                    "unit_price_fen": info[sku].price_fen,
+                    "pool_unit_fen": info[sku].pool_amount_fen,
+                    "fund_unit_fen": info[sku].fund_amount_fen,
+                }
+                for n, (sku, qty) in enumerate(lines, start=1)
+            ],
+        )
+        return self._load(conn, tenant_id, _order_by_id(conn, tenant_id, order_id))
+
+    def _load(self, conn: Connection, tenant_id: int, row: Any, *, full: bool = True) -> Order:
+        order = _order(row, [_line(r) for r in _lines(conn, tenant_id, row.id)])
+        if full:
+            py, rf = s.payments.c, s.order_refunds.c
+            order.payments.extend(
+                _payment(r, row.ref)
+                for r in conn.execute(
+                    select(s.payments)
+                    .where(py.tenant_id == tenant_id, py.order_id == row.id)
+                    .order_by(py.attempt)
+                )
+            )
+            order.refunds.extend(
+                _refund(r, row.ref)
+                for r in conn.execute(
+                    select(s.order_refunds)
+                    .where(rf.tenant_id == tenant_id, rf.order_id == row.id)
+                    .order_by(rf.id)
+                )
+            )
+        return order
+
+    def get_order(self, tenant_id: int, ref: str) -> Order:
+        """The order with its lines, payments and refunds (an overdue unpaid one expires)."""
+        with self.engine.connect() as conn:
+            row = _order_row(conn, tenant_id, ref)
+            if not (row.status == "pending_payment" and row.expires_at <= self.clock()):
+                return self._load(conn, tenant_id, row)
+        with self.engine.begin() as conn:
+            row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref), self.clock())
+            return self._load(conn, tenant_id, row)
+
+    def list_orders(
+        self,
+        tenant_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        member: str | None = None,
+        status: str | None = None,
+    ) -> Page[Order]:
+        """Orders with their lines, oldest first (payments and refunds: read the order)."""
+        o = s.orders.c
+        q = select(s.orders).where(o.tenant_id == tenant_id)
+        if member is not None:
+            q = q.where(o.member == member)
+        if status is not None:
+            q = q.where(o.status == status)
+        with self.engine.connect() as conn:
+            page = fetch_page(conn, q, o.id, limit=limit, cursor=cursor, convert=lambda r: r)
+            ln = s.order_lines.c
+            by_order: dict[int, list[OrderLine]] = {}
+            ids = [r.id for r in page.items]
+            if ids:
+                for r in conn.execute(
+                    select(s.order_lines)
+                    .where(ln.tenant_id == tenant_id, ln.order_id.in_(ids))
+                    .order_by(ln.order_id, ln.line_no)
+                ):
+                    by_order.setdefault(r.order_id, []).append(_line(r))
+        return Page([_order(r, by_order.get(r.id, [])) for r in page.items], page.next_cursor)
+
+    def cancel_order(self, tenant_id: int, ref: str, *, reason: str | None = None) -> Order:
+        """An unpaid order is cancelled and its stock released; a cancelled one is returned."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now)
+            if row.status == "pending_payment":
+                _close_unpaid(
+                    conn,
+                    tenant_id,
+                    row.id,
+                    status="cancelled",
+                    reason=reason or "cancelled",
+                    now=now,
+                )
+                row = _order_by_id(conn, tenant_id, row.id)
+            elif row.status != "cancelled":
+                raise OrderStateError(f"order {ref!r} is {row.status}; only unpaid orders cancel")
+            return self._load(conn, tenant_id, row)
+
+    # ------------------------------------------------------------------ payments
+
+    def start_payment(
+        self,
+        tenant_id: int,
+        tenant: str,
+        ref: str,
+        *,
+        provider: Provider = "sandbox",
+        sp: Decimal = ZERO,
+    ) -> Payment:
+        """Start paying ``ref``: ``sp`` from the wallet, the rest in CNY through ``provider``.
+
+        Without a CNY part the SP is taken at once (one ledger transaction) and the order is
+        paid on return.  Otherwise an intent is created at the provider and the order is paid
+        when its notification arrives; both parts move then, atomically.  Asking again with
+        the same split returns the waiting attempt instead of opening another.
+        """
+        if not sp.is_finite() or sp < 0:
+            raise InvalidCommand("sp must be a non-negative amount")
+        sp_fen = _fen(sp)
+        with self.engine.connect() as conn:
+            row = _order_row(conn, tenant_id, ref)
+        if row.status == "pending_payment" and sp_fen >= row.total_fen:
+            if sp_fen > row.total_fen:
+                raise InvalidCommand(
+                    f"sp {sp} is more than the order's total {_cny(row.total_fen)}"
+                )
+            return self._pay_from_wallet(tenant_id, ref, sp_fen)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now)
+            if row.status != "pending_payment":
+                raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
+            cny_fen = row.total_fen - sp_fen
+            if sp_fen:
+                self._check_sp(conn, tenant_id, row, sp_fen)
+            if provider == "wechat" and self.hub.wechat(conn, tenant_id) is None:
+                raise ProviderNotConfigured("WeChat Pay is not configured for this tenant")
+            py = s.payments.c
+            waiting = conn.execute(
+                select(s.payments).where(
+                    py.tenant_id == tenant_id,
+                    py.order_id == row.id,
+                    py.provider == provider,
+                    py.status == "requires_payment",
+                    py.sp_fen == sp_fen,
+                )
+            ).first()
+            if waiting is None:
+                waiting = self._new_payment(
+                    conn, tenant_id, row, provider=provider, cny_fen=cny_fen, sp_fen=sp_fen, now=now
+                )
+        if waiting.intent_id is None:
+            waiting = self._create_intent(tenant_id, tenant, ref, waiting)
+        return _payment(waiting, ref)
+
+    def _check_sp(self, conn: Connection, tenant_id: int, row: Any, sp_fen: int) -> None:
+        ln, mc = s.order_lines.c, s.merchants.c
+        refusing = conn.execute(
+            select(mc.code)
+            .select_from(
+                s.order_lines.join(
+                    s.merchants, (mc.tenant_id == ln.tenant_id) & (mc.id == ln.merchant_id)
+                )
+            )
+            .where(ln.tenant_id == tenant_id, ln.order_id == row.id, mc.accepts_sp.is_(False))
+        ).first()
+        if refusing is not None:
+            raise InvalidCommand(f"merchant {refusing.code!r} does not accept SP")
+        m = s.members.c
+        held = conn.execute(
+            select(m.sp).where(m.tenant_id == tenant_id, m.code == row.member)
+        ).scalar()
+        # advisory (a clear early answer): the ledger checks again when the payment applies
+        if int(held or 0) < sp_fen * _FEN_PER_ATOM:
+            have = from_atoms(int(held or 0), CNY_PLACES)
+            raise InsufficientBalance(
+                f"member {row.member!r} holds {have} SP, {_cny(sp_fen)} asked"
+            )
+
+    def _new_payment(
+        self,
+        conn: Connection,
+        tenant_id: int,
+        row: Any,
+        *,
+        provider: str,
+        cny_fen: int,
+        sp_fen: int,
+        now: float,
+    ) -> Any:
+        py = s.payments.c
+        last = conn.execute(
+            select(func.max(py.attempt)).where(py.tenant_id == tenant_id, py.order_id == row.id)
+        ).scalar()
+        attempt = int(last or 0) + 1
+        provider_order_id = f"{row.ref}-{attempt}"
+        pk = conn.execute(
+            insert(s.payments).values(
+                tenant_id=tenant_id,
+                order_id=row.id,
+                attempt=attempt,
+                provider=provider,
+                provider_order_id=provider_order_id,
+                # WeChat knows a payment by our out_trade_no, which is its "intent"
+                intent_id=provider_order_id if provider == "wechat" else None,
+                cny_fen=cny_fen,
+                sp_fen=sp_fen,
+                status="requires_payment",
+                refund_status="none",
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key
+        assert pk is not None
+        return conn.execute(select(s.payments).where(py.id == int(pk[0]))).one()
+
+    def _create_intent(self, tenant_id: int, tenant: str, ref: str, pay: Any) -> Any:
+        box = self.hub.sandbox(tenant)
+        with box.lock:
+            try:
+                intent = box.provider.create_intent(
+                    pay.provider_order_id, _cny(pay.cny_fen), f"tokenmall order {ref}"
+                )
+            except PaymentStateError as exc:
+                raise Conflict(str(exc)) from None
+        py = s.payments.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(s.payments)
+                .where(py.tenant_id == tenant_id, py.id == pay.id, py.intent_id.is_(None))
+                .values(intent_id=intent.intent_id, updated_at=self.clock())
+            )
+            return conn.execute(select(s.payments).where(py.id == pay.id)).one()
+
+    def _pay_from_wallet(self, tenant_id: int, ref: str, sp_fen: int) -> Payment:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            _lock_tenant(conn, tenant_id)
+            row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now)
+            if row.status != "pending_payment":
+                raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
+            self._check_sp(conn, tenant_id, row, sp_fen)
+            pay = self._new_payment(
+                conn, tenant_id, row, provider="wallet", cny_fen=0, sp_fen=sp_fen, now=now
+            )
+            refused = self._apply_payment(conn, tenant_id, row, pay, now)
+            if refused is not None:
+                _raise_rejected(refused)
+            return _payment(
+                conn.execute(select(s.payments).where(s.payments.c.id == pay.id)).one(), ref
+            )
+
+    def _apply_payment(
+        self, conn: Connection, tenant_id: int, row: Any, pay: Any, now: float
+    ) -> Outcome | None:
+        """Pay (and, with settle_days 0, Settle) in the ledger; the order becomes paid.
+
+        Runs under the tenant lock with the order pending.  Returns the ledger's refusal (the
+        SP is no longer there, say) with nothing changed, or None when the order is paid.
+        """
+        params = _params(conn, tenant_id)
+        items: list[tuple[str, Command]] = []
+        referrer = members.get_profile(conn, tenant_id, row.member).referrer
+        if referrer is not None and members.ledger_referrer(conn, tenant_id, row.member) is None:
+            # the ledger learns the referral link before the first payment that rewards it
+            items.append((f"join:{row.member}:{referrer}", Join(row.member, referrer)))
+        items.append(
+            (f"pay:{row.ref}", Pay(row.ref, row.member, cny=_cny(pay.cny_fen), sp=_cny(pay.sp_fen)))
+        )
+        settle_now = params.settle_days == 0
+        if settle_now:
+            items.append((f"settle:{row.ref}", _settle_command(conn, tenant_id, row, params)))
+        outcomes = _submit(self.ledger, conn, tenant_id, items)
+        paid = outcomes[-2] if settle_now else outcomes[-1]
+        if paid.status == "rejected":
+            return paid
+        values: dict[str, Any] = {
+            "status": "paid",
+            "paid_at": now,
+            "paid_cny_fen": pay.cny_fen,
+            "paid_sp_fen": pay.sp_fen,
+            "payment_id": pay.id,
+        }
+        if settle_now:
+            settled = outcomes[-1]
+            if settled.status == "rejected":
+                values["settle_error"] = (settled.error or "refused")[:300]
+            else:
+                values.update(status="settled", settled_at=now)
+        _set_order(conn, tenant_id, row.id, **values)
+        py = s.payments.c
+        conn.execute(
+            update(s.payments).where(py.id == pay.id).values(status="paid", updated_at=now)
+        )
+        return None
+
+    # ------------------------------------------------------------------ notifications
+
+    def verifier(
+        self, conn: Connection, tenant_id: int, tenant: str, provider: str
+    ) -> NotificationVerifier:
+        if provider == "sandbox":
+            return self.hub.sandbox(tenant).provider
+        if provider == "wechat":
+            verifier = self.hub.wechat(conn, tenant_id)
+            if verifier is None:
+                raise ProviderNotConfigured("WeChat Pay is not configured for this tenant")
+            return verifier
+        raise NotFound(f"no payment provider {provider!r}")
+
+    def handle_notification(
+        self,
+        tenant_id: int,
+        tenant: str,
+        provider: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        pump: bool = True,
+    ) -> NotificationResult:
+        """Verify one delivery, then apply it once (see the module docstring).
+
+        ``pump``: afterwards, deliver what the in-process sandbox queued meanwhile (the refund
+        of a voided payment); False when this delivery comes from such a pump already.
+
+        Raises :class:`~tokenmall.payments.NotificationRejected` for a delivery that must not
+        be acted on (bad signature, stale, malformed, another tenant's, unsupported): nothing
+        is recorded, and the provider, told so by a 4xx, may try again.
+        """
+        with self.engine.connect() as conn:
+            verifier = self.verifier(conn, tenant_id, tenant, provider)
+        n = verifier.parse_notification(headers, body)
+        if n.kind.is_payout and n.kind not in self.handlers:
+            raise UnsupportedNotification(f"{n.kind} notifications are not handled here")
+        refunds: list[_ProviderRefund] = []
+        try:
+            with self.engine.begin() as conn:
+                _lock_tenant(conn, tenant_id)
+                seen = self._event(conn, tenant_id, n)
+                if seen is not None:
+                    return seen
+                outcome, detail, order_ref = self._dispatch(conn, tenant_id, n, refunds)
+                conn.execute(
+                    insert(s.provider_events).values(
+                        tenant_id=tenant_id,
+                        provider=n.provider,
+                        event_id=n.event_id,
+                        kind=n.kind.value,
+                        provider_order_id=n.order_id,
+                        amount_fen=_fen(n.amount),
+                        outcome=outcome,
+                        detail=None if detail is None else detail[:300],
+                        received_at=self.clock(),
+                    )
+                )
+        except IntegrityError:
+            # the same event applied concurrently: the primary key kept it to once
+            with self.engine.connect() as conn:
+                seen = self._event(conn, tenant_id, n)
+            if seen is None:
+                raise
+            return seen
+        self._submit_refunds(tenant_id, tenant, refunds)
+        if pump and refunds:
+            self.pump_sandbox(tenant_id, tenant)
+        return NotificationResult(n.event_id, n.kind.value, outcome, False, order_ref, detail)
+
+    def _event(
+        self, conn: Connection, tenant_id: int, n: Notification
+    ) -> NotificationResult | None:
+        e = s.provider_events.c
+        row = conn.execute(
+            select(s.provider_events).where(
+                e.tenant_id == tenant_id, e.provider == n.provider, e.event_id == n.event_id
+            )
+        ).first()
+        if row is None:
+            return None
+        return NotificationResult(n.event_id, row.kind, row.outcome, True, None, row.detail)
+
+    def _dispatch(
+        self, conn: Connection, tenant_id: int, n: Notification, refunds: list[_ProviderRefund]
+    ) -> tuple[str, str | None, str | None]:
+        handler = self.handlers.get(n.kind)
+        if handler is not None:
+            outcome, detail = handler(conn, tenant_id, n)
+            return outcome, detail, None
+        if n.kind is NotificationKind.PAYMENT_SUCCEEDED:
+            return self._on_paid(conn, tenant_id, n, refunds)
+        if n.kind is NotificationKind.PAYMENT_FAILED:
+            return self._on_payment_failed(conn, tenant_id, n)
+        if n.kind.is_refund:
+            return self._on_refund(conn, tenant_id, n)
+        raise UnsupportedNotification(f"{n.kind} notifications are not handled here")
+
+    def _payment_for(self, conn: Connection, tenant_id: int, n: Notification) -> Any:
+        py = s.payments.c
+        q = select(s.payments).where(
+            py.tenant_id == tenant_id,
+            py.provider == n.provider,
+            py.provider_order_id == (n.order_id or ""),
+        )
+        if conn.dialect.name != "sqlite":
+            q = q.with_for_update()
+        return conn.execute(q).first()
+
+    def _on_paid(
+        self, conn: Connection, tenant_id: int, n: Notification, refunds: list[_ProviderRefund]
+    ) -> tuple[str, str | None, str | None]:
+        pay = self._payment_for(conn, tenant_id, n)
+        if pay is None:
+            return "unknown_payment", f"no payment {n.order_id!r}", None
+        row = _order_by_id(conn, tenant_id, pay.order_id, lock=True)
+        if _fen(n.amount) != pay.cny_fen:
+            # authentic, but not what we asked for: nothing moves; an operator must look
+            return "amount_mismatch", f"paid {n.amount}, expected {_cny(pay.cny_fen)}", row.ref
+        if pay.status in ("paid", "voided"):
+            return "already_applied", f"payment {pay.provider_order_id} is {pay.status}", row.ref
+        now = self.clock()
+        # the customer paid at occurred_at: in time if that was before expires_at
+        row = _expire_if_due(conn, tenant_id, row, n.occurred_at.timestamp())
+        if row.status == "pending_payment":
+            refused = self._apply_payment(conn, tenant_id, row, pay, now)
+            if refused is None:
+                return "applied", None, row.ref
+            reason = f"payment could not be applied: {refused.error}"
+            _close_unpaid(conn, tenant_id, row.id, status="failed", reason=reason[:200], now=now)
+        else:
+            reason = f"order is {row.status}"
+        self._void(conn, tenant_id, pay, reason=reason, now=now, refunds=refunds)
+        return "voided", reason, row.ref
+
+    def _void(
+        self,
+        conn: Connection,
+        tenant_id: int,
+        pay: Any,
+        *,
+        reason: str,
+        now: float,
+        refunds: list[_ProviderRefund],
+    ) -> None:
+        """Money came in for an order that cannot take it: record it and give it back."""
+        refund_id = f"{pay.provider_order_id}-void"
+        status = "manual" if pay.provider == "wechat" else "pending"
+        py = s.payments.c
+        conn.execute(
+            update(s.payments)
+            .where(py.id == pay.id)
+            .values(
+                status="voided",
+                note=reason[:300],
+                refund_status=status,
+                provider_refund_id=refund_id,
+                updated_at=now,
+            )
+        )
+        if status == "pending":
+            refunds.append(
+                _ProviderRefund(
+                    "payments", pay.id, pay.provider, pay.intent_id, refund_id, _cny(pay.cny_fen)
+                )
+            )
+
+    def _on_payment_failed(
+        self, conn: Connection, tenant_id: int, n: Notification
+    ) -> tuple[str, str | None, str | None]:
+        pay = self._payment_for(conn, tenant_id, n)
+        if pay is None:
+            return "unknown_payment", f"no payment {n.order_id!r}", None
+        row = _order_by_id(conn, tenant_id, pay.order_id)
+        if pay.status != "requires_payment":
+            return "ignored", f"payment {pay.provider_order_id} is {pay.status}", row.ref
+        py = s.payments.c
+        conn.execute(
+            update(s.payments)
+            .where(py.id == pay.id)
+            .values(
+                status="failed",
+                note="the provider reported a failed payment",
+                updated_at=self.clock(),
+            )
+        )
+        # the order stays open: the customer may try again until it expires
+        return "payment_failed", None, row.ref
+
+    def _on_refund(
+        self, conn: Connection, tenant_id: int, n: Notification
+    ) -> tuple[str, str | None, str | None]:
+        ok = n.kind is NotificationKind.REFUND_SUCCEEDED
+        status = "succeeded" if ok else "failed"
+        now = self.clock()
+        rf, py = s.order_refunds.c, s.payments.c
+        row = conn.execute(
+            select(rf.id, rf.order_id, rf.cny_fen).where(
+                rf.tenant_id == tenant_id, rf.provider_refund_id == n.refund_id
+            )
+        ).first()
+        if row is not None:
+            conn.execute(
+                update(s.order_refunds)
+                .where(rf.id == row.id)
+                .values(provider_status=status, updated_at=now)
+            )
+            ref = _order_by_id(conn, tenant_id, row.order_id).ref
+            return f"refund_{status}", None, ref
+        pay = conn.execute(
+            select(py.id, py.order_id).where(
+                py.tenant_id == tenant_id, py.provider_refund_id == n.refund_id
+            )
+        ).first()
+        if pay is not None:
+            conn.execute(
+                update(s.payments)
+                .where(py.id == pay.id)
+                .values(refund_status=status, updated_at=now)
+            )
+            ref = _order_by_id(conn, tenant_id, pay.order_id).ref
+            return f"refund_{status}", None, ref
+        return "unknown_refund", f"no refund {n.refund_id!r}", None
+
+    def _submit_refunds(
+        self, tenant_id: int, tenant: str, refunds: Iterable[_ProviderRefund]
+    ) -> None:
+        """Ask the provider for refunds decided by a committed transaction; record its answer.
+
+        A failure is recorded, not raised: the money is already back in the ledger's books,
+        and an operator (or a retry of the same refund id) settles it with the provider.
+        """
+        for r in refunds:
+            status, note = "submitted", None
+            try:
+                if r.provider != "sandbox":  # pragma: no cover - only the sandbox refunds today
+                    raise ProviderConfigError(f"{r.provider} refunds are made by an operator")
+                box = self.hub.sandbox(tenant)
+                with box.lock:
+                    intent = box.gateway.get_intent(r.intent_id)
+                    box.provider.refund(intent, r.refund_id, r.amount)
+            except PaymentError as exc:
+                status, note = "failed", f"{exc.code}: {exc}"
+                log.warning("provider refund %s failed: %s", r.refund_id, note)
+            with self.engine.begin() as conn:
+                if r.table == "payments":
+                    py = s.payments.c
+                    values: dict[str, Any] = {"refund_status": status, "updated_at": self.clock()}
+                    if note is not None:
+                        values["note"] = note[:300]
+                    conn.execute(
+                        update(s.payments)
+                        .where(
+                            py.tenant_id == tenant_id,
+                            py.id == r.row_id,
+                            py.refund_status == "pending",
+                        )
+                        .values(values)
+                    )
+                else:
+                    rf = s.order_refunds.c
+                    conn.execute(
+                        update(s.order_refunds)
+                        .where(
+                            rf.tenant_id == tenant_id,
+                            rf.id == r.row_id,
+                            rf.provider_status == "pending",
+                        )
+                        .values(provider_status=status, updated_at=self.clock())
+                    )
+
+    # ------------------------------------------------------------------ sandbox customer
+
+    def pump_sandbox(self, tenant_id: int, tenant: str) -> None:
+        """Deliver what the tenant's in-process sandbox has queued, as a provider would call.
+
+        A real provider calls the notification endpoint by itself; the sandbox lives in this
+        process, so the service hands its notifications over after the calls that queue them
+        (refunds).  Failures stay queued for the next pump, as with a provider's retries.
+        """
+        box = self.hub.sandbox(tenant)
+
+        def deliver(headers: Mapping[str, str], body: bytes) -> None:
+            self.handle_notification(tenant_id, tenant, "sandbox", headers, body, pump=False)
+
+        with box.lock:
+            try:
+                box.gateway.drain(deliver, max_rounds=_SANDBOX_DRAIN_ROUNDS)
+            except PaymentError as exc:
+                log.warning("sandbox outbox of tenant %s not drained: %s", tenant, exc)
+
+    def order_of_intent(self, tenant_id: int, intent_id: str) -> str:
+        """The order a sandbox intent of this tenant pays (NotFound for any other)."""
+        py, o = s.payments.c, s.orders.c
+        with self.engine.connect() as conn:
+            ref = conn.execute(
+                select(o.ref)
+                .select_from(
+                    s.payments.join(s.orders, (o.tenant_id == py.tenant_id) & (o.id == py.order_id))
+                )
+                .where(
+                    py.tenant_id == tenant_id, py.provider == "sandbox", py.intent_id == intent_id
+                )
+            ).scalar()
+        if ref is None:
+            raise NotFound(f"no sandbox intent {intent_id!r}")
+        return str(ref)
+
+    def complete_sandbox(
+        self,
+        tenant_id: int,
+        tenant: str,
+        intent_id: str,
+        *,
+        succeed: bool = True,
+        deliver: bool = True,
+    ) -> SandboxCompletion:
+        """Play the customer at the sandbox: pay (or fail) an intent of this tenant.
+
+        ``deliver``: the sandbox delivers its pending notifications to this service at once
+        (through :meth:`handle_notification`, signatures and all).  Otherwise they are handed
+        back as signed requests, for the caller to deliver (as often as it likes).
+        """
+        py = s.payments.c
+        with self.engine.connect() as conn:
+            pay = conn.execute(
+                select(py.id).where(
+                    py.tenant_id == tenant_id, py.provider == "sandbox", py.intent_id == intent_id
+                )
+            ).first()
+        if pay is None:
+            raise NotFound(f"no sandbox intent {intent_id!r}")
+        box = self.hub.sandbox(tenant)
+        captured: list[tuple[dict[str, str], bytes]] = []
+        results: list[NotificationResult] = []
+
+        def capture(headers: Mapping[str, str], body: bytes) -> None:
+            captured.append((dict(headers), body))
+
+        def handle(headers: Mapping[str, str], body: bytes) -> None:
+            capture(headers, body)
+            results.append(
+                self.handle_notification(tenant_id, tenant, "sandbox", headers, body, pump=False)
+            )
+
+        with box.lock:
+            gw = box.gateway
+            before = set(gw.pending_event_ids)
+            try:
+                intent = gw.pay(intent_id) if succeed else gw.fail(intent_id)
+            except UnknownPayment:
+                raise OrderStateError(
+                    f"the sandbox does not know intent {intent_id!r} (it keeps intents in "
+                    "memory: after a restart, start a new payment)"
+                ) from None
+            except PaymentStateError as exc:
+                raise OrderStateError(str(exc)) from None
+            if deliver:
+                try:
+                    gw.drain(handle, max_rounds=_SANDBOX_DRAIN_ROUNDS)
+                except PaymentError as exc:
+                    log.warning("sandbox outbox not drained: %s", exc)
+            else:
+                for event_id in [e for e in gw.pending_event_ids if e not in before]:
+                    gw.redeliver(event_id, capture)
+        return SandboxCompletion(intent.intent_id, intent.status.value, captured, results)
+
+    # ------------------------------------------------------------------ fulfilment
+
+    def confirm_delivery(self, tenant_id: int, ref: str) -> Order:
+        """The buyer has the goods: the return window (settle_days) starts now."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = _order_row(conn, tenant_id, ref, lock=True)
+            if row.status == "paid":
+                days = _params(conn, tenant_id).settle_days
+                _set_order(
+                    conn,
+                    tenant_id,
+                    row.id,
+                    status="delivered",
+                    delivered_at=now,
+                    settle_at=now + float(days) * _DAY,
+                )
+            elif row.status in ("settled", "refunded") and row.paid_at is not None:
+                if row.delivered_at is None:  # settled at payment (settle_days 0)
+                    _set_order(conn, tenant_id, row.id, delivered_at=now)
+            elif row.status != "delivered":
+                raise OrderStateError(f"order {ref!r} is {row.status}; only paid orders deliver")
+            return self._load(conn, tenant_id, _order_by_id(conn, tenant_id, row.id))
+
+    def settle_order(self, tenant_id: int, ref: str) -> Order:
+        """Settle now, without waiting for the return window (the operator's decision)."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            _lock_tenant(conn, tenant_id)
+            row = _order_row(conn, tenant_id, ref, lock=True)
+            if row.status not in ("paid", "delivered"):
+                if row.status == "settled":
+                    return self._load(conn, tenant_id, row)
+                raise OrderStateError(f"order {ref!r} is {row.status}; it cannot settle")
+            params = _params(conn, tenant_id)
+            out = _submit(
+                self.ledger,
+                conn,
+                tenant_id,
+                [(f"settle:{row.ref}", _settle_command(conn, tenant_id, row, params))],
+            )[0]
+            _raise_rejected(out)
+            _set_order(conn, tenant_id, row.id, status="settled", settled_at=now, settle_error=None)
+            return self._load(conn, tenant_id, _order_by_id(conn, tenant_id, row.id))
+
+    # ------------------------------------------------------------------ refunds
+
+    def refund(
+        self,
+        tenant_id: int,
+        tenant: str,
+        ref: str,
+        *,
+        refund_id: str,
+        amount: Decimal | None = None,
+        reason: str | None = None,
+    ) -> tuple[OrderRefund, bool]:
+        """Refund ``amount`` (None: all that is left) of a paid order; (refund, created).
+
+        Before settlement the ledger returns the money and no reward existed; after it, the
+        ledger takes the rewards back (R11: EP burned, pool back without lowering the price,
+        quota removed).  The CNY part goes back through the provider after commit, the rest
+        as SP.  ``refund_id`` is the caller's: the same id with the same amount answers with
+        the first refund, with another amount (or order) it is refused (409).
+        """
+        check_ref(refund_id, "refund_id")
+        requested = None if amount is None else _fen(amount)
+        if requested is not None and requested <= 0:
+            raise InvalidCommand("a refund amount must be greater than 0")
+        now = self.clock()
+        todo: list[_ProviderRefund] = []
+        with self.engine.begin() as conn:
+            _lock_tenant(conn, tenant_id)
+            rf = s.order_refunds.c
+            prior = conn.execute(
+                select(s.order_refunds).where(rf.tenant_id == tenant_id, rf.refund_ref == refund_id)
+            ).first()
+            if prior is not None:
+                prior_ref = _order_by_id(conn, tenant_id, prior.order_id).ref
+                if prior_ref != ref or prior.requested_fen != requested:
+                    raise IdempotencyConflict(
+                        f"refund {refund_id!r} was made for {_cny(prior.amount_fen)} of order "
+                        f"{prior_ref!r}; a refund id cannot be reused for another refund"
+                    )
+                if prior.provider_status == "pending":  # the provider call did not happen
+                    todo.append(self._provider_refund(conn, tenant_id, prior))
+                result = _refund(prior, ref)
+                created = False
+            else:
+                result = self._new_refund(
+                    conn,
+                    tenant_id,
+                    ref,
+                    refund_id=refund_id,
+                    requested=requested,
+                    reason=reason,
+                    now=now,
+                )
+                row = conn.execute(
+                    select(s.order_refunds).where(
+                        rf.tenant_id == tenant_id, rf.refund_ref == refund_id
+                    )
+                ).one()
+                if row.provider_status == "pending":
+                    todo.append(self._provider_refund(conn, tenant_id, row))
+                created = True
+        self._submit_refunds(tenant_id, tenant, todo)
+        if todo:
+            self.pump_sandbox(tenant_id, tenant)
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(s.order_refunds).where(
+                        rf.tenant_id == tenant_id, rf.refund_ref == refund_id
+                    )
+                ).one()
+            result = _refund(row, ref)
+        return result, created
+
+    def _provider_refund(self, conn: Connection, tenant_id: int, row: Any) -> _ProviderRefund:
+        py = s.payments.c
+        pay = conn.execute(
+            select(py.provider, py.intent_id).where(
+                py.tenant_id == tenant_id, py.id == row.payment_id
+            )
+        ).one()
+        return _ProviderRefund(
+            "order_refunds",
+            row.id,
+            pay.provider,
+            pay.intent_id,
+            row.provider_refund_id,
+            _cny(row.cny_fen),
+        )
+
+    def _new_refund(
+        self,
+        conn: Connection,
+        tenant_id: int,
+        ref: str,
+        *,
+        refund_id: str,
+        requested: int | None,
+        reason: str | None,
+        now: float,
+    ) -> OrderRefund:
+        row = _order_row(conn, tenant_id, ref, lock=True)
+        if row.status not in _PAYABLE:
+            raise OrderStateError(f"order {ref!r} is {row.status}; only paid orders refund")
+        left = row.total_fen - row.refunded_fen
+        amount = left if requested is None else requested
+        if amount > left:
+            raise InvalidCommand(f"order {ref!r} has only {_cny(left)} left to refund")
+        phase = "after_settlement" if row.status == "settled" else "before_settlement"
+        out = _submit(
+            self.ledger,
+            conn,
+            tenant_id,
+            [(f"refund:{row.ref}:{refund_id}", Refund(row.ref, _cny(amount)))],
+        )[0]
+        _raise_rejected(out)
+        assert out.seq is not None
+        cny_fen = _world_cny_fen(conn, tenant_id, out.seq)
+        py = s.payments.c
+        pay = conn.execute(
+            select(py.id, py.provider).where(py.tenant_id == tenant_id, py.id == row.payment_id)
+        ).one()
+        if cny_fen == 0:
+            provider_status = "none"
+        elif pay.provider == "wechat":
+            provider_status = "manual"  # no outbound WeChat API yet: an operator refunds
+        else:
+            provider_status = "pending"
+        rf = s.order_refunds.c
+        n = conn.execute(
+            select(func.count()).where(rf.tenant_id == tenant_id, rf.order_id == row.id)
+        ).scalar_one()
+        conn.execute(
+            insert(s.order_refunds).values(
+                tenant_id=tenant_id,
+                order_id=row.id,
+                refund_ref=refund_id,
+                requested_fen=requested,
+                amount_fen=amount,
+                cny_fen=cny_fen,
+                sp_fen=amount - cny_fen,
+                phase=phase,
+                ledger_seq=out.seq,
+                reason=reason,
+                payment_id=pay.id,
+                provider_status=provider_status,
+                provider_refund_id=f"{row.ref}-r{int(n) + 1}" if cny_fen else None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        values: dict[str, Any] = {"refunded_fen": row.refunded_fen + amount}
+        if row.refunded_fen + amount == row.total_fen:
+            values.update(status="refunded", closed_at=now, close_reason="refunded in full")
+        _set_order(conn, tenant_id, row.id, **values)
+        return _refund(
+            conn.execute(
+                select(s.order_refunds).where(rf.tenant_id == tenant_id, rf.refund_ref == refund_id)
+            ).one(),
+            ref,
+        )
+
+    def list_refunds(self, tenant_id: int, ref: str) -> list[OrderRefund]:
+        with self.engine.connect() as conn:
+            row = _order_row(conn, tenant_id, ref)
+            rf = s.order_refunds.c
+            return [
+                _refund(r, ref)
+                for r in conn.execute(
+                    select(s.order_refunds)
+                    .where(rf.tenant_id == tenant_id, rf.order_id == row.id)
+                    .order_by(rf.id)
+                )
+            ]
+
+    # ------------------------------------------------------------------ provider settings
+
+    def set_wechat_config(
+        self,
+        tenant_id: int,
+        *,
+        api_v3_key: str,
+        platform_keys: Mapping[str, str],
+        mch_id: str | None,
+        actor: str,
+    ) -> WeChatConfig:
+        """Store the keys that verify the tenant's WeChat Pay notifications (checked first).
+
+        The APIv3 key is stored as given: protecting it at rest (a KMS, an encrypted column)
+        is the deployment's job and not done here yet.
+        """
+        config = {"api_v3_key": api_v3_key, "keys": dict(platform_keys), "mch_id": mch_id}
+        try:
+            _wechat_verifier(config, system_clock)
+        except ProviderConfigError as exc:
+            raise InvalidCommand(str(exc)) from None
+        now = self.clock()
+        p = s.payment_settings.c
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(s.payment_settings)
+                .where(p.tenant_id == tenant_id, p.provider == "wechat")
+                .values(config=json.dumps(config), updated_at=now, updated_by=actor)
+            )
+            if done.rowcount == 0:
+                conn.execute(
+                    insert(s.payment_settings).values(
+                        tenant_id=tenant_id,
+                        provider="wechat",
+                        config=json.dumps(config),
+                        updated_at=now,
+                        updated_by=actor,
+                    )
+                )
+        return WeChatConfig(mch_id, sorted(platform_keys), now, actor)
+
+    def get_wechat_config(self, tenant_id: int) -> WeChatConfig:
+        p = s.payment_settings.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(s.payment_settings).where(p.tenant_id == tenant_id, p.provider == "wechat")
+            ).first()
+        if row is None:
+            raise NotFound("WeChat Pay is not configured for this tenant")
+        config = json.loads(row.config)
+        return WeChatConfig(
+            config.get("mch_id"), sorted(config["keys"]), row.updated_at, row.updated_by
+        )
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def expire_orders(
+    engine: Engine, now: float | datetime | None = None, *, tenant_id: int | None = None
+) -> int:
+    """Expire every unpaid order past ``expires_at`` and release its stock; the count.
+
+    Safe to run from several processes at once and next to lazy expiry: each order moves out
+    of ``pending_payment`` by a conditional update, so its stock comes back once.
+    """
+    at = _ts(now)
+    o = s.orders.c
+    count = 0
+    with engine.connect() as conn:
+        tenants = _tenant_ids(conn, tenant_id)
+    for tid in tenants:
+        after = 0
+        while True:
+            with engine.begin() as conn:
+                ids = list(
+                    conn.execute(
+                        select(o.id)
+                        .where(
+                            o.tenant_id == tid,
+                            o.status == "pending_payment",
+                            o.expires_at <= at,
+                            o.id > after,
+                        )
+                        .order_by(o.id)
+                        .limit(_JOB_CHUNK)
+                    ).scalars()
+                )
+                for order_id in ids:
+                    if _close_unpaid(
+                        conn, tid, order_id, status="expired", reason="not paid in time", now=at
+                    ):
+                        count += 1
+            if len(ids) < _JOB_CHUNK:
+                break
+            after = ids[-1]
+    return count
+
+
+def settle_due(
+    engine: Engine, now: float | datetime | None = None, *, tenant_id: int | None = None
+) -> SettleReport:
+    """Settle every delivered order whose return window ended by ``now`` (R11).
+
+    One ledger transaction per chunk of orders.  An order the ledger refuses to settle (its
+    products' pool and dividend amounts exceed what is left of it, say) keeps ``delivered``,
+    gets ``settle_error`` and is reported; the others settle.  Idempotent: the ledger key
+    ``settle:<ref>`` and the status both say an order settled once.
+    """
+    at = _ts(now)
+    ledger = Ledger(engine)
+    o = s.orders.c
+    settled = 0
+    failed: list[tuple[int, str, str]] = []
+    with engine.connect() as conn:
+        tenants = _tenant_ids(conn, tenant_id)
+    for tid in tenants:
+        after = 0
+        while True:
+            with engine.begin() as conn:
+                _lock_tenant(conn, tid)
+                q = (
+                    select(s.orders)
+                    .where(
+                        o.tenant_id == tid,
+                        o.status == "delivered",
+                        o.settle_at <= at,
+                        o.id > after,
+                    )
+                    .order_by(o.id)
+                    .limit(_JOB_CHUNK)
+                )
+                if conn.dialect.name != "sqlite":
+                    q = q.with_for_update()
+                rows = list(conn.execute(q))
+                if rows:
+                    params = _params(conn, tid)
+                    items: list[tuple[str, Command]] = [
+                        (f"settle:{r.ref}", _settle_command(conn, tid, r, params)) for r in rows
+                    ]
+                    for r, out in zip(rows, _submit(ledger, conn, tid, items), strict=True):
+                        if out.status == "rejected":
+                            reason = (out.error or "refused")[:300]
+                            _set_order(conn, tid, r.id, settle_error=reason)
+                            failed.append((tid, r.ref, reason))
+                        else:
+                            _set_order(
+                                conn, tid, r.id, status="settled", settled_at=at, settle_error=None
+                            )
+                            settled += 1
+            if len(rows) < _JOB_CHUNK:
+                break
+            after = rows[-1].id
+    return SettleReport(settled, failed)
