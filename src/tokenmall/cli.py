@@ -1,4 +1,5 @@
-"""The ``tokenmall`` command line: the service, scenarios, the seed demo, schema and tenants.
+"""The ``tokenmall`` command line: the service and its worker, day closes, scenarios, the seed
+demo, schema and tenants.
 
 Every command goes through the same :class:`~tokenmall.service.ledger.Ledger` as the API, so
 what the CLI prints is what the engine does.  A mistake by the user (a bad file, an invalid
@@ -9,8 +10,11 @@ traceback means a bug.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -40,11 +44,15 @@ from tokenmall.scenario import (
     parse_scenario,
     run_on,
 )
+from tokenmall.service import dayclose
 from tokenmall.service.codec import dec
+from tokenmall.service.dayclose import CloseOutcome
 from tokenmall.service.ledger import Ledger
+from tokenmall.service.wallet import SandboxPayouts
 from tokenmall.settings import DEFAULT_ADMIN_TOKEN, DEFAULT_DB_URL, InsecureSettings, Settings
 from tokenmall.store import schema
 from tokenmall.store.db import create_db_engine, migrate
+from tokenmall.worker import DEFAULT_INTERVAL, Scheduler
 
 __all__ = ["app", "main"]
 
@@ -69,6 +77,11 @@ tenant_app = typer.Typer(help="Tenants (one mall each) and their parameters.", n
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
+day_app = typer.Typer(
+    help="Day close (R9): per tenant, at local midnight, idempotent per date.",
+    no_args_is_help=True,
+)
+app.add_typer(day_app, name="day")
 
 DbOption = Annotated[
     str | None,
@@ -438,6 +451,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Run the scheduler (day closes at local midnight, order expiry and "
+            "settlement, payout retries) inside the server; off when `tokenmall worker` does.",
+        ),
+    ] = True,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs) until interrupted."""
     import uvicorn  # noqa: PLC0415 - only this command needs the server
@@ -459,7 +480,7 @@ def serve(
         elif not inspect(engine).has_table(schema.api_keys.name):
             engine.dispose()
             _fail(f"no tokenmall service schema at {_safe_url(url)}: run `tokenmall db upgrade`")
-        app_ = create_app(settings, engine=engine)
+        app_ = create_app(settings, engine=engine, scheduler=scheduler)
         creds = (
             seed_demo_mall(Ledger(engine), settings.secret_key.get_secret_value()) if seed else None
         )
@@ -487,6 +508,140 @@ def serve(
         uvicorn.run(app_, host=host, port=port, log_level="info")
     finally:
         engine.dispose()
+
+
+# ----------------------------------------------------------------------------- day, worker
+
+
+def _close_line(outcome: CloseOutcome) -> str:
+    if outcome.replayed:
+        return (
+            f"{outcome.day} was already closed for tenant {outcome.tenant} (ledger seq "
+            f"{outcome.seq}): nothing paid now; it paid {outcome.paid} to "
+            f"{outcome.recipients} members"
+        )
+    return (
+        f"closed {outcome.day} for tenant {outcome.tenant} (ledger seq {outcome.seq}): paid "
+        f"{outcome.paid} SP to {outcome.recipients} members, {outcome.exits} exits, carry "
+        f"{outcome.result.get('dividend_fund', '0')}"
+    )
+
+
+def _close_json(outcome: CloseOutcome) -> dict[str, Any]:
+    return {
+        "tenant": outcome.tenant,
+        "date": outcome.day.isoformat(),
+        "status": "replayed" if outcome.replayed else "applied",
+        "seq": outcome.seq,
+        "paid": outcome.paid,
+        "recipients": outcome.recipients,
+        "exits": outcome.exits,
+        "carry": outcome.result.get("dividend_fund", "0"),
+    }
+
+
+@day_app.command("close")
+def day_close(
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant code.", show_default=False)],
+    date: Annotated[
+        str | None,
+        typer.Option(
+            "--date",
+            "-d",
+            metavar="YYYY-MM-DD",
+            help="The tenant-local date to close (today closes it early). Default: every past "
+            "date since the tenant was created that is not closed yet, oldest first.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Close a day: pay the dividend fund out, then run exits.  Closing twice pays once."""
+    url = _db_url(db)
+    with _user_errors(url), _engine(url) as engine:
+        _require_schema(engine, url)
+        ledger = Ledger(engine)
+        tid = ledger.tenant_id(tenant)
+        with engine.connect() as conn:
+            clock = dayclose.tenant_clock(conn, tid)
+        now = time.time()
+        if date is not None:
+            outcomes = [dayclose.close_day(ledger, clock, dayclose.parse_date(date), now=now)]
+        else:
+            outcomes = dayclose.catch_up(ledger, clock, now)
+    if as_json:
+        typer.echo(json.dumps([_close_json(o) for o in outcomes], indent=2))
+        return
+    if not outcomes:
+        typer.echo(f"nothing to close for tenant {tenant}: every past date is closed")
+    for outcome in outcomes:
+        typer.echo(_close_line(outcome))
+
+
+@day_app.command("status")
+def day_status(
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant code.", show_default=False)],
+    db: DbOption = None,
+) -> None:
+    """The tenant's local date, the last date closed and the dates still to close."""
+    url = _db_url(db)
+    with _user_errors(url), _engine(url) as engine:
+        _require_schema(engine, url)
+        tid = Ledger(engine).tenant_id(tenant)
+        now = time.time()
+        with engine.connect() as conn:
+            clock = dayclose.tenant_clock(conn, tid)
+            closed = dayclose.closed_dates(conn, tid)
+            due = dayclose.due_dates(conn, clock, now)
+    last = max(closed).isoformat() if closed else "none"
+    midnight = dt.datetime.fromtimestamp(dayclose.next_midnight(clock, now), clock.zone)
+    typer.echo(
+        f"tenant {tenant}: time zone {clock.zone.key}, today {clock.today(now)}, "
+        f"last closed {last}, next close at {midnight.isoformat()}"
+    )
+    typer.echo(f"to close: {', '.join(d.isoformat() for d in due)}" if due else "to close: nothing")
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval",
+            min=0.1,
+            help="Seconds between rounds when no tenant's midnight comes sooner.",
+        ),
+    ] = DEFAULT_INTERVAL,
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+) -> None:
+    """Run the scheduler without the HTTP server: day closes at each tenant's local midnight
+    (and, on start, every missed one), order expiry and settlement, payout retries."""
+    settings = Settings() if db is None else Settings(db_url=db)
+    url = settings.db_url
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with _user_errors(url), _engine(url) as engine:
+        _require_schema(engine, url)
+        ledger = Ledger(engine)
+        providers = SandboxPayouts(ledger, settings.secret_key.get_secret_value())
+        jobs = Scheduler(engine, providers=providers, interval=interval)
+        typer.echo(f"tokenmall worker: database {_safe_url(url)}", err=True)
+        try:
+            if once:
+                report = jobs.tick()
+                for outcome in report.closes:
+                    typer.echo(_close_line(outcome))
+                for error in report.errors:
+                    typer.echo(f"tokenmall: error: {error}", err=True)
+                if report.errors:
+                    raise typer.Exit(1)
+            else:
+                jobs.run()
+        except KeyboardInterrupt:  # pragma: no cover - interactive stop
+            jobs.stop()
 
 
 def main() -> None:

@@ -17,9 +17,11 @@ from sqlalchemy import Engine
 
 from tokenmall.api.deps import AppContext
 from tokenmall.api.errors import install_error_handlers
-from tokenmall.api.routes import catalog, keys, members, orders, tenants
+from tokenmall.api.routes import catalog, keys, members, orders, reads, tenants, wallet
+from tokenmall.api.routes.wallet import payout_providers_of
 from tokenmall.settings import Settings
 from tokenmall.store.db import create_db_engine
+from tokenmall.worker import Scheduler
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -46,8 +48,17 @@ class Health(BaseModel):
     version: str
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    scheduler: bool = False,
+) -> FastAPI:
     """The service on ``settings.db_url`` (or ``engine``), whose schema must be migrated.
+
+    ``scheduler``: run :class:`~tokenmall.worker.Scheduler` (day closes at each tenant's
+    local midnight, order expiry and settlement, payout retries) in a thread for the
+    app's lifetime, as ``tokenmall serve`` does; tests leave it off.
 
     Raises :class:`~tokenmall.settings.InsecureSettings` in production with weak secrets.
     """
@@ -57,8 +68,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     db = engine if engine is not None else create_db_engine(settings.db_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
+        jobs = Scheduler(db, providers=payout_providers_of(app_)) if scheduler else None
+        if jobs is not None:
+            jobs.start()
         yield
+        if jobs is not None:
+            jobs.stop()
         if own_engine:
             db.dispose()
 
@@ -78,7 +94,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         """Liveness: answers without credentials and without touching the database."""
         return Health(version=VERSION)
 
-    for module in (tenants, keys, members, catalog, orders):
+    for module in (tenants, keys, members, catalog, orders, wallet, reads):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

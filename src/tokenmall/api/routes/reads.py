@@ -1,0 +1,266 @@
+"""Read models over HTTP (R10, issue 3 item 8): the economy now and over time, levels, the
+holder board, partners, and a member's holdings and rewards.  Nothing here moves value.
+
+Who sees what: the economy, levels and the board are the mall's public figures (any
+credential of the tenant); on the board a member or merchant sees other holders by display
+name only, the member code is for operators (and for the member's own row).  The partner list
+is the operator's; a member learns their own level and partner status from their holdings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from tokenmall.api.deps import AnyCaller, Caller, Context, OperatorCaller, Paging, TenantCaller
+from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.routes.wallet import HistoryOut, money, self_or_operator
+from tokenmall.api.schemas import Page
+from tokenmall.service import reads
+from tokenmall.service.codec import dec
+from tokenmall.service.members import get_profile
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["reads"], responses=ERROR_RESPONSES)
+
+MemberCode = Annotated[str, Path(max_length=64, description="The member's code.")]
+# datetimes far outside what a float timestamp holds are refused by their own validation
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class EconomyOut(BaseModel):
+    price: str = Field(description="EP price = pool / circulating, 4 decimals (display).")
+    pool: str
+    circulating: str = Field(description="EP issued and not burned (the treasury's included).")
+    issued: str
+    burned: str
+    treasury: str
+    dividend_fund: str = Field(description="Today's fund plus the carried remainder.")
+    total_supply: str
+    members: int
+    seq: int = Field(description="The last ledger transaction.")
+
+    @classmethod
+    def of(cls, e: reads.Economy) -> EconomyOut:
+        return cls(
+            price=e.price,
+            pool=money(e.pool),
+            circulating=dec(e.circulating),
+            issued=dec(e.issued),
+            burned=dec(e.burned),
+            treasury=dec(e.treasury),
+            dividend_fund=money(e.dividend_fund),
+            total_supply=dec(e.total_supply),
+            members=e.members,
+            seq=e.seq,
+        )
+
+
+class PricePointOut(BaseModel):
+    seq: int
+    at: datetime
+    kind: str = Field(description="What the ledger transaction was (purchase, sell, ...).")
+    price: str
+    pool: str
+    circulating: str
+    burned: str
+    treasury: str
+    dividend_fund: str
+
+    @classmethod
+    def of(cls, p: reads.PricePoint) -> PricePointOut:
+        return cls(
+            seq=p.seq,
+            at=datetime.fromtimestamp(p.at, tz=UTC),
+            kind=p.kind,
+            price=p.price,
+            pool=p.pool,
+            circulating=p.circulating,
+            burned=p.burned,
+            treasury=p.treasury,
+            dividend_fund=p.dividend_fund,
+        )
+
+
+class LevelOut(BaseModel):
+    level: int
+    min_points: str = Field(description="EP held from which a member has this level.")
+    members: int = Field(description="Members at this level now.")
+
+
+class LevelsOut(BaseModel):
+    levels: list[LevelOut]
+    partner_threshold: str = Field(description="EP held from which a member is a partner.")
+
+
+class HolderOut(BaseModel):
+    rank: int | None = Field(description="Place on the board; null in the partner list.")
+    member: str | None = Field(description="Shown to operators, and to a member on their row.")
+    display_name: str | None
+    points: str
+    level: int
+    partner: bool
+    me: bool = Field(description="This row is the calling member's.")
+
+
+class HoldingsOut(BaseModel):
+    member: str
+    points: str
+    price: str
+    value: str = Field(description="points x price, cut to the fen.")
+    sell_value: str = Field(description="What selling every point would pay now (after fee).")
+    stable: str
+    quota_remaining: str
+    spent: str
+    dividends: str = Field(description="Dividends received so far.")
+    points_debt: str = Field(description="EP owed from refunds, set off against new points.")
+    exited: bool
+    level: int
+    partner: bool
+
+    @classmethod
+    def of(cls, h: reads.Holdings) -> HoldingsOut:
+        return cls(
+            member=h.member,
+            points=dec(h.points),
+            price=h.price,
+            value=money(h.value),
+            sell_value=money(h.sell_value),
+            stable=money(h.stable),
+            quota_remaining=money(h.quota_remaining),
+            spent=money(h.spent),
+            dividends=money(h.dividends),
+            points_debt=dec(h.points_debt),
+            exited=h.exited,
+            level=h.level,
+            partner=h.partner,
+        )
+
+
+def _holder(caller: Caller, e: reads.BoardEntry, *, ranked: bool) -> HolderOut:
+    me = caller.kind == "member" and caller.principal.member == e.member
+    shown = me or caller.kind in ("admin", "operator")
+    return HolderOut(
+        rank=e.rank if ranked else None,
+        member=e.member if shown else None,
+        display_name=e.display_name,
+        points=dec(e.points),
+        level=e.level,
+        partner=e.partner,
+        me=me,
+    )
+
+
+def _timestamp(value: datetime | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # a time without a zone is read as UTC, like every time we send
+        value = value.replace(tzinfo=UTC)
+    if value < _EARLIEST:
+        raise ApiError(422, "invalid_command", f"{name} must not be before 1970")
+    return value.timestamp()
+
+
+# ----------------------------------------------------------------------------- economy
+
+
+@router.get("/tenants/{tenant}/economy")
+def read_economy(caller: AnyCaller, ctx: Context) -> EconomyOut:
+    """The EP price, pool, supply and dividend fund now."""
+    with ctx.engine.connect() as conn:
+        return EconomyOut.of(reads.economy(conn, caller.tenant_id))
+
+
+@router.get("/tenants/{tenant}/economy/history")
+def economy_history(
+    caller: AnyCaller,
+    ctx: Context,
+    page: Paging,
+    since: Annotated[
+        datetime | None, Query(alias="from", description="ISO 8601; without a zone: UTC.")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(alias="to", description="ISO 8601; without a zone: UTC.")
+    ] = None,
+) -> Page[PricePointOut]:
+    """The price, pool and circulating EP after every ledger transaction, oldest first."""
+    start, end = _timestamp(since, "from"), _timestamp(until, "to")
+    if start is not None and end is not None and start > end:
+        raise ApiError(422, "invalid_command", "from must not be after to")
+    with ctx.engine.connect() as conn:
+        found = reads.price_history(
+            conn, caller.tenant_id, since=start, until=end, limit=page.limit, cursor=page.cursor
+        )
+    return Page(items=[PricePointOut.of(p) for p in found.items], next_cursor=found.next_cursor)
+
+
+# ----------------------------------------------------------------------------- R10
+
+
+@router.get("/tenants/{tenant}/levels")
+def read_levels(caller: AnyCaller, ctx: Context) -> LevelsOut:
+    """The levels by EP held (tenant parameter ``level_thresholds``) and members at each."""
+    with ctx.engine.connect() as conn:
+        found = reads.levels(conn, caller.tenant_id)
+        params = reads.tenant_params(conn, caller.tenant_id)
+    return LevelsOut(
+        levels=[
+            LevelOut(level=lv.level, min_points=dec(lv.min_points), members=lv.members)
+            for lv in found
+        ],
+        partner_threshold=dec(params.partner_threshold),
+    )
+
+
+@router.get("/tenants/{tenant}/board")
+def read_board(caller: AnyCaller, ctx: Context, page: Paging) -> Page[HolderOut]:
+    """The top ``board_size`` holders of EP (前十名 by default), highest first."""
+    with ctx.engine.connect() as conn:
+        found = reads.board(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
+    return Page(
+        items=[_holder(caller, e, ranked=True) for e in found.items],
+        next_cursor=found.next_cursor,
+    )
+
+
+@router.get("/tenants/{tenant}/partners")
+def list_partners(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[HolderOut]:
+    """Members holding at least ``partner_threshold`` EP (合伙人), in order of joining."""
+    with ctx.engine.connect() as conn:
+        found = reads.partners(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
+    return Page(
+        items=[_holder(caller, e, ranked=False) for e in found.items],
+        next_cursor=found.next_cursor,
+    )
+
+
+# ----------------------------------------------------------------------------- a member
+
+
+@router.get("/tenants/{tenant}/members/{member}/holdings")
+def read_holdings(caller: TenantCaller, ctx: Context, member: MemberCode) -> HoldingsOut:
+    """The member's EP and its value now, quota, SP, dividends, level and partner status."""
+    self_or_operator(caller, member)
+    with ctx.engine.connect() as conn:
+        get_profile(conn, caller.tenant_id, member)
+        return HoldingsOut.of(reads.holdings(conn, caller.tenant_id, member))
+
+
+@router.get("/tenants/{tenant}/members/{member}/rewards")
+def read_rewards(
+    caller: TenantCaller, ctx: Context, member: MemberCode, page: Paging
+) -> Page[HistoryOut]:
+    """What the member was given, newest first: EP for their purchases and for referred ones,
+    dividends, and what the pool paid for their points (sales and forced exits).  A page may
+    be shorter than ``limit`` while ``next_cursor`` is set: follow it."""
+    self_or_operator(caller, member)
+    with ctx.engine.connect() as conn:
+        get_profile(conn, caller.tenant_id, member)
+        found = reads.reward_history(
+            conn, caller.tenant_id, member, limit=page.limit, cursor=page.cursor
+        )
+    return Page(items=[HistoryOut.of(e) for e in found.items], next_cursor=found.next_cursor)

@@ -1,0 +1,476 @@
+"""The SP wallet over HTTP: balance and history, conversions, withdrawals and their review.
+
+A member reaches their own wallet with their token; the tenant's back end (operator key)
+reaches every member's, e.g. to act for a user of its app.  Merchant keys have no business in
+wallets (403).  Every request that moves value carries an ``Idempotency-Key`` header: the same
+key again answers the first result (with ``Idempotent-Replayed: true``) and moves nothing; the
+same key with other content is refused (409 ``idempotency_conflict``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from tokenmall.api.deps import AppContext, Caller, Context, OperatorCaller, Paging, TenantCaller
+from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.schemas import FenIn, Page
+from tokenmall.errors import NotFound
+from tokenmall.service import reads, wallet
+from tokenmall.service.codec import dec
+from tokenmall.service.members import get_profile
+from tokenmall.service.wallet import PayoutProviders, SandboxPayouts
+
+__all__ = [
+    "ActionOut",
+    "HistoryOut",
+    "WalletOut",
+    "WithdrawalOut",
+    "money",
+    "payout_providers",
+    "payout_providers_of",
+    "router",
+    "self_or_operator",
+]
+
+router = APIRouter(tags=["wallet"], responses=ERROR_RESPONSES)
+
+MemberCode = Annotated[str, Path(max_length=64, description="The member's code.")]
+WithdrawalId = Annotated[str, Path(max_length=40, description="The withdrawal's id (wd_...).")]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[!-~]+$",
+        description="Your id of this request (1-64 printable ASCII, no spaces): a retry with "
+        "the same key moves nothing again and answers the first result.",
+    ),
+]
+_FEN = Decimal("0.01")
+_POINTS_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,8})?$"
+_POINTS_RE = re.compile(_POINTS_PATTERN)
+
+
+# ----------------------------------------------------------------------------- wire forms
+
+
+def money(d: Decimal) -> str:
+    """CNY/SP on the wire: whole fen as "12.30"; the platform's finer internal figures (quota,
+    pool) keep their 4 places rather than being rounded for display."""
+    q = d.quantize(_FEN)
+    return str(q) if q == d else format(d.normalize(), "f")
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _points_string(value: object) -> object:
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "decimal_string", 'points are a decimal string such as "10.5", not a JSON number'
+        )
+    if not _POINTS_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "decimal_string",
+            'points are a decimal string with at most 8 decimal places, e.g. "10.5"',
+        )
+    return Decimal(value)
+
+
+PointsIn = Annotated[
+    Decimal,
+    BeforeValidator(_points_string),
+    WithJsonSchema({"type": "string", "pattern": _POINTS_PATTERN, "examples": ["10.5"]}),
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PointsBody(_In):
+    points: PointsIn = Field(description="EP, at most 8 decimal places, greater than 0.")
+
+
+class StableBody(_In):
+    stable: FenIn = Field(description="SP to spend, whole fen, greater than 0.")
+
+
+class WithdrawalCreate(_In):
+    amount: FenIn = Field(description="SP to withdraw (whole fen); the fee is taken from it.")
+    account: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[!-~]+$",
+        description="The payee at the provider (e.g. the member's WeChat openid).",
+    )
+
+
+class ReviewBody(_In):
+    note: str | None = Field(default=None, max_length=500)
+
+
+class WalletOut(BaseModel):
+    member: str
+    stable: str = Field(description="SP spendable now.")
+    pending_withdrawals: str = Field(description="SP taken out for withdrawals not yet final.")
+    points: str
+
+    @classmethod
+    def of(cls, b: wallet.WalletBalance) -> WalletOut:
+        return cls(
+            member=b.member,
+            stable=money(b.stable),
+            pending_withdrawals=money(b.pending_withdrawals),
+            points=dec(b.points),
+        )
+
+
+class ActionOut(BaseModel):
+    kind: Literal["sell", "exchange", "buy_points"]
+    replayed: bool = Field(description="True: this key was seen before; nothing moved now.")
+    seq: int = Field(description="The ledger transaction.")
+    price: str = Field(description="EP price after the transaction (4 decimals).")
+    figures: dict[str, str] = Field(
+        description="payout (sell), stable (exchange) or points (buy_points), and exits."
+    )
+    wallet: WalletOut = Field(description="The wallet now.")
+
+
+class WithdrawalOut(BaseModel):
+    id: str
+    member: str
+    account: str
+    amount: str
+    fee: str
+    net: str = Field(description="What the payee receives: amount - fee.")
+    status: Literal["requested", "approved", "rejected", "paid", "failed"]
+    requested_at: datetime
+    reviewed_at: datetime | None
+    reviewer: str | None
+    note: str | None
+    payout_sent_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, w: wallet.Withdrawal) -> WithdrawalOut:
+        return cls(
+            id=w.id,
+            member=w.member,
+            account=w.account,
+            amount=money(w.amount),
+            fee=money(w.fee),
+            net=money(w.net),
+            status=w.status,  # type: ignore[arg-type]  # the CHECK constraint holds it to these
+            requested_at=datetime.fromtimestamp(w.requested_at, tz=UTC),
+            reviewed_at=_utc(w.reviewed_at),
+            reviewer=w.reviewer,
+            note=w.note,
+            payout_sent_at=_utc(w.payout_sent_at),
+            finished_at=_utc(w.finished_at),
+        )
+
+
+class HistoryOut(BaseModel):
+    seq: int
+    at: datetime
+    kind: str = Field(description="The ledger transaction's kind (purchase, sell, close_day...).")
+    category: str = Field(
+        description="What it was for the member: purchase_points, referral_points, dividend, "
+        "sale_payout, exit_payout, withdrawal, order_payment, refund, ..."
+    )
+    asset: Literal["EP", "SP"]
+    direction: Literal["in", "out"]
+    amount: str
+    counterparty: str = Field(description="The other account of the transfer.")
+
+    @classmethod
+    def of(cls, e: reads.HistoryEntry) -> HistoryOut:
+        return cls(
+            seq=e.seq,
+            at=datetime.fromtimestamp(e.at, tz=UTC),
+            kind=e.kind,
+            category=e.category,
+            asset=e.asset,  # type: ignore[arg-type]  # members hold EP and SP only
+            direction=e.direction,  # type: ignore[arg-type]
+            amount=dec(e.amount) if e.asset == "EP" else money(e.amount),
+            counterparty=e.counterparty,
+        )
+
+
+# ----------------------------------------------------------------------------- plumbing
+
+
+def self_or_operator(caller: Caller, member: str) -> None:
+    """Operators reach every member; a member only themselves (others: as if absent)."""
+    if caller.kind == "member":
+        if caller.principal.member != member:
+            raise NotFound(f"no member {member!r}")
+    elif caller.kind not in ("admin", "operator"):
+        raise ApiError(
+            403, "forbidden", "this needs platform admin, operator or member credentials"
+        )
+
+
+_providers_lock = threading.Lock()
+
+
+def payout_providers_of(app: FastAPI) -> PayoutProviders:
+    """The app's payout providers: ``app.state.payouts`` if set, else (once) a sandbox whose
+    notifications are applied in-process; shared by the routes and the app's scheduler."""
+    state = app.state
+    with _providers_lock:
+        providers: PayoutProviders | None = getattr(state, "payouts", None)
+        if providers is None:
+            ctx: AppContext = state.tokenmall
+            providers = SandboxPayouts(ctx.ledger, ctx.secret)
+            state.payouts = providers
+    return providers
+
+
+def payout_providers(request: Request) -> PayoutProviders:
+    return payout_providers_of(request.app)
+
+
+def _wallet(ctx: Context, tenant_id: int, member: str) -> WalletOut:
+    with ctx.engine.connect() as conn:
+        return WalletOut.of(wallet.balance(conn, tenant_id, member))
+
+
+def _action(
+    ctx: Context, caller: Caller, member: str, result: wallet.ActionResult, response: Response
+) -> ActionOut:
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return ActionOut(
+        kind=result.kind,  # type: ignore[arg-type]  # one of the three routes below
+        replayed=result.replayed,
+        seq=result.seq,
+        price=result.price,
+        figures=result.figures,
+        wallet=_wallet(ctx, caller.tenant_id, member),
+    )
+
+
+# ----------------------------------------------------------------------------- wallet
+
+
+@router.get("/tenants/{tenant}/members/{member}/wallet")
+def read_wallet(caller: TenantCaller, ctx: Context, member: MemberCode) -> WalletOut:
+    """SP balance, SP on its way out in open withdrawals, and EP held."""
+    self_or_operator(caller, member)
+    return _wallet(ctx, caller.tenant_id, member)
+
+
+@router.get("/tenants/{tenant}/members/{member}/wallet/history")
+def wallet_history(
+    caller: TenantCaller,
+    ctx: Context,
+    member: MemberCode,
+    page: Paging,
+    asset: Annotated[
+        Literal["SP", "EP", "all"], Query(description="Which asset's movements (default SP).")
+    ] = "SP",
+) -> Page[HistoryOut]:
+    """Every movement of the member's SP (or EP, or both), newest first, with its cause."""
+    self_or_operator(caller, member)
+    with ctx.engine.connect() as conn:
+        get_profile(conn, caller.tenant_id, member)
+        found = reads.member_history(
+            conn,
+            caller.tenant_id,
+            member,
+            asset=None if asset == "all" else asset,
+            limit=page.limit,
+            cursor=page.cursor,
+        )
+    return Page(items=[HistoryOut.of(e) for e in found.items], next_cursor=found.next_cursor)
+
+
+@router.post("/tenants/{tenant}/members/{member}/wallet/sell")
+def sell_points(
+    *,
+    caller: TenantCaller,
+    ctx: Context,
+    member: MemberCode,
+    body: PointsBody,
+    key: IdempotencyKey,
+    response: Response,
+) -> ActionOut:
+    """Sell EP back to the pool (R3): the payout, after the sell fee, is credited as SP."""
+    self_or_operator(caller, member)
+    result = wallet.sell(ctx.ledger, caller.tenant_id, member, body.points, key)
+    return _action(ctx, caller, member, result, response)
+
+
+@router.post("/tenants/{tenant}/members/{member}/wallet/exchange")
+def exchange_points(
+    *,
+    caller: TenantCaller,
+    ctx: Context,
+    member: MemberCode,
+    body: PointsBody,
+    key: IdempotencyKey,
+    response: Response,
+) -> ActionOut:
+    """Exchange EP for SP at the current price (R5); the points go to the treasury."""
+    self_or_operator(caller, member)
+    result = wallet.exchange(ctx.ledger, caller.tenant_id, member, body.points, key)
+    return _action(ctx, caller, member, result, response)
+
+
+@router.post("/tenants/{tenant}/members/{member}/wallet/buy-points")
+def buy_points(
+    *,
+    caller: TenantCaller,
+    ctx: Context,
+    member: MemberCode,
+    body: StableBody,
+    key: IdempotencyKey,
+    response: Response,
+) -> ActionOut:
+    """Spend SP on EP from the treasury at the current price (R6), while it has points."""
+    self_or_operator(caller, member)
+    result = wallet.buy_points(ctx.ledger, caller.tenant_id, member, body.stable, key)
+    return _action(ctx, caller, member, result, response)
+
+
+# ----------------------------------------------------------------------------- withdrawals
+
+
+@router.post(
+    "/tenants/{tenant}/members/{member}/withdrawals",
+    status_code=201,
+    responses={200: {"model": WithdrawalOut, "description": "A replay of an earlier request"}},
+)
+def request_withdrawal(
+    *,
+    caller: TenantCaller,
+    ctx: Context,
+    member: MemberCode,
+    body: WithdrawalCreate,
+    key: IdempotencyKey,
+    response: Response,
+) -> WithdrawalOut:
+    """Ask to withdraw SP.  The amount leaves the wallet now and waits for the operator's
+    review; a rejection or a failed payout returns it.  The tenant's ``withdraw_min`` and
+    ``withdraw_fee_rate`` apply (fee = amount x rate, cut down to the fen)."""
+    self_or_operator(caller, member)
+    wd, created = wallet.request_withdrawal(
+        ctx.ledger, caller.tenant_id, member, amount=body.amount, account=body.account, key=key
+    )
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return WithdrawalOut.of(wd)
+
+
+WithdrawalStatus = Literal["requested", "approved", "rejected", "paid", "failed"]
+
+
+@router.get("/tenants/{tenant}/members/{member}/withdrawals")
+def list_member_withdrawals(
+    caller: TenantCaller,
+    ctx: Context,
+    member: MemberCode,
+    page: Paging,
+    status: WithdrawalStatus | None = None,
+) -> Page[WithdrawalOut]:
+    """The member's withdrawals, oldest first."""
+    self_or_operator(caller, member)
+    with ctx.engine.connect() as conn:
+        get_profile(conn, caller.tenant_id, member)
+        found = wallet.list_withdrawals(
+            conn,
+            caller.tenant_id,
+            member=member,
+            status=status,
+            limit=page.limit,
+            cursor=page.cursor,
+        )
+    return Page(items=[WithdrawalOut.of(w) for w in found.items], next_cursor=found.next_cursor)
+
+
+@router.get("/tenants/{tenant}/withdrawals")
+def list_withdrawals(
+    caller: OperatorCaller,
+    ctx: Context,
+    page: Paging,
+    status: WithdrawalStatus | None = None,
+    member: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[WithdrawalOut]:
+    """Every withdrawal of the tenant, oldest first: ``?status=requested`` is the review queue."""
+    with ctx.engine.connect() as conn:
+        found = wallet.list_withdrawals(
+            conn,
+            caller.tenant_id,
+            member=member,
+            status=status,
+            limit=page.limit,
+            cursor=page.cursor,
+        )
+    return Page(items=[WithdrawalOut.of(w) for w in found.items], next_cursor=found.next_cursor)
+
+
+@router.get("/tenants/{tenant}/withdrawals/{withdrawal_id}")
+def read_withdrawal(
+    caller: TenantCaller, ctx: Context, withdrawal_id: WithdrawalId
+) -> WithdrawalOut:
+    """One withdrawal: operators see all, a member their own."""
+    with ctx.engine.connect() as conn:
+        wd = wallet.get_withdrawal(conn, caller.tenant_id, withdrawal_id)
+    self_or_operator(caller, wd.member)
+    return WithdrawalOut.of(wd)
+
+
+@router.post("/tenants/{tenant}/withdrawals/{withdrawal_id}/approve")
+def approve_withdrawal(
+    caller: OperatorCaller,
+    ctx: Context,
+    request: Request,
+    withdrawal_id: WithdrawalId,
+    body: ReviewBody | None = None,
+) -> WithdrawalOut:
+    """Approve and pay out through the tenant's provider.  The answer shows the payout's
+    state: ``paid`` or ``failed`` when the provider has answered, ``approved`` while it has not
+    (the scheduler sends it again until it does)."""
+    wallet.approve_withdrawal(
+        ctx.ledger,
+        caller.tenant_id,
+        withdrawal_id,
+        reviewer=caller.principal.actor,
+        note=body.note if body else None,
+    )
+    providers = payout_providers(request)
+    wd = wallet.send_payout(ctx.ledger, providers, caller.tenant_id, caller.tenant, withdrawal_id)
+    return WithdrawalOut.of(wd)
+
+
+@router.post("/tenants/{tenant}/withdrawals/{withdrawal_id}/reject")
+def reject_withdrawal(
+    caller: OperatorCaller,
+    ctx: Context,
+    withdrawal_id: WithdrawalId,
+    body: ReviewBody | None = None,
+) -> WithdrawalOut:
+    """Reject a requested withdrawal: the whole amount (fee included) returns to the wallet."""
+    wd = wallet.reject_withdrawal(
+        ctx.ledger,
+        caller.tenant_id,
+        withdrawal_id,
+        reviewer=caller.principal.actor,
+        note=body.note if body else None,
+    )
+    return WithdrawalOut.of(wd)
