@@ -156,3 +156,20 @@ def make_mall(client: TestClient, code: str | None = None) -> Mall:
         key_id=mkey["id"],
         invite_code=alice["invite_code"],
     )
+
+
+def reserve_in_process(db_url: str, tenant_id: int, sku_id: int, attempts: int) -> int:
+    """A separate process reserving one unit ``attempts`` times; returns how many it got.
+    (Here, not in the test module, so a spawned process can import it.)"""
+    from tokenmall.service.catalog import reserve_stock  # noqa: PLC0415
+    from tokenmall.store.db import create_db_engine  # noqa: PLC0415
+
+    engine = create_db_engine(db_url)
+    got = 0
+    try:
+        for _ in range(attempts):
+            with engine.begin() as conn:
+                got += reserve_stock(conn, tenant_id, sku_id, 1)
+    finally:
+        engine.dispose()
+    return got

@@ -197,7 +197,7 @@ async def _on_overflow(_request: Request, _exc: Exception) -> JSONResponse:
     # SQLite raises OverflowError unwrapped for integers beyond 64 bits; PostgreSQL a DataError
     # for a value its column cannot hold.  Request models bound what they accept, so this is
     # the backstop that keeps bad input from becoming a 500.
-    return _error(422, "invalid_command", "a value is beyond what the store can hold")
+    return _error(422, "invalid_command", "a value cannot be stored (out of range or not text)")
 
 
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -97,7 +97,11 @@ MoneyOut = Annotated[
 # members.check_member_code), here so the OpenAPI schema states them
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 MemberCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# text a person typed; NUL is refused (PostgreSQL cannot store it in text, SQLite would)
+_TEXT = r"^[^\x00]*$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_TEXT)]
+Text = Annotated[str, StringConstraints(max_length=20_000, pattern=_TEXT)]
+InviteCode = Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Za-z0-9]*$")]
 Stock = Annotated[int, Field(ge=0, le=MAX_STOCK, strict=True)]
 DbId = Annotated[int, Field(ge=1, le=2_147_483_647, strict=True)]
 
@@ -218,17 +222,13 @@ class ApiKeyCreated(ApiKeyOut):
 class MemberCreate(_In):
     code: MemberCode = Field(description="The tenant's own id of the member.")
     display_name: Name | None = None
-    invite_code: str | None = Field(
-        default=None, max_length=16, description="The referrer's invite code."
-    )
+    invite_code: InviteCode | None = Field(default=None, description="The referrer's invite code.")
 
 
 class MemberUpdate(_In):
     display_name: Name | None = None
-    referrer_invite_code: str | None = Field(
-        default=None,
-        max_length=16,
-        description="Bind a referrer, once, to a member who has none.",
+    referrer_invite_code: InviteCode | None = Field(
+        default=None, description="Bind a referrer, once, to a member who has none."
     )
 
 
@@ -350,7 +350,7 @@ class ProductCreate(_In):
         default=None, description="Required with an operator key; a merchant key's own if omitted."
     )
     name: Name
-    description: str = Field(default="", max_length=20_000)
+    description: Text = ""
     pool_amount: FenIn | None = Field(
         default=None, description="CNY per unit into the pool, instead of pool_rate."
     )
@@ -362,7 +362,7 @@ class ProductCreate(_In):
 
 class ProductUpdate(_In):
     name: Name | None = None
-    description: str | None = Field(default=None, max_length=20_000)
+    description: Text | None = None
     pool_amount: FenIn | None = Field(default=None, description="null clears the override.")
     fund_amount: FenIn | None = Field(default=None, description="null clears the override.")
 
