@@ -58,6 +58,7 @@ def create_merchant(caller: OperatorCaller, ctx: Context, body: MerchantCreate) 
 
 @router.get("/tenants/{tenant}/merchants")
 def list_merchants(caller: AnyCaller, ctx: Context, page: Paging) -> Page[MerchantOut]:
+    """The mall's merchants, in order of creation."""
     with ctx.engine.connect() as conn:
         found = catalog.list_merchants(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
     return Page(items=[MerchantOut.of(m) for m in found.items], next_cursor=found.next_cursor)
@@ -65,6 +66,7 @@ def list_merchants(caller: AnyCaller, ctx: Context, page: Paging) -> Page[Mercha
 
 @router.get("/tenants/{tenant}/merchants/{merchant_id}")
 def read_merchant(caller: AnyCaller, ctx: Context, merchant_id: MerchantId) -> MerchantOut:
+    """One merchant."""
     with ctx.engine.connect() as conn:
         return MerchantOut.of(catalog.get_merchant(conn, caller.tenant_id, merchant_id))
 
@@ -73,6 +75,7 @@ def read_merchant(caller: AnyCaller, ctx: Context, merchant_id: MerchantId) -> M
 def update_merchant(
     caller: OperatorCaller, ctx: Context, merchant_id: MerchantId, body: MerchantUpdate
 ) -> MerchantOut:
+    """Rename a merchant, or change whether it accepts SP."""
     with ctx.engine.begin() as conn:
         merchant = catalog.update_merchant(
             conn, caller.tenant_id, merchant_id, name=body.name, accepts_sp=body.accepts_sp
@@ -162,6 +165,7 @@ def update_product(
 def create_sku(
     caller: CatalogWriter, ctx: Context, product_id: ProductId, body: SkuCreate
 ) -> SkuOut:
+    """Add a SKU (a variant with its own price and stock) to a product."""
     with ctx.engine.begin() as conn:
         _own(caller, catalog.product_merchant(conn, caller.tenant_id, product_id))
         sku = catalog.create_sku(
@@ -195,6 +199,7 @@ def list_skus(
 
 @router.get("/tenants/{tenant}/skus/{sku_id}")
 def read_sku(caller: AnyCaller, ctx: Context, sku_id: SkuId) -> SkuOut:
+    """One SKU with its price and current stock."""
     with ctx.engine.connect() as conn:
         return SkuOut.of(catalog.get_sku(conn, caller.tenant_id, sku_id))
 
