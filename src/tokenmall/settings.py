@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # token bucket per credential: sustained requests per second and burst; 0 turns it off
     rate_limit_per_second: float = Field(default=200.0, ge=0)
     rate_limit_burst: int = Field(default=400, ge=1)
+    # how long a verified API key is trusted without reading it again (a revocation made
+    # through another server process takes effect after at most this); 0: read every time
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)
     # lifetime of member access tokens: default and the most a tenant may ask for
     member_token_ttl_seconds: int = Field(default=3600, ge=60)
     member_token_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)

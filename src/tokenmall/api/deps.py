@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -32,6 +33,7 @@ from tokenmall.errors import NotFound
 from tokenmall.service.credentials import (
     KEY_PREFIX,
     TOKEN_PREFIX,
+    ApiKeyRecord,
     find_api_key,
     verify_member_token,
 )
@@ -56,6 +58,7 @@ __all__ = [
 ]
 
 Kind = Literal["admin", "operator", "merchant", "member"]
+_MAX_CACHED_KEYS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,11 @@ class AppContext:
         # tenant codes never change and tenants are never deleted: an id, once known, stays
         self._tenant_ids: dict[str, int] = {}
         self._tenant_lock = threading.Lock()
+        # verified API keys: key id -> (valid until, SHA-256 of the key, record).  Saves a
+        # database read per request; a revocation through another process is seen after at
+        # most api_key_cache_seconds, through this one at once (forget_key).
+        self._keys: dict[str, tuple[float, bytes, ApiKeyRecord]] = {}
+        self._key_ttl = settings.api_key_cache_seconds
 
     @property
     def secret(self) -> str:
@@ -121,6 +129,25 @@ class AppContext:
     def is_admin_token(self, presented: str) -> bool:
         digest = hashlib.sha256(presented.encode()).digest()
         return hmac.compare_digest(digest, self._admin_digest)
+
+    def api_key(self, presented: str) -> ApiKeyRecord | None:
+        """The live key ``presented`` is (see credentials.find_api_key), cached briefly."""
+        key_id = presented[len(KEY_PREFIX) :].partition("_")[0]
+        digest = hashlib.sha256(presented.encode()).digest()
+        now = time.monotonic()
+        cached = self._keys.get(key_id)
+        if cached is not None and cached[0] > now and hmac.compare_digest(cached[1], digest):
+            return cached[2]
+        with self.engine.connect() as conn:
+            record = find_api_key(conn, presented)
+        if record is not None and self._key_ttl > 0:
+            if len(self._keys) >= _MAX_CACHED_KEYS:
+                self._keys.clear()
+            self._keys[key_id] = (now + self._key_ttl, digest, record)
+        return record
+
+    def forget_key(self, key_id: str) -> None:
+        self._keys.pop(key_id, None)
 
     def tenant_id(self, code: str) -> int:
         tid = self._tenant_ids.get(code)
@@ -147,8 +174,7 @@ _bearer = HTTPBearer(
 
 def _principal(ctx: AppContext, credential: str) -> Principal | None:
     if credential.startswith(KEY_PREFIX):
-        with ctx.engine.connect() as conn:
-            key = find_api_key(conn, credential)
+        key = ctx.api_key(credential)
         if key is None:
             return None
         return Principal(

@@ -47,4 +47,6 @@ def list_api_keys(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[Ap
 def revoke_api_key(caller: OperatorCaller, ctx: Context, key_id: KeyId) -> ApiKeyOut:
     """Revoke a key: it is refused from the next request on. Revoking twice is harmless."""
     with ctx.engine.begin() as conn:
-        return ApiKeyOut.of(credentials.revoke_api_key(conn, caller.tenant_id, key_id))
+        record = credentials.revoke_api_key(conn, caller.tenant_id, key_id)
+    ctx.forget_key(record.key_id)
+    return ApiKeyOut.of(record)
