@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from tokenmall.service.ledger import Ledger
-from tokenmall.service.orders import OrderService
+from tokenmall.service.orders import OrderService, SettleReport, expire_orders, settle_due
 
 
 def service(client: TestClient) -> OrderService:
@@ -117,3 +118,21 @@ def economy(client: TestClient, mall: Mall) -> dict[str, Decimal]:
 
 def set_params(client: TestClient, mall: Mall, **params: str) -> None:
     ok(client.post(mall.url("/param-changes"), json={"params": params}, headers=mall.operator), 201)
+
+
+def order_path_values(client: TestClient, mall: Mall) -> dict[str, str]:
+    """An order of the mall's member (alice) with a sandbox payment waiting: the values of
+    ``{order_ref}`` and ``{intent_id}`` in route templates (the route-table tests)."""
+    order = create_order(client, mall, member=mall.member_code)
+    pay = start_payment(client, mall, order["ref"])
+    return {"order_ref": order["ref"], "intent_id": pay["intent_id"]}
+
+
+def run_expiry(client: TestClient, mall: Mall, later: float) -> int:
+    """The expiry job for this mall, ``later`` seconds from now."""
+    return expire_orders(engine(client), time.time() + later, tenant_id=tenant_id(client, mall))
+
+
+def run_settlement(client: TestClient, mall: Mall, later: float) -> SettleReport:
+    """The settlement job for this mall, ``later`` seconds from now."""
+    return settle_due(engine(client), time.time() + later, tenant_id=tenant_id(client, mall))

@@ -4,7 +4,6 @@ after settlement with the effects of R11."""
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 from api_helpers import Mall, assert_error, ok
@@ -13,16 +12,14 @@ from orders_helpers import (
     complete,
     create_order,
     economy,
-    engine,
     figures,
     notify,
     paid_order,
     read_order,
+    run_settlement,
     set_params,
     start_payment,
 )
-
-from tokenmall.service.orders import settle_due
 
 WEEK = 7 * 86_400
 
@@ -72,10 +69,10 @@ def test_order_life_notification_five_times_rewards_once(client: TestClient, mal
     assert delivered["status"] == "delivered"
     assert delivered["settle_at"] is not None
     # the return window has not passed: nothing settles
-    assert settle_due(engine(client), time.time() + 60).settled == 0
-    report = settle_due(engine(client), time.time() + WEEK + 60)
+    assert run_settlement(client, mall, 60).settled == 0
+    report = run_settlement(client, mall, WEEK + 60)
     assert (report.settled, report.failed) == (1, [])
-    assert settle_due(engine(client), time.time() + WEEK + 120).settled == 0  # once
+    assert run_settlement(client, mall, WEEK + 120).settled == 0  # once
 
     settled = read_order(client, mall, ref)
     assert settled["status"] == "settled"
@@ -117,7 +114,7 @@ def test_refund_before_settlement_returns_money_and_grants_nothing(
     assert figures(client, mall, "bob")["points"] == 0
     # a refunded order never settles
     ok(client.post(mall.url(f"/orders/{ref}/delivery"), headers=mall.operator))
-    assert settle_due(engine(client), time.time() + 2 * WEEK).settled == 0
+    assert run_settlement(client, mall, 2 * WEEK).settled == 0
     assert figures(client, mall, "bob")["points"] == 0
     assert figures(client, mall, "alice")["points"] == 0
 

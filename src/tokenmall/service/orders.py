@@ -137,6 +137,10 @@ Provider = Literal["sandbox", "wechat"]
 Handler = Callable[[Connection, int, Notification], tuple[str, str | None]]
 
 
+class _HandedOver(Exception):
+    """A sandbox notification given to the caller instead of delivered (not acknowledged)."""
+
+
 class OrderStateError(Conflict):
     """The order's state does not allow this (pay a cancelled order, refund an unpaid one)."""
 
@@ -257,10 +261,11 @@ class SettleReport:
 
 @dataclass(frozen=True, slots=True)
 class WeChatConfig:
-    mch_id: str | None
-    serials: list[str]
-    updated_at: float
-    updated_by: str
+    configured: bool
+    mch_id: str | None = None
+    serials: list[str] = field(default_factory=list)
+    updated_at: float | None = None
+    updated_by: str | None = None
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -1385,8 +1390,10 @@ class OrderService:
         """Play the customer at the sandbox: pay (or fail) an intent of this tenant.
 
         ``deliver``: the sandbox delivers its pending notifications to this service at once
-        (through :meth:`handle_notification`, signatures and all).  Otherwise they are handed
-        back as signed requests, for the caller to deliver (as often as it likes).
+        (through :meth:`handle_notification`, signatures and all).  Otherwise the new ones are
+        handed back as signed requests, for the caller to deliver (as often as it likes); the
+        sandbox's outbox keeps them too, as a provider retries until it is acknowledged, and
+        delivers them with its next round (:meth:`pump_sandbox`).
         """
         py = s.payments.c
         with self.engine.connect() as conn:
@@ -1401,11 +1408,13 @@ class OrderService:
         captured: list[tuple[dict[str, str], bytes]] = []
         results: list[NotificationResult] = []
 
-        def capture(headers: Mapping[str, str], body: bytes) -> None:
+        def hand_over(headers: Mapping[str, str], body: bytes) -> None:
             captured.append((dict(headers), body))
+            # not an acknowledgement: the outbox keeps the event until this service takes it
+            raise _HandedOver
 
         def handle(headers: Mapping[str, str], body: bytes) -> None:
-            capture(headers, body)
+            captured.append((dict(headers), body))
             results.append(
                 self.handle_notification(tenant_id, tenant, "sandbox", headers, body, pump=False)
             )
@@ -1429,7 +1438,7 @@ class OrderService:
                     log.warning("sandbox outbox not drained: %s", exc)
             else:
                 for event_id in [e for e in gw.pending_event_ids if e not in before]:
-                    gw.redeliver(event_id, capture)
+                    gw.redeliver(event_id, hand_over)
         return SandboxCompletion(intent.intent_id, intent.status.value, captured, results)
 
     # ------------------------------------------------------------------ fulfilment
@@ -1690,7 +1699,7 @@ class OrderService:
                         updated_by=actor,
                     )
                 )
-        return WeChatConfig(mch_id, sorted(platform_keys), now, actor)
+        return WeChatConfig(True, mch_id, sorted(platform_keys), now, actor)
 
     def get_wechat_config(self, tenant_id: int) -> WeChatConfig:
         p = s.payment_settings.c
@@ -1699,10 +1708,10 @@ class OrderService:
                 select(s.payment_settings).where(p.tenant_id == tenant_id, p.provider == "wechat")
             ).first()
         if row is None:
-            raise NotFound("WeChat Pay is not configured for this tenant")
+            return WeChatConfig(False)
         config = json.loads(row.config)
         return WeChatConfig(
-            config.get("mch_id"), sorted(config["keys"]), row.updated_at, row.updated_by
+            True, config.get("mch_id"), sorted(config["keys"]), row.updated_at, row.updated_by
         )
 
 

@@ -133,7 +133,8 @@ class SandboxComplete(_In):
     result: Literal["succeeded", "failed"] = "succeeded"
     deliver: bool = Field(
         default=True,
-        description="Deliver the notifications to this service now; else return them signed.",
+        description="Deliver the notifications to this service now; else return them signed "
+        "(the sandbox's outbox keeps them too and delivers them with its next round).",
     )
 
 
@@ -343,17 +344,19 @@ class SandboxCompletionOut(BaseModel):
 
 
 class WeChatConfigOut(BaseModel):
+    configured: bool
     mch_id: str | None
     platform_key_serials: list[str]
-    updated_at: datetime
-    updated_by: str
+    updated_at: datetime | None
+    updated_by: str | None
 
     @classmethod
     def of(cls, c: WeChatConfig) -> WeChatConfigOut:
         return cls(
+            configured=c.configured,
             mch_id=c.mch_id,
             platform_key_serials=c.serials,
-            updated_at=datetime.fromtimestamp(c.updated_at, tz=UTC),
+            updated_at=_utc(c.updated_at),
             updated_by=c.updated_by,
         )
 
@@ -589,5 +592,6 @@ def set_wechat_config(
 
 @router.get("/tenants/{tenant}/payments/wechat/config")
 def read_wechat_config(caller: OperatorCaller, orders: Orders) -> WeChatConfigOut:
-    """The merchant id and the platform key serials (never the APIv3 key)."""
+    """Whether WeChat Pay is configured, its merchant id and platform key serials (never the
+    APIv3 key)."""
     return WeChatConfigOut.of(orders.get_wechat_config(caller.tenant_id))
