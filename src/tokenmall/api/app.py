@@ -19,6 +19,7 @@ from tokenmall.api.deps import AppContext
 from tokenmall.api.errors import install_error_handlers
 from tokenmall.api.routes import catalog, keys, members, orders, reads, tenants, wallet
 from tokenmall.api.routes.wallet import payout_providers_of
+from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.settings import Settings
 from tokenmall.store.db import create_db_engine
 from tokenmall.worker import Scheduler
@@ -85,6 +86,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.tokenmall = AppContext(settings, db)
+    # one orders service per app, shared by the order routes, the wallet's payouts and the
+    # scheduler: it holds the tenants' sandbox gateways and the notification handlers
+    app.state.orders = OrderService(db, PaymentHub(app.state.tokenmall.secret))
     install_error_handlers(app)
 
     v1 = APIRouter(prefix=API_PREFIX)

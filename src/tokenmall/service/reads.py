@@ -674,6 +674,8 @@ def member_history(
     cursor: str | None,
 ) -> Page[HistoryEntry]:
     """Every transfer to or from the member (of ``asset``, if given), newest first."""
+    if cursor is not None:
+        decode_cursor(cursor)  # a bad cursor is refused even where there is nothing to page
     no = member_no(conn, tenant_id, member)
     if no is None:
         return Page([], None)
@@ -694,6 +696,8 @@ def reward_history(
     refunds (an index range); the classification keeps the reward categories.  A page may
     hold fewer than ``limit`` items when some candidates were not rewards; follow the cursor.
     """
+    if cursor is not None:
+        decode_cursor(cursor)
     no = member_no(conn, tenant_id, member)
     if no is None:
         return Page([], None)

@@ -48,10 +48,7 @@ from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, floor_fen, from_atoms, 
 from tokenmall.payments.base import (
     Notification,
     NotificationKind,
-    PaymentIntent,
-    PaymentProvider,
     PayoutStatus,
-    RefundResult,
 )
 from tokenmall.payments.base import PayoutResult as ProviderPayout
 from tokenmall.payments.errors import (
@@ -69,6 +66,7 @@ from tokenmall.store import schema as s
 
 __all__ = [
     "ActionResult",
+    "HubPayouts",
     "PayoutHandler",
     "PayoutProviders",
     "SandboxPayouts",
@@ -547,51 +545,25 @@ def payout_handler(ledger: Ledger) -> PayoutHandler:
 
 
 class PayoutProviders(Protocol):
-    """Where the wallet finds each tenant's payment provider for payouts."""
+    """How the wallet pays a tenant's withdrawals out."""
 
-    def provider(self, tenant_id: int, tenant: str) -> PaymentProvider:
-        """The tenant's provider."""
+    def payout(
+        self, tenant_id: int, tenant: str, payout_id: str, account: str, amount: Decimal
+    ) -> ProviderPayout:
+        """Send a payout (idempotent on ``payout_id``).  An in-process provider (the sandbox)
+        also delivers the notifications it produced before returning; a real provider calls
+        the service's notification endpoint later."""
         ...
-
-    def pump(self, tenant_id: int, tenant: str) -> None:
-        """Deliver what an in-process provider has queued (a real provider calls us instead)."""
-        ...
-
-
-class _LockedProvider:
-    """A sandbox gateway is plain Python state: requests from the server's threads take turns."""
-
-    def __init__(self, inner: PaymentProvider, lock: threading.RLock) -> None:
-        self._inner = inner
-        self._lock = lock
-
-    @property
-    def provider(self) -> str:
-        return self._inner.provider
-
-    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
-        return self._inner.parse_notification(headers, body)
-
-    def create_intent(self, order_id: str, amount: Decimal, description: str) -> PaymentIntent:
-        with self._lock:
-            return self._inner.create_intent(order_id, amount, description)
-
-    def refund(self, intent: PaymentIntent, refund_id: str, amount: Decimal) -> RefundResult:
-        with self._lock:
-            return self._inner.refund(intent, refund_id, amount)
-
-    def payout(self, payout_id: str, account: str, amount: Decimal) -> ProviderPayout:
-        with self._lock:
-            return self._inner.payout(payout_id, account, amount)
 
 
 class SandboxPayouts:
-    """Sandbox gateways, one per tenant, whose payout notifications are delivered in-process.
+    """Sandbox gateways, one per tenant, whose payout notifications are delivered in-process,
+    signed and verified like any provider's.
 
-    For a process without the orders service (tests, the worker on its own).  Each tenant's
-    shared secret is derived from the service's secret key, so it survives restarts without
-    storage.  Gateways keep their state in memory (it is a sandbox): after a restart a payout
-    sent again is a new sandbox payout, which is what a resend needs.
+    For a process without the orders service's payment hub (the worker on its own, tests).
+    Each tenant's shared secret is derived from the service's secret key.  Gateways keep their
+    state in memory (it is a sandbox): after a restart a payout sent again is a new sandbox
+    payout, which is what a resend needs.
     """
 
     def __init__(
@@ -607,7 +579,7 @@ class SandboxPayouts:
         self._chaos = chaos
         self._seed = seed
         self._gateways: dict[str, SandboxGateway] = {}
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # a gateway is plain Python state
 
     def gateway(self, tenant: str) -> SandboxGateway:
         with self._lock:
@@ -623,18 +595,62 @@ class SandboxPayouts:
                 self._gateways[tenant] = gw
             return gw
 
-    def provider(self, tenant_id: int, tenant: str) -> PaymentProvider:
-        return _LockedProvider(SandboxProvider(self.gateway(tenant)), self._lock)
-
-    def pump(self, tenant_id: int, tenant: str) -> None:
-        provider = SandboxProvider(self.gateway(tenant))
-
-        def deliver(headers: Mapping[str, str], body: bytes) -> None:
-            n = provider.parse_notification(headers, body)
-            apply_payout_notification(self.ledger, tenant_id, n)
-
+    def payout(
+        self, tenant_id: int, tenant: str, payout_id: str, account: str, amount: Decimal
+    ) -> ProviderPayout:
         with self._lock:
-            self.gateway(tenant).drain(deliver)
+            gw = self.gateway(tenant)
+            provider = SandboxProvider(gw)
+            result = provider.payout(payout_id, account, amount)
+
+            def deliver(headers: Mapping[str, str], body: bytes) -> None:
+                n = provider.parse_notification(headers, body)
+                if n.kind.is_payout:
+                    apply_payout_notification(self.ledger, tenant_id, n)
+
+            gw.drain(deliver)
+        return result
+
+
+class HubPayouts:
+    """Payouts through the orders service's payment hub: the tenant's one sandbox gateway,
+    and payout notifications applied through the hub's notification handling (verified,
+    recorded in ``provider_events``, deduplicated by event id), like payments.
+
+    ``service`` is looked up on every call, so an app that replaces its orders service (a
+    test with its own clock) is followed.
+    """
+
+    def __init__(self, ledger: Ledger, service: Callable[[], Any]) -> None:
+        self.ledger = ledger
+        self._service = service
+        self._handler = payout_handler(ledger)
+
+    def hub(self) -> Any:
+        """The orders service, with the wallet's payout handler registered on it."""
+        service = self._service()
+        for kind in (NotificationKind.PAYOUT_SUCCEEDED, NotificationKind.PAYOUT_FAILED):
+            service.handlers.setdefault(kind, self._handler)
+        return service
+
+    def payout(
+        self, tenant_id: int, tenant: str, payout_id: str, account: str, amount: Decimal
+    ) -> ProviderPayout:
+        service = self.hub()
+        box = service.hub.sandbox(tenant)
+        with box.lock:
+            gw: SandboxGateway = box.gateway
+            before = set(gw.pending_event_ids)
+            result: ProviderPayout = box.provider.payout(payout_id, account, amount)
+            new = [e for e in gw.pending_event_ids if e not in before]
+
+            def deliver(headers: Mapping[str, str], body: bytes) -> None:
+                service.handle_notification(tenant_id, tenant, "sandbox", headers, body)
+
+            # only this payout's events: a test may hold other notifications back on purpose
+            for event_id in new:
+                gw.redeliver(event_id, deliver)
+        return result
 
 
 def send_payout(
@@ -642,40 +658,41 @@ def send_payout(
 ) -> Withdrawal:
     """Ask the provider to pay an approved withdrawal, then take in what it answers.
 
-    A synchronous final answer is applied at once; otherwise the provider's notification does
-    it (delivered here for in-process providers).  A request the provider refuses outright (a
+    The attempt is stamped first (``payout_sent_at``), so :func:`retry_payouts` knows a payout
+    that may be on its way from one never sent.  A synchronous final answer is applied at once;
+    otherwise the provider's notification does it.  A request the provider refuses outright (a
     payee it cannot pay) fails the withdrawal, which returns the SP; any other provider error
     leaves it approved for :func:`retry_payouts`.
     """
-    with ledger.engine.connect() as conn:
+    w = s.withdrawals.c
+    with ledger.engine.begin() as conn:
         wd = get_withdrawal(conn, tenant_id, ref)
-    if wd.status != "approved":
-        return wd
-    provider = providers.provider(tenant_id, tenant)
+        if wd.status != "approved":
+            return wd
+        conn.execute(
+            update(s.withdrawals)
+            .where(w.tenant_id == tenant_id, w.ref == ref)
+            .values(payout_sent_at=time.time())
+        )
     try:
-        result = provider.payout(wd.id, wd.account, wd.net)
+        result = providers.payout(tenant_id, tenant, wd.id, wd.account, wd.net)
     except InvalidPaymentRequest as exc:
         log.warning("payout %s refused by the provider: %s", wd.id, exc)
         return apply_payout_result(ledger, tenant_id, wd.id, paid=False)
     except PaymentError as exc:
         log.warning("payout %s not sent, will retry: %s", wd.id, exc)
-        return wd
-    w = s.withdrawals.c
+        with ledger.engine.connect() as conn:
+            return get_withdrawal(conn, tenant_id, wd.id)
     with ledger.engine.begin() as conn:
         conn.execute(
             update(s.withdrawals)
-            .where(w.tenant_id == tenant_id, w.ref == wd.id, w.status == "approved")
-            .values(payout_sent_at=time.time(), provider_payout_id=result.provider_payout_id)
+            .where(w.tenant_id == tenant_id, w.ref == ref)
+            .values(provider_payout_id=result.provider_payout_id)
         )
     if result.status is PayoutStatus.SUCCEEDED:
         return apply_payout_result(ledger, tenant_id, wd.id, paid=True)
     if result.status is PayoutStatus.FAILED:
         return apply_payout_result(ledger, tenant_id, wd.id, paid=False)
-
-    try:
-        providers.pump(tenant_id, tenant)
-    except PaymentError as exc:  # undeliverable notifications stay with the provider
-        log.warning("payout notifications for tenant %s not all delivered: %s", tenant, exc)
     with ledger.engine.connect() as conn:
         return get_withdrawal(conn, tenant_id, wd.id)
 

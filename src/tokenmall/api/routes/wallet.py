@@ -26,7 +26,7 @@ from tokenmall.errors import NotFound
 from tokenmall.service import reads, wallet
 from tokenmall.service.codec import dec
 from tokenmall.service.members import get_profile
-from tokenmall.service.wallet import PayoutProviders, SandboxPayouts
+from tokenmall.service.wallet import HubPayouts, PayoutProviders, SandboxPayouts
 
 __all__ = [
     "ActionOut",
@@ -228,14 +228,18 @@ _providers_lock = threading.Lock()
 
 
 def payout_providers_of(app: FastAPI) -> PayoutProviders:
-    """The app's payout providers: ``app.state.payouts`` if set, else (once) a sandbox whose
-    notifications are applied in-process; shared by the routes and the app's scheduler."""
+    """The app's payout providers (``app.state.payouts``, made once): through the orders
+    service's payment hub when the app has one, so one sandbox gateway per tenant serves
+    payments and payouts and every notification is recorded alike; else a plain sandbox."""
     state = app.state
     with _providers_lock:
         providers: PayoutProviders | None = getattr(state, "payouts", None)
         if providers is None:
             ctx: AppContext = state.tokenmall
-            providers = SandboxPayouts(ctx.ledger, ctx.secret)
+            if getattr(state, "orders", None) is not None:
+                providers = HubPayouts(ctx.ledger, lambda: state.orders)
+            else:
+                providers = SandboxPayouts(ctx.ledger, ctx.secret)
             state.payouts = providers
     return providers
 
