@@ -538,30 +538,52 @@ def _set_order(conn: Connection, tenant_id: int, order_id: int, **values: Any) -
 
 
 def _close_unpaid(
-    conn: Connection, tenant_id: int, order_id: int, *, status: str, reason: str, now: float
-) -> bool:
-    """pending_payment -> ``status``, giving the stock back; False if it was no longer pending.
+    conn: Connection,
+    tenant_id: int,
+    order_ids: Sequence[int],
+    *,
+    status: str,
+    reason: str,
+    now: float,
+) -> list[int]:
+    """pending_payment -> ``status`` for each order still pending, giving its stock back;
+    returns the ids it closed.
 
     The conditional update is what makes the release happen once: of two transactions closing
     the same order (the expiry job and a late payment, say) only one sees ``pending_payment``.
+    Locks are taken in one global order, every order row first (ascending id) and then every
+    SKU row (ascending id, quantities summed): a transaction that held a SKU while waiting
+    for an order row could deadlock with a payment holding that order and releasing the SKU.
     """
     o = s.orders.c
-    done = conn.execute(
-        update(s.orders)
-        .where(o.tenant_id == tenant_id, o.id == order_id, o.status == "pending_payment")
-        .values(status=status, closed_at=now, close_reason=reason)
-    )
-    if done.rowcount != 1:
-        return False
-    for line in sorted(_lines(conn, tenant_id, order_id), key=lambda r: r.sku_id):
-        catalog.release_stock(conn, tenant_id, line.sku_id, line.quantity)
-    return True
+    closed = []
+    for order_id in sorted(order_ids):
+        done = conn.execute(
+            update(s.orders)
+            .where(o.tenant_id == tenant_id, o.id == order_id, o.status == "pending_payment")
+            .values(status=status, closed_at=now, close_reason=reason)
+        )
+        if done.rowcount == 1:
+            closed.append(order_id)
+    if closed:
+        ln = s.order_lines.c
+        per_sku = conn.execute(
+            select(ln.sku_id, func.sum(ln.quantity).label("units"))
+            .where(ln.tenant_id == tenant_id, ln.order_id.in_(closed))
+            .group_by(ln.sku_id)
+            .order_by(ln.sku_id)
+        )
+        for sku_id, units in list(per_sku):
+            catalog.release_stock(conn, tenant_id, sku_id, int(units))
+    return closed
 
 
 def _expire_if_due(conn: Connection, tenant_id: int, row: Any, at: float) -> Any:
     """Lazy expiry: an unpaid order touched after ``expires_at`` expires now."""
     if row.status == "pending_payment" and row.expires_at <= at:
-        _close_unpaid(conn, tenant_id, row.id, status="expired", reason="not paid in time", now=at)
+        _close_unpaid(
+            conn, tenant_id, [row.id], status="expired", reason="not paid in time", now=at
+        )
         return _order_by_id(conn, tenant_id, row.id)
     return row
 
@@ -861,7 +883,7 @@ class OrderService:
                 _close_unpaid(
                     conn,
                     tenant_id,
-                    row.id,
+                    [row.id],
                     status="cancelled",
                     reason=reason or "cancelled",
                     now=now,
@@ -1199,7 +1221,7 @@ class OrderService:
             if refused is None:
                 return "applied", None, row.ref
             reason = f"payment could not be applied: {refused.error}"
-            _close_unpaid(conn, tenant_id, row.id, status="failed", reason=reason[:200], now=now)
+            _close_unpaid(conn, tenant_id, [row.id], status="failed", reason=reason[:200], now=now)
         else:
             reason = f"order is {row.status}"
         self._void(conn, tenant_id, pay, reason=reason, now=now, refunds=refunds)
@@ -1748,11 +1770,11 @@ def expire_orders(
                         .limit(_JOB_CHUNK)
                     ).scalars()
                 )
-                for order_id in ids:
-                    if _close_unpaid(
-                        conn, tid, order_id, status="expired", reason="not paid in time", now=at
-                    ):
-                        count += 1
+                count += len(
+                    _close_unpaid(
+                        conn, tid, ids, status="expired", reason="not paid in time", now=at
+                    )
+                )
             if len(ids) < _JOB_CHUNK:
                 break
             after = ids[-1]
