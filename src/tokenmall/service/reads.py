@@ -528,9 +528,10 @@ def _classify(
 
     * EP from ``issuance``: ``purchase_points`` to the buyer, ``referral_points`` otherwise;
       from the treasury ``bought_points``; to the treasury ``exchanged_points``.
-    * EP to ``burned``: ``debt_offset`` right after a credit (a refund debt set off);
-      ``refund_clawback`` in a refund; the first burn of the member's own sell, redeem or
-      payment ``sold_points`` / ``redeemed_points``; any other burn a ``forced_exit`` (R7).
+    * EP to ``burned``: ``refund_clawback`` in a refund; the first burn of the member's own
+      sell, redeem or payment ``sold_points`` / ``redeemed_points``; a burn followed by an SP
+      payout ``forced_exit`` (R7); one right after a credit without a payout ``debt_offset``
+      (a refund debt set off); any other a ``forced_exit`` whose payout cut to zero.
     * SP in: ``refund`` / ``withdrawal_returned`` / ``exchange`` by kind; after the member's
       sale ``sale_payout``, after a forced exit ``exit_payout``; in a day close ``dividend``.
     * SP out: ``withdrawal``, ``order_payment``, ``bought_points`` by kind.
@@ -590,8 +591,10 @@ def _classify(
         own = actor == member
         own_burn_done = False
         burns: dict[int, str] = {}
-        last_ep_credit = -10
-        for r in sorted(rows, key=lambda r: r.n):
+        ordered = sorted(rows, key=lambda r: r.n)
+        ep_in = {int(r.n) for r in ordered if r.asset == "EP" and r.credit == account}
+        sp_in = {int(r.n) for r in ordered if r.asset == "SP" and r.credit == account}
+        for r in ordered:
             n = int(r.n)
             incoming = r.credit == account
             if r.asset == "EP" and incoming:
@@ -599,20 +602,21 @@ def _classify(
                     "issuance": "purchase_points" if own else "referral_points",
                     "treasury": "bought_points",
                 }.get(r.debit, "points_in")
-                last_ep_credit = n
             elif r.asset == "EP":
                 if r.credit == "treasury":
                     cat = "exchanged_points"
                 elif r.credit != "burned":
                     cat = "points_out"
-                elif last_ep_credit == n - 1:
-                    cat = "debt_offset"
                 elif kind == "refund":
                     cat = "refund_clawback"
                 elif own and not own_burn_done and kind in ("sell", "redeem", "pay"):
                     cat = "sold_points" if kind == "sell" else "redeemed_points"
                     own_burn_done = True
-                else:
+                elif n + 2 in sp_in:  # burned, then the pool's CNY, then the payout in SP
+                    cat = "forced_exit"
+                elif n - 1 in ep_in:  # burned right after a credit: a refund debt set off
+                    cat = "debt_offset"
+                else:  # a forced sale whose payout cut to zero fen
                     cat = "forced_exit"
                 burns[n] = cat
             elif incoming:
