@@ -33,6 +33,7 @@ from tokenmall.domain.economy import (
     Command,
     Economy,
     Exchange,
+    Pay,
     Purchase,
     Redeem,
     Refund,
@@ -719,3 +720,16 @@ def test_price_ratios_that_would_lower_the_price_are_refused_as_parameters() -> 
     with pytest.raises(InvalidParameter):
         TenantParams(gift_ratio=D("0.9"), referral_ratio=D("0.2"))
     TenantParams(gift_ratio=D("0.9"), referral_ratio=D("0.1"))  # exactly 1 is fine
+
+
+def test_a_payment_in_points_worth_less_than_a_fen_is_refused() -> None:
+    # Regression: it used to burn the points and leave an escrow worth 0.00, on which Settle
+    # then divided by zero (decimal.InvalidOperation) -- found by the state machine.
+    e = Economy(TenantParams())
+    buy(e, "o1", "A", "0.01")
+    e.take_journal()
+    before = fingerprint(e)
+    with pytest.raises(InvalidCommand):
+        e.apply(Pay(order="p1", member="A", points=D("0.00000210")))
+    assert fingerprint(e) == before
+    assert e.take_journal() == []

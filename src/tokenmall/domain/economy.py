@@ -965,6 +965,11 @@ class Economy:
         if cmd.points > 0:
             num, den = self.price_ratio()
             ep_value = ratio_floor(mul(cmd.points, num, 1 - self.params.sell_fee), den, _FEN_EXP)
+        # Points worth less than a fen, paid alone, used to pass the check above and leave an
+        # escrow worth 0 that Settle and a refund then divide by (decimal.InvalidOperation).
+        if cmd.cny + cmd.sp + ep_value <= 0:
+            raise InvalidCommand("a payment must be worth at least one fen")
+        if cmd.points > 0:
             self._remember_empty_price(cmd.points)
             self._move(Asset.EP, m, SystemAccount.BURNED, cmd.points)
             self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.ESCROW, ep_value)
