@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import defaultdict
 from decimal import Decimal
 
@@ -248,3 +249,16 @@ def test_tenants_are_isolated(ledger: Ledger, tenant_code: str) -> None:
     assert out.result["pool"] == "90"
     assert ledger.members(a)["A"]["spent"] == "100"
     assert ledger.members(b)["A"]["spent"] == "300"
+
+
+def test_reads_do_not_wait_for_the_writer(ledger: Ledger, tenant_code: str) -> None:
+    """While a batch holds the tenant's write lock, reads still answer (WAL snapshot)."""
+    tid = ledger.create_tenant(tenant_code)
+    ledger.submit(tid, [("k", Purchase("o", "A", D(100)))])
+    with ledger.engine.begin() as writer:
+        writer.execute(
+            text("UPDATE tenant_state SET seq = seq WHERE tenant_id = :t"), {"t": tid}
+        )  # holds the write lock (SQLite) / the row lock (PostgreSQL) until the block ends
+        started = time.monotonic()
+        assert ledger.members(tid)["A"]["points"] == "21"
+        assert time.monotonic() - started < 5  # busy_timeout is 60 s: it did not wait

@@ -57,7 +57,7 @@ from tokenmall.money import (
 )
 from tokenmall.service.codec import canonical, dec, to_payload
 from tokenmall.store import schema as s
-from tokenmall.store.db import is_sqlite
+from tokenmall.store.db import is_sqlite, read_only
 
 __all__ = ["GENESIS", "Ledger", "Outcome"]
 
@@ -346,7 +346,7 @@ class Ledger:
         return int(tid)
 
     def tenant_id(self, code: str) -> int:
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             tid = conn.execute(select(s.tenants.c.id).where(s.tenants.c.code == code)).scalar()
         if tid is None:
             raise NotFound(f"no tenant {code!r}")
@@ -937,7 +937,7 @@ class Ledger:
         if codes is not None:
             q = q.where(t.code.in_(list(codes)))
         out = {}
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             for row in conn.execute(q.order_by(t.no)):
                 m = _member_from_row(row)
                 out[m.code] = {
@@ -960,7 +960,7 @@ class Ledger:
         tr = s.transfers.c
         head = GENESIS
         expected = 1
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             rows = conn.execute(
                 select(t.seq, t.key, t.payload, t.result, t.leaf_hash, t.chain_hash)
                 .where(t.tenant_id == tenant_id)
@@ -999,7 +999,7 @@ class Ledger:
     def balances(self, tenant_id: int) -> dict[tuple[str, str], Decimal]:
         """Every account's balance (system and members), from the stored balances."""
         out: dict[tuple[str, str], Decimal] = {}
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             a = s.accounts.c
             for row in conn.execute(
                 select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)

@@ -9,7 +9,19 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 
-__all__ = ["create_db_engine", "is_sqlite", "migrate"]
+__all__ = ["READ_ONLY", "create_db_engine", "is_sqlite", "migrate", "read_only"]
+
+READ_ONLY = "tokenmall_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (and pool) for transactions that only read.
+
+    On SQLite they begin DEFERRED, so an API read never waits for, or blocks, the writer;
+    writes must use the plain engine (BEGIN IMMEDIATE takes the lock before the first read,
+    so a read-then-write transaction cannot fail on lock upgrade).  PostgreSQL is unaffected.
+    """
+    return engine.execution_options(**{READ_ONLY: True})
 
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -45,7 +57,11 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reads opt out (see read_only): in WAL they see a snapshot without the write lock.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
