@@ -390,6 +390,8 @@ class Economy:
         self.members: dict[str, Member] = {}
         self.grants: dict[str, Grant] = {}
         self.escrows: dict[str, Escrow] = {}
+        # days closed by this in-memory economy; the ledger makes closes idempotent by key
+        self.closed_days: set[str] = set()
         self.holds: dict[str, PayoutHold] = {}
         self.dirty_escrows: set[str] = set()
         self.dirty_holds: set[str] = set()
@@ -581,7 +583,7 @@ class Economy:
         elif isinstance(cmd, BuyPoints):
             out = self._buy_points(cmd)
         elif isinstance(cmd, CloseDay):
-            out = self._close_day()
+            out = self._close_day(cmd.day)
         elif isinstance(cmd, Refund):
             out = self._refund(cmd)
         elif isinstance(cmd, Join):
@@ -804,10 +806,14 @@ class Economy:
 
     # ------------------------------------------------------------------ R9
 
-    def _close_day(self) -> dict[str, Decimal]:
+    def _close_day(self, day: str) -> dict[str, Decimal]:
         """Water-fill the fund over members in memory (the adapter has its own bulk path)."""
         if self.source is not None:
             raise InvariantViolation("close_day on a partial economy: use the adapter's path")
+        if day:
+            if day in self.closed_days:
+                raise IdempotencyConflict(f"day {day!r} is already closed")
+            self.closed_days.add(day)
         holders = []
         by_points = self.params.dividend_weight == "points"
         for m in self.members.values():
@@ -1037,6 +1043,24 @@ class Economy:
         rest = left - base  # the EP-paid part: the merchant's revenue, no reward
         self._move(Asset.CNY, SystemAccount.ESCROW, SystemAccount.REVENUE, rest)
         if base <= 0:
+            # Paid entirely with points: no reward, but a grant so a later refund finds it
+            # (the money goes back as SP, out of revenue, like any non-CNY part).
+            g = Grant(
+                esc.order,
+                buyer.code,
+                None,
+                ZERO,
+                ZERO,
+                ZERO,
+                ZERO,
+                ZERO,
+                ZERO,
+                new=True,
+                total=left,
+                cny_part=cny_left,
+            )
+            self.grants[esc.order] = g
+            self.dirty_grants.add(esc.order)
             return {"points": ZERO, "referral_points": ZERO, "quota": ZERO}
         return self._reward(
             esc.order,
