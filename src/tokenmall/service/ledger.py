@@ -868,6 +868,9 @@ class Ledger:
         )
         paid_d = from_atoms(paid, CNY_PLACES)
         bal = eco.state.balances
+        # what the store holds now: _flush writes every balance that differs from it, one
+        # that the pay-out brings to zero included (an empty "before" would skip those)
+        stored = dict(bal)
         fund_key = (str(SystemAccount.DIVIDEND_FUND), Asset.CNY)
         res_key = (str(SystemAccount.SP_RESERVE), Asset.CNY)
         spi_key = (str(SystemAccount.SP_ISSUANCE), Asset.SP)
@@ -912,7 +915,7 @@ class Ledger:
         )
         self._write_log(conn, tx_rows, tr_rows)
         # the balances changed by the pay-out are written with the exits' own changes
-        self._flush(conn, tenant_id, exit_eco, {})
+        self._flush(conn, tenant_id, exit_eco, stored)
         conn.execute(
             update(s.tenant_state)
             .where(s.tenant_state.c.tenant_id == tenant_id)
