@@ -34,6 +34,7 @@ from tokenmall.service import dayclose
 from tokenmall.service.dayclose import CloseOutcome
 from tokenmall.service.ledger import Ledger
 from tokenmall.service.wallet import PayoutProviders, retry_payouts
+from tokenmall.store.db import read_only
 
 __all__ = ["DEFAULT_INTERVAL", "Scheduler", "TickReport", "orders_jobs"]
 
@@ -98,7 +99,7 @@ class Scheduler:
         now = self.clock() if now is None else now
         report = TickReport()
         try:
-            with self.engine.connect() as conn:
+            with read_only(self.engine).connect() as conn:
                 clocks = dayclose.tenant_clocks(conn)
         except Exception as exc:  # noqa: BLE001 - a database outage: log, retry next tick
             log.warning("scheduler cannot list tenants: %s", exc)
@@ -139,7 +140,7 @@ class Scheduler:
         """The earliest next local midnight of any tenant, or ``now + interval``."""
         wake = now + self.interval
         try:
-            with self.engine.connect() as conn:
+            with read_only(self.engine).connect() as conn:
                 clocks = dayclose.tenant_clocks(conn)
         except Exception:  # noqa: BLE001 - the tick logged it; poll again after the interval
             return wake

@@ -30,6 +30,7 @@ from tokenmall.domain.economy import CloseDay
 from tokenmall.errors import InvalidCommand, NotFound
 from tokenmall.service.ledger import Ledger
 from tokenmall.store import schema as s
+from tokenmall.store.db import read_only
 
 __all__ = [
     "CloseOutcome",
@@ -177,6 +178,6 @@ def close_day(
 
 def catch_up(ledger: Ledger, clock: TenantClock, now: float) -> list[CloseOutcome]:
     """Close every due date of the tenant, oldest first; each close is its own transaction."""
-    with ledger.engine.connect() as conn:
+    with read_only(ledger.engine).connect() as conn:
         due = due_dates(conn, clock, now)
     return [close_day(ledger, clock, day) for day in due]

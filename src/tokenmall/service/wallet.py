@@ -63,6 +63,7 @@ from tokenmall.service.members import get_profile
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.service.reads import member_no, tenant_params
 from tokenmall.store import schema as s
+from tokenmall.store.db import read_only
 
 __all__ = [
     "ActionResult",
@@ -206,7 +207,7 @@ def _member_action(
     ledger: Ledger, tenant_id: int, member: str, key: str, cmd: Command, *, kind: str
 ) -> ActionResult:
     check_idempotency_key(key)
-    with ledger.engine.connect() as conn:
+    with read_only(ledger.engine).connect() as conn:
         get_profile(conn, tenant_id, member)
         if member_no(conn, tenant_id, member) is None:
             # a registered member who never moved value holds nothing: say so, not "unknown"
@@ -681,7 +682,7 @@ def send_payout(
         return apply_payout_result(ledger, tenant_id, wd.id, paid=False)
     except PaymentError as exc:
         log.warning("payout %s not sent, will retry: %s", wd.id, exc)
-        with ledger.engine.connect() as conn:
+        with read_only(ledger.engine).connect() as conn:
             return get_withdrawal(conn, tenant_id, wd.id)
     with ledger.engine.begin() as conn:
         conn.execute(
@@ -693,7 +694,7 @@ def send_payout(
         return apply_payout_result(ledger, tenant_id, wd.id, paid=True)
     if result.status is PayoutStatus.FAILED:
         return apply_payout_result(ledger, tenant_id, wd.id, paid=False)
-    with ledger.engine.connect() as conn:
+    with read_only(ledger.engine).connect() as conn:
         return get_withdrawal(conn, tenant_id, wd.id)
 
 
@@ -713,7 +714,7 @@ def retry_payouts(
     t = s.tenants.c
     w = s.withdrawals.c
     sent = 0
-    with ledger.engine.connect() as conn:
+    with read_only(ledger.engine).connect() as conn:
         if tenants is None:
             tenants = [(int(r.id), str(r.code)) for r in conn.execute(select(t.id, t.code))]
         due = []

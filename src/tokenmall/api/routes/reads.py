@@ -22,6 +22,7 @@ from tokenmall.api.schemas import Page
 from tokenmall.service import reads
 from tokenmall.service.codec import dec
 from tokenmall.service.members import get_profile
+from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
@@ -171,7 +172,7 @@ def _timestamp(value: datetime | None, name: str) -> float | None:
 @router.get("/tenants/{tenant}/economy")
 def read_economy(caller: AnyCaller, ctx: Context) -> EconomyOut:
     """The EP price, pool, supply and dividend fund now."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         return EconomyOut.of(reads.economy(conn, caller.tenant_id))
 
 
@@ -191,7 +192,7 @@ def economy_history(
     start, end = _timestamp(since, "from"), _timestamp(until, "to")
     if start is not None and end is not None and start > end:
         raise ApiError(422, "invalid_command", "from must not be after to")
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = reads.price_history(
             conn, caller.tenant_id, since=start, until=end, limit=page.limit, cursor=page.cursor
         )
@@ -204,7 +205,7 @@ def economy_history(
 @router.get("/tenants/{tenant}/levels")
 def read_levels(caller: AnyCaller, ctx: Context) -> LevelsOut:
     """The levels by EP held (tenant parameter ``level_thresholds``) and members at each."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = reads.levels(conn, caller.tenant_id)
         params = reads.tenant_params(conn, caller.tenant_id)
     return LevelsOut(
@@ -219,7 +220,7 @@ def read_levels(caller: AnyCaller, ctx: Context) -> LevelsOut:
 @router.get("/tenants/{tenant}/board")
 def read_board(caller: AnyCaller, ctx: Context, page: Paging) -> Page[HolderOut]:
     """The top ``board_size`` holders of EP (前十名 by default), highest first."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = reads.board(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
     return Page(
         items=[_holder(caller, e, ranked=True) for e in found.items],
@@ -230,7 +231,7 @@ def read_board(caller: AnyCaller, ctx: Context, page: Paging) -> Page[HolderOut]
 @router.get("/tenants/{tenant}/partners")
 def list_partners(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[HolderOut]:
     """Members holding at least ``partner_threshold`` EP (合伙人), in order of joining."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = reads.partners(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
     return Page(
         items=[_holder(caller, e, ranked=False) for e in found.items],
@@ -245,7 +246,7 @@ def list_partners(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[Ho
 def read_holdings(caller: TenantCaller, ctx: Context, member: MemberCode) -> HoldingsOut:
     """The member's EP and its value now, quota, SP, dividends, level and partner status."""
     self_or_operator(caller, member)
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         get_profile(conn, caller.tenant_id, member)
         return HoldingsOut.of(reads.holdings(conn, caller.tenant_id, member))
 
@@ -258,7 +259,7 @@ def read_rewards(
     dividends, and what the pool paid for their points (sales and forced exits).  A page may
     be shorter than ``limit`` while ``next_cursor`` is set: follow it."""
     self_or_operator(caller, member)
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         get_profile(conn, caller.tenant_id, member)
         found = reads.reward_history(
             conn, caller.tenant_id, member, limit=page.limit, cursor=page.cursor

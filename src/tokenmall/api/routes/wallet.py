@@ -27,6 +27,7 @@ from tokenmall.service import reads, wallet
 from tokenmall.service.codec import dec
 from tokenmall.service.members import get_profile
 from tokenmall.service.wallet import HubPayouts, PayoutProviders, SandboxPayouts
+from tokenmall.store.db import read_only
 
 __all__ = [
     "ActionOut",
@@ -249,7 +250,7 @@ def payout_providers(request: Request) -> PayoutProviders:
 
 
 def _wallet(ctx: Context, tenant_id: int, member: str) -> WalletOut:
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         return WalletOut.of(wallet.balance(conn, tenant_id, member))
 
 
@@ -290,7 +291,7 @@ def wallet_history(
 ) -> Page[HistoryOut]:
     """Every movement of the member's SP (or EP, or both), newest first, with its cause."""
     self_or_operator(caller, member)
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         get_profile(conn, caller.tenant_id, member)
         found = reads.member_history(
             conn,
@@ -394,7 +395,7 @@ def list_member_withdrawals(
 ) -> Page[WithdrawalOut]:
     """The member's withdrawals, oldest first."""
     self_or_operator(caller, member)
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         get_profile(conn, caller.tenant_id, member)
         found = wallet.list_withdrawals(
             conn,
@@ -416,7 +417,7 @@ def list_withdrawals(
     member: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[WithdrawalOut]:
     """Every withdrawal of the tenant, oldest first: ``?status=requested`` is the review queue."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = wallet.list_withdrawals(
             conn,
             caller.tenant_id,
@@ -433,7 +434,7 @@ def read_withdrawal(
     caller: TenantCaller, ctx: Context, withdrawal_id: WithdrawalId
 ) -> WithdrawalOut:
     """One withdrawal: operators see all, a member their own."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         wd = wallet.get_withdrawal(conn, caller.tenant_id, withdrawal_id)
     self_or_operator(caller, wd.member)
     return WithdrawalOut.of(wd)
