@@ -17,7 +17,16 @@ from sqlalchemy import Engine
 
 from tokenmall.api.deps import AppContext
 from tokenmall.api.errors import install_error_handlers
-from tokenmall.api.routes import catalog, keys, members, orders, reads, tenants, wallet
+from tokenmall.api.routes import (
+    catalog,
+    imports,
+    keys,
+    members,
+    orders,
+    reads,
+    tenants,
+    wallet,
+)
 from tokenmall.api.routes.wallet import payout_providers_of
 from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.settings import Settings
@@ -98,7 +107,8 @@ def create_app(
         """Liveness: answers without credentials and without touching the database."""
         return Health(version=VERSION)
 
-    for module in (tenants, keys, members, catalog, orders, wallet, reads):
+    # imports before orders: its fixed path must win over orders' {order_ref} paths
+    for module in (tenants, keys, members, catalog, imports, orders, wallet, reads):
         v1.include_router(module.router)
     app.include_router(v1)
     return app
