@@ -40,10 +40,12 @@ Why it is built this way:
   repeating it after a crash is safe; its state is kept on the row (``pending`` until the
   provider accepted it, then ``submitted``, then ``succeeded``/``failed`` by notification).
 
-EP redemption (R4, ``Pay.points``) is not offered for orders yet: the EP value is fixed by the
-price when the payment is *applied* (the CNY notification), while the CNY part must be fixed
-when the intent is created, and the price moves in between.  Members can sell EP for SP (R3)
-and pay with SP, which the ledger prices at once.
+EP redemption (R4, ``Pay.points``): a payment names the CNY *value* to pay with EP, not a
+number of points.  The points are priced when the payment applies (under the tenant's lock, the
+fewest points whose sell payout is exactly that value), because the CNY part is fixed when the
+intent is created and the price moves before the notification arrives; priced any earlier, the
+parts would not add up to the total.  The price only rises, so the member never needs more
+points than were quoted.  EP-paid value earns no reward at settlement (it came from the pool).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, Literal
@@ -65,7 +67,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tokenmall.domain.economy import Command, Join, Pay, Refund, Settle
+from tokenmall.domain.economy import Command, Economy, Join, Pay, Refund, Settle
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import (
     IdempotencyConflict,
@@ -75,7 +77,7 @@ from tokenmall.errors import (
     TokenmallError,
     UnknownMember,
 )
-from tokenmall.money import CNY_PLACES, ZERO, atoms, from_atoms, mul, ratio_floor
+from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, atoms, from_atoms, mul, ratio_floor
 from tokenmall.payments import (
     Notification,
     NotificationKind,
@@ -127,6 +129,8 @@ MAX_ORDER_TOTAL: Final = Decimal("1000000000")
 _FEN_PLACES: Final = 2
 _FEN_PER_ATOM: Final = 10 ** (CNY_PLACES - _FEN_PLACES)
 _CNY_EXP: Final = Decimal(1).scaleb(-CNY_PLACES)
+_EP_EXP: Final = Decimal(1).scaleb(-EP_PLACES)
+_FEN_EXP: Final = Decimal("0.01")
 _DAY: Final = 86_400.0
 _REF_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _PAYABLE: Final = ("paid", "delivered", "settled")  # statuses a refund may start from
@@ -182,6 +186,7 @@ class Payment:
     intent_id: str | None
     cny: Decimal
     sp: Decimal
+    points_value: Decimal  # CNY paid with EP, priced when the payment applies (R4)
     status: str
     note: str | None
     refund_status: str
@@ -217,6 +222,7 @@ class Order:
     refunded: Decimal
     paid_cny: Decimal | None
     paid_sp: Decimal | None
+    paid_points_value: Decimal | None
     created_at: float
     expires_at: float
     paid_at: float | None
@@ -227,6 +233,7 @@ class Order:
     close_reason: str | None
     settle_error: str | None
     lines: list[OrderLine] = field(default_factory=list)
+    paid_points: Decimal | None = None  # EP redeemed (burned) by the payment
     payments: list[Payment] = field(default_factory=list)
     refunds: list[OrderRefund] = field(default_factory=list)
 
@@ -442,7 +449,7 @@ def _line(row: Any) -> OrderLine:
     )
 
 
-def _payment(row: Any, ref: str) -> Payment:
+def _payment(row: Any, ref: str, total_fen: int) -> Payment:
     return Payment(
         id=row.id,
         order_ref=ref,
@@ -452,6 +459,7 @@ def _payment(row: Any, ref: str) -> Payment:
         intent_id=row.intent_id,
         cny=_cny(row.cny_fen),
         sp=_cny(row.sp_fen),
+        points_value=_cny(total_fen - row.cny_fen - row.sp_fen),
         status=row.status,
         note=row.note,
         refund_status=row.refund_status,
@@ -489,6 +497,9 @@ def _order(row: Any, lines: list[OrderLine] | None = None) -> Order:
         refunded=_cny(row.refunded_fen),
         paid_cny=_opt_cny(row.paid_cny_fen),
         paid_sp=_opt_cny(row.paid_sp_fen),
+        paid_points_value=None
+        if row.paid_cny_fen is None
+        else _cny(row.total_fen - row.paid_cny_fen - row.paid_sp_fen),
         created_at=row.created_at,
         expires_at=row.expires_at,
         paid_at=row.paid_at,
@@ -588,12 +599,19 @@ def _expire_if_due(conn: Connection, tenant_id: int, row: Any, at: float) -> Any
     return row
 
 
-def _settle_command(conn: Connection, tenant_id: int, row: Any, params: TenantParams) -> Settle:
+def _settle_command(
+    conn: Connection,
+    tenant_id: int,
+    row: Any,
+    params: TenantParams,
+    rewarded_fen: int | None = None,
+) -> Settle:
     """Settle with the products' per-unit pool/dividend amounts, if any line has them.
 
     A line without an override contributes its amount times the tenant's rate, so a mixed
-    order is priced line by line; a partial refund before settlement scales the sums down in
-    proportion (cut down), as the ledger does with the rate-based amounts.
+    order is priced line by line.  The sums are scaled (cut down) to the part of the order
+    that earns rewards, as the ledger scales its rate-based amounts: the CNY and SP paid
+    (``rewarded_fen``; EP redeemed earn nothing) and what is left after refunds.
     """
     lines = _lines(conn, tenant_id, row.id)
     has_pool = any(ln.pool_unit_fen is not None for ln in lines)
@@ -602,6 +620,9 @@ def _settle_command(conn: Connection, tenant_id: int, row: Any, params: TenantPa
         return Settle(row.ref)
     total = Decimal(row.total_fen)
     left = total - Decimal(row.refunded_fen)
+    if rewarded_fen is None:
+        rewarded_fen = int(row.paid_cny_fen or 0) + int(row.paid_sp_fen or 0)
+    share = mul(left, Decimal(rewarded_fen))
 
     def summed(unit_col: str, rate: Decimal) -> Decimal:
         acc = ZERO
@@ -611,7 +632,7 @@ def _settle_command(conn: Connection, tenant_id: int, row: Any, params: TenantPa
                 acc += _cny(unit) * ln.quantity
             else:
                 acc += mul(_cny(ln.unit_price_fen) * ln.quantity, rate)
-        return ratio_floor(mul(acc, left), total, _CNY_EXP)
+        return ratio_floor(mul(acc, share), mul(total, total), _CNY_EXP)
 
     return Settle(
         row.ref,
@@ -817,7 +838,7 @@ class OrderService:
         if full:
             py, rf = s.payments.c, s.order_refunds.c
             order.payments.extend(
-                _payment(r, row.ref)
+                _payment(r, row.ref, row.total_fen)
                 for r in conn.execute(
                     select(s.payments)
                     .where(py.tenant_id == tenant_id, py.order_id == row.id)
@@ -832,6 +853,13 @@ class OrderService:
                     .order_by(rf.id)
                 )
             )
+            if row.paid_cny_fen is not None and row.paid_cny_fen + row.paid_sp_fen < row.total_fen:
+                e = s.escrows.c
+                burned = conn.execute(
+                    select(e.ep_points).where(e.tenant_id == tenant_id, e.order_ref == row.ref)
+                ).scalar()
+                if burned is not None:
+                    order = replace(order, paid_points=from_atoms(int(burned), EP_PLACES))
         return order
 
     def get_order(self, tenant_id: int, ref: str) -> Order:
@@ -903,23 +931,29 @@ class OrderService:
         *,
         provider: Provider = "sandbox",
         sp: Decimal = ZERO,
+        points_value: Decimal = ZERO,
     ) -> Payment:
-        """Start paying ``ref``: ``sp`` from the wallet, the rest in CNY through ``provider``.
+        """Start paying ``ref``: ``sp`` from the wallet, ``points_value`` CNY worth of EP
+        redeemed (R4), the rest in CNY through ``provider``.
 
-        Without a CNY part the SP is taken at once (one ledger transaction) and the order is
+        Without a CNY part the wallet pays at once (one ledger transaction) and the order is
         paid on return.  Otherwise an intent is created at the provider and the order is paid
-        when its notification arrives; both parts move then, atomically.  Asking again with
+        when its notification arrives; every part moves then, atomically.  The EP are priced
+        when the payment applies (the points that are worth ``points_value`` then, after the
+        sell fee, are burned), so the parts always add up to the total.  Asking again with
         the same split returns the waiting attempt instead of opening another.
         """
-        if not sp.is_finite() or sp < 0:
-            raise InvalidCommand("sp must be a non-negative amount")
-        sp_fen = _fen(sp)
+        for name, v in (("sp", sp), ("points_value", points_value)):
+            if not v.is_finite() or v < 0:
+                raise InvalidCommand(f"{name} must be a non-negative amount")
+        sp_fen, ep_fen = _fen(sp), _fen(points_value)
         with self.engine.connect() as conn:
             row = _order_row(conn, tenant_id, ref)
-        if row.status == "pending_payment" and sp_fen >= row.total_fen:
-            if sp_fen > row.total_fen:
+        if row.status == "pending_payment" and sp_fen + ep_fen >= row.total_fen:
+            if sp_fen + ep_fen > row.total_fen:
                 raise InvalidCommand(
-                    f"sp {sp} is more than the order's total {_cny(row.total_fen)}"
+                    f"sp and points_value ({_cny(sp_fen + ep_fen)}) are more than the order's "
+                    f"total {_cny(row.total_fen)}"
                 )
             return self._pay_from_wallet(tenant_id, ref, sp_fen)
         now = self.clock()
@@ -927,9 +961,11 @@ class OrderService:
             row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now)
             if row.status != "pending_payment":
                 raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
-            cny_fen = row.total_fen - sp_fen
+            cny_fen = row.total_fen - sp_fen - ep_fen
             if sp_fen:
                 self._check_sp(conn, tenant_id, row, sp_fen)
+            if ep_fen:
+                self._check_points(conn, tenant_id, row.member, ep_fen)
             if provider == "wechat" and self.hub.wechat(conn, tenant_id) is None:
                 raise ProviderNotConfigured("WeChat Pay is not configured for this tenant")
             py = s.payments.c
@@ -940,6 +976,7 @@ class OrderService:
                     py.provider == provider,
                     py.status == "requires_payment",
                     py.sp_fen == sp_fen,
+                    py.cny_fen == cny_fen,
                 )
             ).first()
             if waiting is None:
@@ -948,7 +985,51 @@ class OrderService:
                 )
         if waiting.intent_id is None:
             waiting = self._create_intent(tenant_id, tenant, ref, waiting)
-        return _payment(waiting, ref)
+        return _payment(waiting, ref, row.total_fen)
+
+    def _price(
+        self, conn: Connection, tenant_id: int, params: TenantParams
+    ) -> tuple[Decimal, Decimal]:
+        """The EP price as the ledger will use it in this transaction (an exact ratio)."""
+        st = conn.execute(
+            select(s.tenant_state).where(s.tenant_state.c.tenant_id == tenant_id)
+        ).one()
+        # the ledger's own loader, so the price is computed exactly as Pay will compute it
+        state = self.ledger._load_state(conn, tenant_id, st)
+        return Economy(params, state).price_ratio()
+
+    def _points_for(
+        self, conn: Connection, tenant_id: int, params: TenantParams, value_fen: int
+    ) -> Decimal:
+        """The fewest EP whose redemption value (R3 payout, after the sell fee) is exactly
+        ``value_fen``: each point atom is worth far less than a fen, so the floor of the
+        payout steps through every fen and the smallest count reaching the value hits it."""
+        value = _cny(value_fen)
+        keep = 1 - params.sell_fee
+        if keep <= 0:
+            raise InvalidCommand("points cannot pay for goods while sell_fee is 1")
+        num, den = self._price(conn, tenant_id, params)
+
+        def worth(points: Decimal) -> Decimal:
+            return ratio_floor(mul(points, num, keep), den, _FEN_EXP)
+
+        points = ratio_floor(mul(value, den), mul(num, keep), _EP_EXP)
+        if worth(points) < value:
+            points += _EP_EXP
+        if worth(points) != value:
+            raise InvalidCommand(f"no number of points is worth exactly {value} CNY now")
+        return points
+
+    def _check_points(self, conn: Connection, tenant_id: int, member: str, ep_fen: int) -> None:
+        """Advisory (a clear early answer): the points are priced and taken when it applies."""
+        needed = self._points_for(conn, tenant_id, _params(conn, tenant_id), ep_fen)
+        m = s.members.c
+        held = conn.execute(select(m.ep).where(m.tenant_id == tenant_id, m.code == member)).scalar()
+        have = from_atoms(int(held or 0), EP_PLACES)
+        if have < needed:
+            raise InsufficientBalance(
+                f"member {member!r} holds {have} EP; {_cny(ep_fen)} CNY of goods needs {needed}"
+            )
 
     def _check_sp(self, conn: Connection, tenant_id: int, row: Any, sp_fen: int) -> None:
         ln, mc = s.order_lines.c, s.merchants.c
@@ -1036,7 +1117,8 @@ class OrderService:
             row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now)
             if row.status != "pending_payment":
                 raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
-            self._check_sp(conn, tenant_id, row, sp_fen)
+            if sp_fen:
+                self._check_sp(conn, tenant_id, row, sp_fen)
             pay = self._new_payment(
                 conn, tenant_id, row, provider="wallet", cny_fen=0, sp_fen=sp_fen, now=now
             )
@@ -1044,7 +1126,9 @@ class OrderService:
             if refused is not None:
                 _raise_rejected(refused)
             return _payment(
-                conn.execute(select(s.payments).where(s.payments.c.id == pay.id)).one(), ref
+                conn.execute(select(s.payments).where(s.payments.c.id == pay.id)).one(),
+                ref,
+                row.total_fen,
             )
 
     def _apply_payment(
@@ -1061,12 +1145,21 @@ class OrderService:
         if referrer is not None and members.ledger_referrer(conn, tenant_id, row.member) is None:
             # the ledger learns the referral link before the first payment that rewards it
             items.append((f"join:{row.member}:{referrer}", Join(row.member, referrer)))
-        items.append(
-            (f"pay:{row.ref}", Pay(row.ref, row.member, cny=_cny(pay.cny_fen), sp=_cny(pay.sp_fen)))
+        ep_fen = row.total_fen - pay.cny_fen - pay.sp_fen
+        try:
+            points = self._points_for(conn, tenant_id, params, ep_fen) if ep_fen else ZERO
+        except InvalidCommand as exc:
+            return Outcome(f"pay:{row.ref}", "rejected", error_code=exc.code, error=str(exc))
+        pay_cmd = Pay(
+            row.ref, row.member, cny=_cny(pay.cny_fen), sp=_cny(pay.sp_fen), points=points
         )
+        items.append((f"pay:{row.ref}", pay_cmd))
         settle_now = params.settle_days == 0
         if settle_now:
-            items.append((f"settle:{row.ref}", _settle_command(conn, tenant_id, row, params)))
+            rewarded = pay.cny_fen + pay.sp_fen
+            items.append(
+                (f"settle:{row.ref}", _settle_command(conn, tenant_id, row, params, rewarded))
+            )
         outcomes = _submit(self.ledger, conn, tenant_id, items)
         paid = outcomes[-2] if settle_now else outcomes[-1]
         if paid.status == "rejected":

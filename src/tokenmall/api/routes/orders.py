@@ -30,6 +30,7 @@ from tokenmall.api.errors import ERROR_RESPONSES, ApiError
 from tokenmall.api.schemas import FenIn, MoneyOut, Page
 from tokenmall.errors import NotFound
 from tokenmall.payments import NotificationRejected
+from tokenmall.service.codec import dec
 from tokenmall.service.orders import (
     MAX_LINES,
     MAX_QUANTITY,
@@ -115,7 +116,12 @@ class PaymentCreate(_In):
     provider: Literal["sandbox", "wechat"] = "sandbox"
     sp: FenIn = Field(
         default=Decimal(0),
-        description="Part paid with stable points from the wallet; the rest is CNY.",
+        description="Part paid with stable points from the wallet.",
+    )
+    points_value: FenIn = Field(
+        default=Decimal(0),
+        description="Part paid by redeeming EP (R4): the points worth this much (after the sell "
+        "fee) at the price when the payment applies are burned. The rest is CNY.",
     )
 
 
@@ -184,6 +190,7 @@ class PaymentOut(BaseModel):
     intent_id: str | None
     cny: MoneyOut
     sp: MoneyOut
+    points_value: MoneyOut
     status: str = Field(description="requires_payment | paid | failed | voided")
     note: str | None
     refund_status: str = Field(
@@ -201,6 +208,7 @@ class PaymentOut(BaseModel):
             intent_id=p.intent_id,
             cny=p.cny,
             sp=p.sp,
+            points_value=p.points_value,
             status=p.status,
             note=p.note,
             refund_status=p.refund_status,
@@ -245,6 +253,7 @@ class OrderSummary(BaseModel):
     refunded: MoneyOut
     paid_cny: MoneyOut | None
     paid_sp: MoneyOut | None
+    paid_points_value: MoneyOut | None = Field(description="The part paid by redeeming EP.")
     created_at: datetime
     expires_at: datetime
     paid_at: datetime | None
@@ -267,6 +276,7 @@ class OrderSummary(BaseModel):
             "refunded": o.refunded,
             "paid_cny": o.paid_cny,
             "paid_sp": o.paid_sp,
+            "paid_points_value": o.paid_points_value,
             "created_at": _utc(o.created_at),
             "expires_at": _utc(o.expires_at),
             "paid_at": _utc(o.paid_at),
@@ -285,6 +295,7 @@ class OrderSummary(BaseModel):
 
 
 class OrderOut(OrderSummary):
+    paid_points: str | None = Field(description="EP redeemed (burned) by the payment.")
     payments: list[PaymentOut]
     refunds: list[RefundOut]
 
@@ -292,6 +303,7 @@ class OrderOut(OrderSummary):
     def of(cls, o: Order) -> OrderOut:
         return cls(
             **cls.fields_of(o),
+            paid_points=None if o.paid_points is None else dec(o.paid_points),
             payments=[PaymentOut.of(p) for p in o.payments],
             refunds=[RefundOut.of(r) for r in o.refunds],
         )
@@ -445,15 +457,21 @@ def cancel_order(
 def start_payment(
     caller: TenantCaller, orders: Orders, order_ref: OrderRef, body: PaymentCreate
 ) -> PaymentOut:
-    """Pay ``sp`` from the wallet and the rest in CNY through ``provider``.
+    """Pay ``sp`` from the wallet, ``points_value`` by redeeming EP (R4), and the rest in CNY
+    through ``provider``.
 
-    Paid entirely in SP, the order is paid on return.  Otherwise the answer is a payment
+    Without a CNY part, the order is paid on return.  Otherwise the answer is a payment
     intent (``intent_id``) that the customer pays at the provider; the order becomes paid
     when the provider's notification arrives, and the SP is taken then.
     """
     _own_order(caller, orders, order_ref)
     pay = orders.start_payment(
-        caller.tenant_id, caller.tenant, order_ref, provider=body.provider, sp=body.sp
+        caller.tenant_id,
+        caller.tenant,
+        order_ref,
+        provider=body.provider,
+        sp=body.sp,
+        points_value=body.points_value,
     )
     return PaymentOut.of(pay)
 
