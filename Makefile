@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench fuzz lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/settlement.py
 	$(VENV)/bin/python bench/day_close.py
+
+# the suite's schemathesis test with many more examples per operation (a few minutes)
+fuzz: $(STAMP)
+	TOKENMALL_FUZZ_EXAMPLES=$${TOKENMALL_FUZZ_EXAMPLES:-200} $(VENV)/bin/pytest -q -p no:cacheprovider tests/api/test_schemathesis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tokenmall-demo.db*
