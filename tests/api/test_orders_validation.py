@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_helpers import Mall, assert_error, bearer, make_mall, ok
+from api_helpers import Mall, assert_error, bearer, make_mall, make_settings, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from orders_helpers import create_order, paid_order, read_order, start_payment
+
+from tokenmall.api import create_app
 
 
 @pytest.fixture
@@ -221,3 +223,22 @@ def test_state_rules(client: TestClient, mall: Mall) -> None:
         "token"
     ]
     assert_error(client.get(mall.url(f"/orders/{ref}"), headers=bearer(token)), 404, "not_found")
+
+
+def test_the_sandbox_is_off_in_production(db_url: str) -> None:
+    """In production the sandbox would let anyone who can start a payment also 'pay' it."""
+    app = create_app(make_settings(db_url, environment="production"))
+    with TestClient(app) as client:
+        mall = make_mall(client)
+        order = create_order(client, mall, member="bob")
+        r = client.post(
+            mall.url(f"/orders/{order['ref']}/payments"), json={}, headers=mall.operator
+        )
+        assert_error(r, 409, "provider_not_configured")
+        r = client.post(mall.url("/payments/sandbox/notify"), content=b"{}")
+        assert_error(r, 409, "provider_not_configured")
+        r = client.post(
+            mall.url("/payments/sandbox/intents/pi_x/complete"), json={}, headers=mall.operator
+        )
+        assert_error(r, 409, "provider_not_configured")
+        assert read_order(client, mall, order["ref"])["payments"] == []

@@ -97,7 +97,10 @@ def create_app(
     app.state.tokenmall = AppContext(settings, db)
     # one orders service per app, shared by the order routes, the wallet's payouts and the
     # scheduler: it holds the tenants' sandbox gateways and the notification handlers
-    app.state.orders = OrderService(db, PaymentHub(app.state.tokenmall.secret))
+    # the sandbox lets whoever starts a payment also "pay" it: never in production
+    app.state.orders = OrderService(
+        db, PaymentHub(app.state.tokenmall.secret), sandbox=not settings.production
+    )
     install_error_handlers(app)
 
     v1 = APIRouter(prefix=API_PREFIX)

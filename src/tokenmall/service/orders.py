@@ -662,6 +662,8 @@ class OrderService:
     """The order flow of every tenant; one per process (it holds the :class:`PaymentHub`).
 
     ``clock`` is the service's time (unix seconds), injectable so tests can move it.
+    ``sandbox``: whether the sandbox provider may be used.  It lets anyone who can start a
+    payment also "pay" it, so a production service turns it off.
     ``handlers`` maps notification kinds to handlers; payouts (withdrawals) plug theirs in
     here: ``handler(conn, tenant_id, notification) -> (outcome, detail)``, run inside the
     transaction that records the event, after the tenant's lock.
@@ -673,9 +675,11 @@ class OrderService:
         hub: PaymentHub,
         *,
         clock: Callable[[], float] = time.time,
+        sandbox: bool = True,
     ) -> None:
         self.engine = engine
         self.hub = hub
+        self.sandbox = sandbox
         self.ledger = Ledger(engine)
         self.clock = clock
         self.handlers: dict[NotificationKind, Handler] = {}
@@ -946,6 +950,8 @@ class OrderService:
         for name, v in (("sp", sp), ("points_value", points_value)):
             if not v.is_finite() or v < 0:
                 raise InvalidCommand(f"{name} must be a non-negative amount")
+        if provider == "sandbox":
+            self._check_sandbox()
         sp_fen, ep_fen = _fen(sp), _fen(points_value)
         with self.engine.connect() as conn:
             row = _order_row(conn, tenant_id, ref)
@@ -1090,7 +1096,9 @@ class OrderService:
             )
         ).inserted_primary_key
         assert pk is not None
-        return conn.execute(select(s.payments).where(py.id == int(pk[0]))).one()
+        return conn.execute(
+            select(s.payments).where(py.tenant_id == tenant_id, py.id == int(pk[0]))
+        ).one()
 
     def _create_intent(self, tenant_id: int, tenant: str, ref: str, pay: Any) -> Any:
         box = self.hub.sandbox(tenant)
@@ -1108,7 +1116,9 @@ class OrderService:
                 .where(py.tenant_id == tenant_id, py.id == pay.id, py.intent_id.is_(None))
                 .values(intent_id=intent.intent_id, updated_at=self.clock())
             )
-            return conn.execute(select(s.payments).where(py.id == pay.id)).one()
+            return conn.execute(
+                select(s.payments).where(py.tenant_id == tenant_id, py.id == pay.id)
+            ).one()
 
     def _pay_from_wallet(self, tenant_id: int, ref: str, sp_fen: int) -> Payment:
         now = self.clock()
@@ -1126,7 +1136,11 @@ class OrderService:
             if refused is not None:
                 _raise_rejected(refused)
             return _payment(
-                conn.execute(select(s.payments).where(s.payments.c.id == pay.id)).one(),
+                conn.execute(
+                    select(s.payments).where(
+                        s.payments.c.tenant_id == tenant_id, s.payments.c.id == pay.id
+                    )
+                ).one(),
                 ref,
                 row.total_fen,
             )
@@ -1180,16 +1194,23 @@ class OrderService:
         _set_order(conn, tenant_id, row.id, **values)
         py = s.payments.c
         conn.execute(
-            update(s.payments).where(py.id == pay.id).values(status="paid", updated_at=now)
+            update(s.payments)
+            .where(py.tenant_id == tenant_id, py.id == pay.id)
+            .values(status="paid", updated_at=now)
         )
         return None
 
     # ------------------------------------------------------------------ notifications
 
+    def _check_sandbox(self) -> None:
+        if not self.sandbox:
+            raise ProviderNotConfigured("the sandbox payment provider is off in production")
+
     def verifier(
         self, conn: Connection, tenant_id: int, tenant: str, provider: str
     ) -> NotificationVerifier:
         if provider == "sandbox":
+            self._check_sandbox()
             return self.hub.sandbox(tenant).provider
         if provider == "wechat":
             verifier = self.hub.wechat(conn, tenant_id)
@@ -1336,7 +1357,7 @@ class OrderService:
         py = s.payments.c
         conn.execute(
             update(s.payments)
-            .where(py.id == pay.id)
+            .where(py.tenant_id == tenant_id, py.id == pay.id)
             .values(
                 status="voided",
                 note=reason[:300],
@@ -1364,7 +1385,7 @@ class OrderService:
         py = s.payments.c
         conn.execute(
             update(s.payments)
-            .where(py.id == pay.id)
+            .where(py.tenant_id == tenant_id, py.id == pay.id)
             .values(
                 status="failed",
                 note="the provider reported a failed payment",
@@ -1389,7 +1410,7 @@ class OrderService:
         if row is not None:
             conn.execute(
                 update(s.order_refunds)
-                .where(rf.id == row.id)
+                .where(rf.tenant_id == tenant_id, rf.id == row.id)
                 .values(provider_status=status, updated_at=now)
             )
             ref = _order_by_id(conn, tenant_id, row.order_id).ref
@@ -1402,7 +1423,7 @@ class OrderService:
         if pay is not None:
             conn.execute(
                 update(s.payments)
-                .where(py.id == pay.id)
+                .where(py.tenant_id == tenant_id, py.id == pay.id)
                 .values(refund_status=status, updated_at=now)
             )
             ref = _order_by_id(conn, tenant_id, pay.order_id).ref
@@ -1510,6 +1531,7 @@ class OrderService:
         sandbox's outbox keeps them too, as a provider retries until it is acknowledged, and
         delivers them with its next round (:meth:`pump_sandbox`).
         """
+        self._check_sandbox()
         py = s.payments.c
         with self.engine.connect() as conn:
             pay = conn.execute(

@@ -77,7 +77,9 @@ def _orders(request: Request, ctx: Context) -> OrderService:
         with _init:
             service = getattr(state, "orders", None)
             if service is None:
-                service = OrderService(ctx.engine, PaymentHub(ctx.secret))
+                service = OrderService(
+                    ctx.engine, PaymentHub(ctx.secret), sandbox=not ctx.settings.production
+                )
                 state.orders = service
     return service
 
