@@ -170,6 +170,16 @@ def remove_sqlite(path: str) -> None:
             os.remove(path + suffix)
 
 
+def discard_sqlite(url: str) -> None:
+    """Remove a benchmark's own SQLite file, and its temp directory if that is now empty."""
+    path = sqlite_path(url)
+    remove_sqlite(path)
+    parent = Path(path).parent
+    if parent.name.startswith("tokenmall-bench-"):
+        with suppress(OSError):
+            parent.rmdir()
+
+
 def pg_dsn(url: str, dbname: str | None = None) -> str:
     """A libpq conninfo for psycopg from a SQLAlchemy URL (query items such as ``options`` kept)."""
     u = make_url(url)

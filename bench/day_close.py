@@ -50,6 +50,7 @@ from sqlalchemy import text
 from _common import (
     SqlTimer,
     cpu_seconds,
+    discard_sqlite,
     engine_facts,
     is_sqlite_url,
     machine_facts,
@@ -423,7 +424,7 @@ def main() -> int:
         )
         ok = ok and tm["status"] == "applied"
     if own_db and not args.keep:
-        remove_sqlite(sqlite_path(args.db))
+        discard_sqlite(args.db)
     print("== result: " + ("correct" if ok else "INCORRECT (see above)"))
     return 0 if ok else 1
 

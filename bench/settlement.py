@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     SqlTimer,
     cpu_seconds,
+    discard_sqlite,
     engine_facts,
     fmt_int,
     is_sqlite_url,
@@ -490,7 +491,7 @@ def main() -> int:
             )
     engine.dispose()
     if is_sqlite_url(url) and not args.keep and args.db is None:
-        remove_sqlite(sqlite_path(url))
+        discard_sqlite(url)
     print("== result: " + ("correct" if ok else "INCORRECT (see above)"))
     return 0 if ok else 1
 
