@@ -48,7 +48,8 @@ from tokenmall.service import dayclose
 from tokenmall.service.codec import dec
 from tokenmall.service.dayclose import CloseOutcome
 from tokenmall.service.ledger import Ledger
-from tokenmall.service.wallet import SandboxPayouts
+from tokenmall.service.orders import OrderService, PaymentHub
+from tokenmall.service.wallet import HubPayouts
 from tokenmall.settings import DEFAULT_ADMIN_TOKEN, DEFAULT_DB_URL, InsecureSettings, Settings
 from tokenmall.store import schema
 from tokenmall.store.db import create_db_engine, migrate
@@ -626,7 +627,10 @@ def worker(
     with _user_errors(url), _engine(url) as engine:
         _require_schema(engine, url)
         ledger = Ledger(engine)
-        providers = SandboxPayouts(ledger, settings.secret_key.get_secret_value())
+        # payouts through a payment hub like the server's: the same sandbox secrets, and payout
+        # notifications recorded in provider_events like every other
+        orders = OrderService(engine, PaymentHub(settings.secret_key.get_secret_value()))
+        providers = HubPayouts(ledger, lambda: orders)
         jobs = Scheduler(engine, providers=providers, interval=interval)
         typer.echo(f"tokenmall worker: database {_safe_url(url)}", err=True)
         try:
