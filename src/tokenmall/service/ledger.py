@@ -74,6 +74,7 @@ _MEMBER_PLACES = {
 }
 _CHUNK = 500
 _DUE_PAGE = 256
+_DUE_PAGE_MAX = 16_384
 _HOLDERS_SQL = (
     "SELECT no, ep, quota, spent FROM members WHERE tenant_id = ? AND ep > 0 AND quota > 0"
 )
@@ -81,10 +82,10 @@ _DUE_COLS = (
     "SELECT no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited, trigger "
     "FROM members WHERE tenant_id = ? AND trigger IS NOT NULL "
 )
-_DUE_FIRST = _DUE_COLS + "ORDER BY trigger, no LIMIT 256"
+_DUE_FIRST = _DUE_COLS + "ORDER BY trigger, no LIMIT ?"
 _DUE_NEXT = (
     # "trigger >= ?" is the index range; the OR only filters ties inside it
-    _DUE_COLS + "AND trigger >= ? AND (trigger > ? OR no > ?) ORDER BY trigger, no LIMIT 256"
+    _DUE_COLS + "AND trigger >= ? AND (trigger > ? OR no > ?) ORDER BY trigger, no LIMIT ?"
 )
 
 
@@ -149,6 +150,7 @@ class _SqlSource:
         self._buf: deque[Any] = deque()  # members by ascending trigger, not yet handed over
         self._after: tuple[float, int] | None = None
         self._exhausted = False
+        self._page = _DUE_PAGE
 
     def prefetch(self, codes: Iterable[str], orders: Iterable[str]) -> None:
         want = [c for c in set(codes) if c not in self.members]
@@ -241,15 +243,17 @@ class _SqlSource:
         """The next page of members by (trigger, no), after the last one already seen."""
         args: tuple[Any, ...]
         if self._after is None:
-            sql, args = _DUE_FIRST, (self.tenant_id,)
+            sql, args = _DUE_FIRST, (self.tenant_id, self._page)
         else:
             sql = _DUE_NEXT
-            args = (self.tenant_id, self._after[0], self._after[0], self._after[1])
+            args = (self.tenant_id, self._after[0], self._after[0], self._after[1], self._page)
         if self.conn.dialect.name != "sqlite":
             sql = sql.replace("?", "%s")
         rows = self.conn.exec_driver_sql(sql, args).all()
-        if len(rows) < _DUE_PAGE:
+        if len(rows) < self._page:
             self._exhausted = True
+        # a day close can make a hundred thousand members due at once: grow the page
+        self._page = min(self._page * 2, _DUE_PAGE_MAX)
         if rows:
             self._after = (rows[-1].trigger, rows[-1].no)
         self._buf.extend(rows)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -126,7 +125,9 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("members", schema=None) as batch_op:
-        batch_op.create_index("ix_members_tenant_trigger", ["tenant_id", "trigger"], unique=False)
+        batch_op.create_index(
+            "ix_members_tenant_trigger", ["tenant_id", "trigger", "no"], unique=False
+        )
 
     op.create_table(
         "param_changes",
