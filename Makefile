@@ -1,4 +1,4 @@
-# Two commands on a fresh machine (see README):  make demo   and   make test
+# Two commands on a fresh machine (see README):  make serve   and   make test
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/tokenmall serve
 
 demo: $(STAMP)
 	$(VENV)/bin/tokenmall demo
