@@ -233,3 +233,24 @@ def test_expiry_racing_late_payments_releases_stock_once(db_url: str) -> None:
             svc.refund(tid, code, deliveries[0][0], refund_id="nope")
     finally:
         engine.dispose()
+
+
+def test_the_same_payment_started_by_10_threads_at_once_is_one_attempt(db_url: str) -> None:
+    engine = create_db_engine(db_url, pool_size=12, max_overflow=0)
+    try:
+        tid, code, sku_id = _mall(engine, stock=1, buyers=1)
+        svc = OrderService(engine, PaymentHub(SECRET))
+        order = svc.create_order(tid, member="b00", lines=[(sku_id, 1)])
+        start = threading.Barrier(10)
+
+        def begin(_: int) -> tuple[int, str | None]:
+            start.wait()
+            pay = svc.start_payment(tid, code, order.ref)
+            return pay.attempt, pay.intent_id
+
+        with ThreadPoolExecutor(10) as pool:
+            answers = set(pool.map(begin, range(10)))
+        assert len(answers) == 1
+        assert _count(engine, "payments", tid) == 1
+    finally:
+        engine.dispose()

@@ -963,6 +963,7 @@ class OrderService:
                 )
             return self._pay_from_wallet(tenant_id, ref, sp_fen)
         now = self.clock()
+        py = s.payments.c
         with self.engine.begin() as conn:
             row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now)
             if row.status != "pending_payment":
@@ -974,7 +975,6 @@ class OrderService:
                 self._check_points(conn, tenant_id, row.member, ep_fen)
             if provider == "wechat" and self.hub.wechat(conn, tenant_id) is None:
                 raise ProviderNotConfigured("WeChat Pay is not configured for this tenant")
-            py = s.payments.c
             waiting = conn.execute(
                 select(s.payments).where(
                     py.tenant_id == tenant_id,
@@ -985,13 +985,51 @@ class OrderService:
                     py.cny_fen == cny_fen,
                 )
             ).first()
-            if waiting is None:
-                waiting = self._new_payment(
-                    conn, tenant_id, row, provider=provider, cny_fen=cny_fen, sp_fen=sp_fen, now=now
+            if waiting is not None:
+                return _payment(waiting, ref, row.total_fen)
+            last = conn.execute(
+                select(func.max(py.attempt)).where(py.tenant_id == tenant_id, py.order_id == row.id)
+            ).scalar()
+        attempt = int(last or 0) + 1
+        provider_order_id = f"{ref}-{attempt}"
+        # The intent first, outside any transaction, then the row with its id: one durable
+        # commit instead of two.  Creating an intent is idempotent on provider_order_id, and
+        # one whose row was never written is never shown to a customer, so never paid.
+        if provider == "wechat":
+            intent_id = provider_order_id  # WeChat knows a payment by our out_trade_no
+        else:
+            intent_id = self._sandbox_intent(tenant, provider_order_id, _cny(cny_fen), ref)
+        try:
+            with self.engine.begin() as conn:
+                row = _order_row(conn, tenant_id, ref, lock=True)
+                if row.status != "pending_payment":
+                    raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
+                pay = self._new_payment(
+                    conn,
+                    tenant_id,
+                    row,
+                    provider=provider,
+                    cny_fen=cny_fen,
+                    sp_fen=sp_fen,
+                    now=now,
+                    attempt=attempt,
+                    intent_id=intent_id,
                 )
-        if waiting.intent_id is None:
-            waiting = self._create_intent(tenant_id, tenant, ref, waiting)
-        return _payment(waiting, ref, row.total_fen)
+        except IntegrityError:
+            # the same attempt started concurrently (same split): answer with that one
+            with self.engine.connect() as conn:
+                pay = conn.execute(
+                    select(s.payments).where(
+                        py.tenant_id == tenant_id,
+                        py.provider == provider,
+                        py.provider_order_id == provider_order_id,
+                        py.cny_fen == cny_fen,
+                        py.sp_fen == sp_fen,
+                    )
+                ).first()
+            if pay is None:
+                raise
+        return _payment(pay, ref, row.total_fen)
 
     def _price(
         self, conn: Connection, tenant_id: int, params: TenantParams
@@ -1071,12 +1109,15 @@ class OrderService:
         cny_fen: int,
         sp_fen: int,
         now: float,
+        attempt: int | None = None,
+        intent_id: str | None = None,
     ) -> Any:
         py = s.payments.c
-        last = conn.execute(
-            select(func.max(py.attempt)).where(py.tenant_id == tenant_id, py.order_id == row.id)
-        ).scalar()
-        attempt = int(last or 0) + 1
+        if attempt is None:
+            last = conn.execute(
+                select(func.max(py.attempt)).where(py.tenant_id == tenant_id, py.order_id == row.id)
+            ).scalar()
+            attempt = int(last or 0) + 1
         provider_order_id = f"{row.ref}-{attempt}"
         pk = conn.execute(
             insert(s.payments).values(
@@ -1085,8 +1126,7 @@ class OrderService:
                 attempt=attempt,
                 provider=provider,
                 provider_order_id=provider_order_id,
-                # WeChat knows a payment by our out_trade_no, which is its "intent"
-                intent_id=provider_order_id if provider == "wechat" else None,
+                intent_id=intent_id,
                 cny_fen=cny_fen,
                 sp_fen=sp_fen,
                 status="requires_payment",
@@ -1100,25 +1140,18 @@ class OrderService:
             select(s.payments).where(py.tenant_id == tenant_id, py.id == int(pk[0]))
         ).one()
 
-    def _create_intent(self, tenant_id: int, tenant: str, ref: str, pay: Any) -> Any:
+    def _sandbox_intent(
+        self, tenant: str, provider_order_id: str, amount: Decimal, ref: str
+    ) -> str:
         box = self.hub.sandbox(tenant)
         with box.lock:
             try:
                 intent = box.provider.create_intent(
-                    pay.provider_order_id, _cny(pay.cny_fen), f"tokenmall order {ref}"
+                    provider_order_id, amount, f"tokenmall order {ref}"
                 )
             except PaymentStateError as exc:
                 raise Conflict(str(exc)) from None
-        py = s.payments.c
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(s.payments)
-                .where(py.tenant_id == tenant_id, py.id == pay.id, py.intent_id.is_(None))
-                .values(intent_id=intent.intent_id, updated_at=self.clock())
-            )
-            return conn.execute(
-                select(s.payments).where(py.tenant_id == tenant_id, py.id == pay.id)
-            ).one()
+        return intent.intent_id
 
     def _pay_from_wallet(self, tenant_id: int, ref: str, sp_fen: int) -> Payment:
         now = self.clock()
