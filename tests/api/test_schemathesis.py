@@ -2,8 +2,9 @@
 
 For each operation, Hypothesis generates requests from the schema (bodies, query strings) and
 sends them to the app in-process (ASGI) with the seeded tenant's operator key; every answer
-must not be a 5xx, must carry the content type the schema declares, and its body must conform
-to the schema of its status code.  Path parameters name the seeded tenant's real resources, so
+must not be a 5xx, its status code must be one the schema lists for the operation, it must
+carry the content type the schema declares, and its body must conform to the schema of its
+status code.  Path parameters name the seeded tenant's real resources, so
 the generated bodies reach the services instead of stopping at a 404 (tests/api/test_api_errors
 already sends garbage ids and cursors to every route).
 
@@ -29,6 +30,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
+    status_code_conformance,
 )
 from wallet_helpers import wallet_path_values
 
@@ -36,7 +38,12 @@ from tokenmall.api import create_app
 from tokenmall.store.db import create_db_engine, migrate
 
 EXAMPLES = int(os.environ.get("TOKENMALL_FUZZ_EXAMPLES", "12"))
-CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 # TOKENMALL_FUZZ_CHECKS=all: every check schemathesis has (status codes the schema does not
 # list, negative data accepted, ...): a finder of things to look at, not a gate
 ALL_CHECKS = os.environ.get("TOKENMALL_FUZZ_CHECKS") == "all"

@@ -109,6 +109,9 @@ def _doc(description: str) -> dict[str, Any]:
 
 # declared on every route, so the OpenAPI schema describes the answers clients really get
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    # found by the schemathesis fuzz (tests/api/test_schemathesis.py): a body that is not JSON
+    # is answered 400 by the framework, and a refused provider notification is 400 too
+    400: _doc("The body could not be parsed, or a provider notification was refused"),
     401: _doc("No valid credential"),
     403: _doc("The credential's scope does not allow this"),
     404: _doc("No such resource for this caller (also: another tenant's)"),
