@@ -1,0 +1,136 @@
+"""Helpers of the HTTP benchmarks: a real ``tokenmall serve`` in a subprocess, percentiles.
+
+The server is the command operators run (uvicorn, one process, access log on), on a fresh
+SQLite file, listening on 127.0.0.1 only; the benchmark process is the client.  Both share the
+machine's cores, so every figure is printed with the CPU seconds each side used.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from _common import ROOT, engine_facts
+from tokenmall.store.db import create_db_engine, migrate
+
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef-0123"
+SECRET_KEY = "bench-secret-key-0123456789abcdef-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (and its reaped children) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+@dataclass
+class Server:
+    base: str
+    pid: int
+    db_url: str
+    log: Path
+
+    def cpu(self) -> float:
+        return proc_cpu_seconds(self.pid)
+
+
+@contextmanager
+def running_server(
+    db_path: Path, *, env: dict[str, str] | None = None, scheduler: bool = True
+) -> Iterator[Server]:
+    """``tokenmall serve`` on a migrated, empty SQLite file; stopped (SIGINT) on exit."""
+    url = f"sqlite:///{db_path}"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db_path) + suffix).unlink(missing_ok=True)
+    engine = create_db_engine(url)
+    migrate(engine)
+    engine.dispose()
+    port = free_port()
+    log = db_path.with_suffix(".server.log")
+    cmd = [
+        sys.executable,
+        "-m",
+        "tokenmall",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db",
+        url,
+        "--no-demo",
+        "--scheduler" if scheduler else "--no-scheduler",
+    ]
+    full_env = {
+        **os.environ,
+        "TOKENMALL_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TOKENMALL_SECRET_KEY": SECRET_KEY,
+        **(env or {}),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited: see {log}\n{log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the server did not answer in 30 s: see {log}")
+            time.sleep(0.1)
+        yield Server(base, proc.pid, url, log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def db_facts(url: str) -> list[tuple[str, str]]:
+    engine = create_db_engine(url)
+    try:
+        return engine_facts(engine)
+    finally:
+        engine.dispose()
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank; values need not be sorted."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, round(q * len(s) + 0.5) - 1))
+    return s[k]
+
+
+def latency_line(name: str, seconds: Sequence[float]) -> str:
+    ms = [x * 1000 for x in seconds]
+    return (
+        f"  {name:<28} n={len(ms):>6}  p50 {pct(ms, 0.5):7.1f} ms  p90 {pct(ms, 0.9):7.1f} ms  "
+        f"p99 {pct(ms, 0.99):7.1f} ms  max {max(ms) if ms else float('nan'):7.1f} ms"
+    )
