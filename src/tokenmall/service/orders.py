@@ -133,7 +133,7 @@ _EP_EXP: Final = Decimal(1).scaleb(-EP_PLACES)
 _FEN_EXP: Final = Decimal("0.01")
 _DAY: Final = 86_400.0
 _REF_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-_PAYABLE: Final = ("paid", "delivered", "settled")  # statuses a refund may start from
+_REFUNDABLE: Final = ("paid", "delivered", "settled")  # statuses a refund may start from
 _JOB_CHUNK: Final = 200
 _SANDBOX_DRAIN_ROUNDS: Final = 10
 
@@ -1757,7 +1757,7 @@ class OrderService:
         now: float,
     ) -> OrderRefund:
         row = _order_row(conn, tenant_id, ref, lock=True)
-        if row.status not in _PAYABLE:
+        if row.status not in _REFUNDABLE:
             raise OrderStateError(f"order {ref!r} is {row.status}; only paid orders refund")
         left = row.total_fen - row.refunded_fen
         amount = left if requested is None else requested
