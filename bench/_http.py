@@ -27,6 +27,14 @@ ADMIN_TOKEN = "bench-admin-token-0123456789abcdef-0123"
 SECRET_KEY = "bench-secret-key-0123456789abcdef-0123456789"
 
 
+# the server's entry point with the writer gate's turns made no-ops (sys.argv[1:] as for -m)
+_NO_GATE = (
+    "import sys; import tokenmall.store.db as d; "
+    "d._WriterGate.enter = lambda self, c: None; d._WriterGate.leave = lambda self, c: None; "
+    "from tokenmall.cli import main; sys.argv[0] = 'tokenmall'; main()"
+)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -53,9 +61,17 @@ class Server:
 
 @contextmanager
 def running_server(
-    db_path: Path, *, env: dict[str, str] | None = None, scheduler: bool = True
+    db_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    scheduler: bool = True,
+    writer_gate: bool = True,
 ) -> Iterator[Server]:
-    """``tokenmall serve`` on a migrated, empty SQLite file; stopped (SIGINT) on exit."""
+    """``tokenmall serve`` on a migrated, empty SQLite file; stopped (SIGINT) on exit.
+
+    ``writer_gate=False`` serves with store.db's writer gate turned off (writers wait in
+    SQLite's busy handler again): the before/after comparison of that change.
+    """
     url = f"sqlite:///{db_path}"
     for suffix in ("", "-wal", "-shm"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
@@ -64,10 +80,12 @@ def running_server(
     engine.dispose()
     port = free_port()
     log = db_path.with_suffix(".server.log")
+    entry = ["-m", "tokenmall"]
+    if not writer_gate:
+        entry = ["-c", _NO_GATE]
     cmd = [
         sys.executable,
-        "-m",
-        "tokenmall",
+        *entry,
         "serve",
         "--host",
         "127.0.0.1",

@@ -270,6 +270,11 @@ def main() -> int:
     )
     ap.add_argument("--settle-days", default="7", help="the tenant's settle_days (0: settle)")
     ap.add_argument("--no-scheduler", action="store_true", help="serve --no-scheduler")
+    ap.add_argument(
+        "--no-writer-gate",
+        action="store_true",
+        help="serve with store.db's SQLite writer gate off (the before of that change)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the SQLite files and server log")
     ap.add_argument("--dir", help="where the SQLite file goes (default: a new temporary dir)")
     args = ap.parse_args()
@@ -280,11 +285,16 @@ def main() -> int:
 
     print_facts("machine", machine_facts())
     print_facts("source", source_facts())
-    with running_server(directory / "http-orders.db", scheduler=not args.no_scheduler) as server:
+    with running_server(
+        directory / "http-orders.db",
+        scheduler=not args.no_scheduler,
+        writer_gate=not args.no_writer_gate,
+    ) as server:
         print_facts("database (server)", db_facts(server.db_url))
         print(
             f"== server: tokenmall serve, 1 uvicorn process, scheduler "
-            f"{'off' if args.no_scheduler else 'on'}, {server.base}"
+            f"{'off' if args.no_scheduler else 'on'}, SQLite writer gate "
+            f"{'off' if args.no_writer_gate else 'on'}, {server.base}"
         )
         env = setup(server, members, args.settle_days)
         headers = [h for _, h in env["tokens"]]
