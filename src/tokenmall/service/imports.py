@@ -44,6 +44,7 @@ from tokenmall.money import floor_fen
 from tokenmall.service import members
 from tokenmall.service.ledger import Ledger, Outcome
 from tokenmall.store import schema as s
+from tokenmall.store.db import read_only
 
 __all__ = [
     "EXTERNAL_ID_PATTERN",
@@ -172,7 +173,8 @@ def _registered_referrers(ledger: Ledger, tenant_id: int, codes: list[str]) -> d
     """member -> registered referrer, for the members of the batch who have one."""
     p = s.member_profiles.c
     out: dict[str, str] = {}
-    with ledger.engine.connect() as conn:
+    # a read: on SQLite it must not take a writer's turn (store.db.read_only)
+    with read_only(ledger.engine).connect() as conn:
         for i in range(0, len(codes), _CHUNK):
             part = codes[i : i + _CHUNK]
             rows = conn.execute(
