@@ -27,12 +27,18 @@ ADMIN_TOKEN = "bench-admin-token-0123456789abcdef-0123"
 SECRET_KEY = "bench-secret-key-0123456789abcdef-0123456789"
 
 
-# the server's entry point with the writer gate's turns made no-ops (sys.argv[1:] as for -m)
+# Patches of the server process for comparisons, applied before tokenmall.cli is imported
+# (it imports create_db_engine by name); then the CLI runs with sys.argv[1:] as for -m.
 _NO_GATE = (
-    "import sys; import tokenmall.store.db as d; "
-    "d._WriterGate.enter = lambda self, c: None; d._WriterGate.leave = lambda self, c: None; "
-    "from tokenmall.cli import main; sys.argv[0] = 'tokenmall'; main()"
+    "import tokenmall.store.db as d; "
+    "d._WriterGate.enter = lambda self, c: None; d._WriterGate.leave = lambda self, c: None"
 )
+_SYNC_NORMAL = (
+    "import tokenmall.store.db as d; from sqlalchemy import event; _mk = d.create_db_engine; "
+    "d.create_db_engine = lambda url, **kw: (lambda e: (event.listen(e, 'connect', "
+    "lambda c, r: c.execute('PRAGMA synchronous=NORMAL')), e)[1])(_mk(url, **kw))"
+)
+_MAIN = "import sys; from tokenmall.cli import main; sys.argv[0] = 'tokenmall'; main()"
 
 
 def free_port() -> int:
@@ -66,11 +72,14 @@ def running_server(
     env: dict[str, str] | None = None,
     scheduler: bool = True,
     writer_gate: bool = True,
+    synchronous_normal: bool = False,
 ) -> Iterator[Server]:
     """``tokenmall serve`` on a migrated, empty SQLite file; stopped (SIGINT) on exit.
 
     ``writer_gate=False`` serves with store.db's writer gate turned off (writers wait in
     SQLite's busy handler again): the before/after comparison of that change.
+    ``synchronous_normal=True`` serves with ``PRAGMA synchronous=NORMAL`` (no fsync per
+    commit; *not durable*): the most any group commit could save, for comparison only.
     """
     url = f"sqlite:///{db_path}"
     for suffix in ("", "-wal", "-shm"):
@@ -80,9 +89,14 @@ def running_server(
     engine.dispose()
     port = free_port()
     log = db_path.with_suffix(".server.log")
-    entry = ["-m", "tokenmall"]
+    patches = []
     if not writer_gate:
-        entry = ["-c", _NO_GATE]
+        patches.append(_NO_GATE)
+    if synchronous_normal:
+        patches.append(_SYNC_NORMAL)
+    entry = ["-m", "tokenmall"]
+    if patches:
+        entry = ["-c", "; ".join([*patches, _MAIN])]
     cmd = [
         sys.executable,
         *entry,

@@ -275,6 +275,12 @@ def main() -> int:
         action="store_true",
         help="serve with store.db's SQLite writer gate off (the before of that change)",
     )
+    ap.add_argument(
+        "--sync-normal",
+        action="store_true",
+        help="serve with PRAGMA synchronous=NORMAL: no fsync per commit, NOT durable; the "
+        "upper bound of what group commit could save, for comparison only",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the SQLite files and server log")
     ap.add_argument("--dir", help="where the SQLite file goes (default: a new temporary dir)")
     args = ap.parse_args()
@@ -289,8 +295,17 @@ def main() -> int:
         directory / "http-orders.db",
         scheduler=not args.no_scheduler,
         writer_gate=not args.no_writer_gate,
+        synchronous_normal=args.sync_normal,
     ) as server:
-        print_facts("database (server)", db_facts(server.db_url))
+        facts = db_facts(server.db_url)
+        if args.sync_normal:
+            facts = [
+                (k, "1 (NORMAL) in the server process: --sync-normal, NOT durable")
+                if k == "synchronous"
+                else (k, v)
+                for k, v in facts
+            ]
+        print_facts("database (server)", facts)
         print(
             f"== server: tokenmall serve, 1 uvicorn process, scheduler "
             f"{'off' if args.no_scheduler else 'on'}, SQLite writer gate "
