@@ -92,6 +92,9 @@ class Scheduler:
         self.jobs = orders_jobs() if jobs is None else jobs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # tenant id -> its next local midnight, once caught up: nothing can fall due before,
+        # so ticks in between skip the tenant's query (a restart starts with a full check)
+        self._caught_up: dict[int, float] = {}
 
     # ------------------------------------------------------------------ one round
 
@@ -106,6 +109,8 @@ class Scheduler:
             report.errors.append(f"tenants: {exc}")
             return report
         for clock in clocks:
+            if now < self._caught_up.get(clock.tenant_id, 0.0):
+                continue
             try:
                 for outcome in dayclose.catch_up(self.ledger, clock, now):
                     report.closes.append(outcome)
@@ -118,6 +123,7 @@ class Scheduler:
                         outcome.exits,
                         " (already closed)" if outcome.replayed else "",
                     )
+                self._caught_up[clock.tenant_id] = dayclose.next_midnight(clock, now)
             # one tenant's failure (its database rows, a bug) must not stop the others' closes
             except Exception as exc:  # logged with its traceback
                 log.exception("day close of tenant %s failed", clock.code)
