@@ -381,6 +381,38 @@ def test_an_unreachable_provider_is_retried_by_the_scheduler(
     assert wallet.retry_payouts(ledger(client), up, now=later) == 0
 
 
+def test_a_lost_notification_is_delivered_again_by_the_retry(
+    client: TestClient, mall: Mall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice_with_sp(client, mall)
+    app: Any = client.app
+    service = app.state.orders
+    real = service.handle_notification
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise PaymentError("our endpoint was down")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "handle_notification", flaky)
+    wd = ok(_withdraw(client, mall, "27.00", "w1"), 201)
+    got = ok(client.post(mall.url(f"/withdrawals/{wd['id']}/approve"), headers=mall.operator))
+    assert got["status"] == "approved"  # the provider took it; we never heard back
+    providers = app.state.payouts
+    later = wallet.RESEND_AFTER_SECONDS + 1e10
+    assert wallet.retry_payouts(ledger(client), providers, now=later) == 1
+    assert (
+        ok(client.get(mall.url(f"/withdrawals/{wd['id']}"), headers=mall.operator))["status"]
+        == "paid"
+    )
+    gw = service.hub.sandbox(mall.code).gateway
+    payouts = [d for d in gw.deliveries if b"payout" in d.request.body]
+    assert len({d.event_id for d in payouts}) == 1  # one payout, its notification sent twice
+    assert len(payouts) == 2
+
+
 # ----------------------------------------------------------------------------- access
 
 
