@@ -20,8 +20,9 @@ app's customers; per-member rate-limit buckets).  Every flow is one paid order:
 ``--flows`` of them run concurrently (asyncio + httpx, keep-alive), bounded by ``--orders``
 and ``--max-seconds``; the first ``--warmup`` orders are not counted.  The same run measures a
 baseline on the same server with the same concurrency: ``GET /v1/health`` (no credential, no
-database) and ``GET /skus/{id}`` (member token, one read), so the order rate can be read as a
-ratio of what this server does at all on this machine.
+database) and ``GET /skus/{id}`` (member token, one read), sent by a bare asyncio HTTP/1.1
+client (httpx's own CPU would cap it), so the order rate can be read as a ratio of what this
+server does at all on this machine.
 
 Checked, not assumed: every notification must answer ``applied``, and after the run the
 number of paid orders in the database equals the flows completed and the ledger's hash chain
@@ -45,12 +46,15 @@ import orjson
 from sqlalchemy import func, select
 
 from _common import cpu_seconds, machine_facts, print_facts, source_facts
-from _http import ADMIN_TOKEN, Server, db_facts, latency_line, pct, running_server
+from _http import ADMIN_TOKEN, Server, db_facts, latency_line, pct, raw_get_rate, running_server
 from tokenmall.service.ledger import Ledger
 from tokenmall.store import schema as s
 from tokenmall.store.db import create_db_engine
 
 TENANT = "bench-http"
+# below uvicorn's 5 s keep-alive timeout: a request must never race the server closing its
+# idle connection (httpx does not retry, and a POST must not be retried blindly)
+KEEPALIVE = 2.0
 STEPS = ("create order", "start payment", "complete (pay)", "notify (callback)")
 
 
@@ -87,29 +91,6 @@ def setup(server: Server, members: int, settle_days: str) -> dict[str, Any]:
     return {"sku": product["skus"][0]["id"], "tokens": tokens}
 
 
-async def baseline(
-    base_url: str, path: str, headers: list[dict[str, str]], flows: int, seconds: float
-) -> tuple[float, list[float]]:
-    """Requests/s and latencies of one GET, ``flows`` at a time, for ``seconds``."""
-    lat: list[float] = []
-    limits = httpx.Limits(max_connections=flows, max_keepalive_connections=flows)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as c:
-        stop = time.perf_counter() + seconds
-
-        async def worker(i: int) -> None:
-            h = headers[i % len(headers)]
-            while time.perf_counter() < stop:
-                t = time.perf_counter()
-                r = await c.get(path, headers=h)
-                lat.append(time.perf_counter() - t)
-                if r.status_code != 200:
-                    raise SystemExit(f"baseline {path}: {r.status_code} {r.text}")
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(flows)))
-        return len(lat) / (time.perf_counter() - t0), lat
-
-
 async def drive(
     server: Server,
     env: dict[str, Any],
@@ -127,7 +108,9 @@ async def drive(
     done = 0
     counted = 0
     t_start: float | None = None
-    limits = httpx.Limits(max_connections=flows, max_keepalive_connections=flows)
+    limits = httpx.Limits(
+        max_connections=flows, max_keepalive_connections=flows, keepalive_expiry=KEEPALIVE
+    )
     deadline = time.perf_counter() + max_seconds
     sku = env["sku"]
     tokens = env["tokens"]
@@ -137,7 +120,11 @@ async def drive(
 
         async def step(name: str, path: str, headers: dict[str, str], **kw: Any) -> Any:
             t = time.perf_counter()
-            r = await c.post(path, headers=headers, **kw)
+            try:
+                r = await c.post(path, headers=headers, **kw)
+            except httpx.TransportError as exc:
+                errors[f"{name}: {type(exc).__name__}"] += 1
+                return None
             dt = time.perf_counter() - t
             if r.status_code >= 300:
                 errors[f"{name}: {r.status_code} {r.json().get('error', {}).get('code')}"] += 1
@@ -314,10 +301,10 @@ def main() -> int:
         env = setup(server, members, args.settle_days)
         headers = [h for _, h in env["tokens"]]
         health_rate, health_lat = asyncio.run(
-            baseline(server.base, "/v1/health", [{}], args.flows, args.baseline_seconds)
+            raw_get_rate(server.base, "/v1/health", [{}], args.flows, args.baseline_seconds)
         )
         read_rate, read_lat = asyncio.run(
-            baseline(
+            raw_get_rate(
                 server.base,
                 f"/v1/tenants/{TENANT}/skus/{env['sku']}",
                 headers,
