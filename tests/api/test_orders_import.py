@@ -235,3 +235,32 @@ def test_only_operators_import_and_other_tenants_get_404(client: TestClient, mal
     # the same external ids in another tenant are that tenant's own orders
     ok(post_import(client, other, ORDERS))
     assert ok(post_import(client, mall, ORDERS, headers=ADMIN))["summary"]["applied"] == 3
+
+
+def test_concurrent_imports_of_one_batch_apply_each_order_once(
+    client: TestClient, mall: Mall
+) -> None:
+    """Four clients send the same batch at once (a retry storm): the tenant's ledger lock
+    orders them, so each order is applied by exactly one request and replayed by the rest."""
+    import threading  # noqa: PLC0415
+
+    orders = [
+        {"external_id": f"race-{i}", "member": f"r{i % 7}", "amount": "12.34"} for i in range(300)
+    ]
+    n = seq(client, mall)
+    answers: list[Any] = []
+
+    def send() -> None:
+        answers.append(post_import(client, mall, orders))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bodies = [ok(r) for r in answers]
+    assert sum(b["summary"]["applied"] for b in bodies) == 300
+    assert sum(b["summary"]["replayed"] for b in bodies) == 900
+    assert seq(client, mall) == n + 300
+    seqs = {tuple(i["seq"] for i in b["items"]) for b in bodies}
+    assert len(seqs) == 1  # every answer names the same ledger events
