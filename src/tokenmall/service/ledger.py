@@ -131,6 +131,36 @@ def _in_query(
     return conn.exec_driver_sql(sql, (tenant_id, *values))
 
 
+def _grant_from_row(row: Any) -> Grant:
+    return Grant(
+        order=row.order_ref,
+        member=row.member,
+        referrer=row.referrer,
+        amount=from_atoms(row.amount, CNY_PLACES),
+        pool_in=from_atoms(row.pool_in, CNY_PLACES),
+        fund_in=from_atoms(row.fund_in, CNY_PLACES),
+        ep_member=from_atoms(row.ep_member, EP_PLACES),
+        ep_referrer=from_atoms(row.ep_referrer, EP_PLACES),
+        quota=from_atoms(row.quota, CNY_PLACES),
+        refunded=from_atoms(row.refunded, CNY_PLACES),
+        total=from_atoms(row.total, CNY_PLACES),
+        cny_part=from_atoms(row.cny_part, CNY_PLACES),
+    )
+
+
+def _escrow_from_row(row: Any) -> Escrow:
+    return Escrow(
+        order=row.order_ref,
+        member=row.member,
+        cny=from_atoms(row.cny, CNY_PLACES),
+        sp=from_atoms(row.sp, CNY_PLACES),
+        ep_points=from_atoms(row.ep_points, EP_PLACES),
+        ep_value=from_atoms(row.ep_value, CNY_PLACES),
+        refunded=from_atoms(row.refunded, CNY_PLACES),
+        settled=bool(row.settled),
+    )
+
+
 def _trigger_float(m: Member) -> float | None:
     if m.spent <= 0 or m.ep <= 0:
         return None
@@ -153,55 +183,47 @@ class _SqlSource:
         self._page = _DUE_PAGE
 
     def prefetch(self, codes: Iterable[str], orders: Iterable[str]) -> None:
-        want = [c for c in set(codes) if c not in self.members]
+        orders = set(orders)
+        self._load(
+            self.members,
+            codes,
+            lambda part: _in_query(self.conn, _MEMBER_SELECT, "code", self.tenant_id, part),
+            lambda row: (row.code, _member_from_row(row)),
+        )
+        g = s.grants.c
+        self._load(
+            self.grants,
+            orders,
+            lambda part: self.conn.execute(
+                select(s.grants).where(g.tenant_id == self.tenant_id, g.order_ref.in_(part))
+            ),
+            lambda row: (row.order_ref, _grant_from_row(row)),
+        )
+        e = s.escrows.c
+        self._load(
+            self.escrows,
+            orders,
+            lambda part: self.conn.execute(
+                select(s.escrows).where(e.tenant_id == self.tenant_id, e.order_ref.in_(part))
+            ),
+            lambda row: (row.order_ref, _escrow_from_row(row)),
+        )
+
+    @staticmethod
+    def _load(
+        cache: dict[str, Any],
+        keys: Iterable[str],
+        rows_for: Callable[[list[str]], Iterable[Any]],
+        make: Callable[[Any], tuple[str, Any]],
+    ) -> None:
+        """Fill ``cache`` for the keys it lacks, in IN-query chunks; missing keys map to None."""
+        want = [k for k in set(keys) if k not in cache]
         for i in range(0, len(want), _CHUNK):
             part = want[i : i + _CHUNK]
-            for c in part:
-                self.members[c] = None
-            for row in _in_query(self.conn, _MEMBER_SELECT, "code", self.tenant_id, part):
-                self.members[row.code] = _member_from_row(row)
-        g = s.grants.c
-        want_o = [o for o in set(orders) if o not in self.grants]
-        for i in range(0, len(want_o), _CHUNK):
-            part = want_o[i : i + _CHUNK]
-            for o in part:
-                self.grants[o] = None
-            for row in self.conn.execute(
-                select(s.grants).where(g.tenant_id == self.tenant_id, g.order_ref.in_(part))
-            ):
-                self.grants[row.order_ref] = Grant(
-                    order=row.order_ref,
-                    member=row.member,
-                    referrer=row.referrer,
-                    amount=from_atoms(row.amount, CNY_PLACES),
-                    pool_in=from_atoms(row.pool_in, CNY_PLACES),
-                    fund_in=from_atoms(row.fund_in, CNY_PLACES),
-                    ep_member=from_atoms(row.ep_member, EP_PLACES),
-                    ep_referrer=from_atoms(row.ep_referrer, EP_PLACES),
-                    quota=from_atoms(row.quota, CNY_PLACES),
-                    refunded=from_atoms(row.refunded, CNY_PLACES),
-                    total=from_atoms(row.total, CNY_PLACES),
-                    cny_part=from_atoms(row.cny_part, CNY_PLACES),
-                )
-        want_e = [o for o in set(orders) if o not in self.escrows]
-        e = s.escrows.c
-        for i in range(0, len(want_e), _CHUNK):
-            part = want_e[i : i + _CHUNK]
-            for o in part:
-                self.escrows[o] = None
-            for row in self.conn.execute(
-                select(s.escrows).where(e.tenant_id == self.tenant_id, e.order_ref.in_(part))
-            ):
-                self.escrows[row.order_ref] = Escrow(
-                    order=row.order_ref,
-                    member=row.member,
-                    cny=from_atoms(row.cny, CNY_PLACES),
-                    sp=from_atoms(row.sp, CNY_PLACES),
-                    ep_points=from_atoms(row.ep_points, EP_PLACES),
-                    ep_value=from_atoms(row.ep_value, CNY_PLACES),
-                    refunded=from_atoms(row.refunded, CNY_PLACES),
-                    settled=bool(row.settled),
-                )
+            cache.update(dict.fromkeys(part))
+            for row in rows_for(part):
+                key, obj = make(row)
+                cache[key] = obj
 
     def fetch(self, code: str) -> Member | None:
         if code not in self.members:
