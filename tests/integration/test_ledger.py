@@ -262,3 +262,64 @@ def test_reads_do_not_wait_for_the_writer(ledger: Ledger, tenant_code: str) -> N
         started = time.monotonic()
         assert ledger.members(tid)["A"]["points"] == "21"
         assert time.monotonic() - started < 5  # busy_timeout is 60 s: it did not wait
+
+
+def test_day_close_leaves_exit_triggers_valid(ledger: Ledger, tenant_code: str) -> None:
+    """The close moves the tenant's trigger shift instead of every holder's stored trigger.
+
+    After every batch, each stored trigger minus the shift must be at or below the member's
+    exact quota/EP (the exit query may over-select, never miss), and the outcome must equal
+    the pure domain's, exits included, over many closes that cap and exit holders.
+    """
+    rng = random.Random(7)
+    # a small quota and a large fund: holders are capped and exit, early ones first
+    params = TenantParams(
+        referral_ratio=D("0.25"), quota_multiplier=D("1.1"), dividend_rate=D("0.6")
+    )
+    tid = ledger.create_tenant(tenant_code, params)
+    eco = Economy(params)
+    cmds: list[tuple[str, Command]] = []
+    for i in range(600):
+        if i % 25 == 24:
+            cmds.append((f"e{i}", CloseDay(f"d{i}")))
+        else:
+            who = f"h{rng.randrange(min(80, 5 + i // 6))}"
+            amount = D(rng.choice([rng.randint(100, 999), rng.randint(1000, 300000)])) / 100
+            cmds.append((f"e{i}", Purchase(f"o{i}", who, amount)))
+    expected = []
+    exits = 0
+    for _, cmd in cmds:
+        exits += int(eco.apply(cmd)["exits"])
+        eco.take_journal()
+        expected.append(show_price(*eco.price_ratio(), params.initial_price))
+    got: list[str] = []
+    shifts = []
+    lagging = 0
+    for start in range(0, len(cmds), 40):
+        for o in ledger.submit(tid, cmds[start : start + 40]):
+            assert o.status == "applied", o
+            assert o.result is not None
+            got.append(o.result["price"])
+        with ledger.engine.connect() as conn:
+            shift = conn.execute(
+                select(s.tenant_state.c.trigger_shift).where(s.tenant_state.c.tenant_id == tid)
+            ).scalar_one()
+            shifts.append(shift)
+            m = s.members.c
+            for row in conn.execute(
+                select(m.code, m.ep, m.quota, m.trigger).where(m.tenant_id == tid, m.ep > 0)
+            ):
+                if row.trigger is None:
+                    continue
+                exact = (row.quota / 10**4) / (row.ep / 10**8)
+                assert row.trigger - shift <= exact * (1 + 1e-9) + 1e-9, row
+                lagging += row.trigger - shift < exact - 1e-6
+    assert got == expected
+    assert shifts[-1] > 0, "the closes raised the shift"
+    assert lagging > 0, "some stored triggers were left to the shift"
+    assert exits >= 20, "closes capped holders and forced exits"
+    stored = ledger.members(tid)
+    for code, mem in eco.members.items():
+        assert stored[code]["quota_remaining"] == dec(mem.quota), code
+        assert stored[code]["exited"] == mem.exited, code
+    assert all(v == 0 for v in _sums(ledger, tid).values())

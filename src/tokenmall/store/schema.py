@@ -77,6 +77,10 @@ tenant_state = Table(
     Column("member_count", Integer, nullable=False, default=0),
     Column("empty_pool", BigInteger, nullable=False, default=0),
     Column("empty_circulating", BigInteger, nullable=False, default=0),
+    # Added to every stored members.trigger (quota/EP, CNY per EP) when it is written; a day
+    # close under "points" weighting raises it by its water level instead of rewriting the
+    # trigger of every paid holder.  A pre-filter only: see service/ledger.py (migration 0005).
+    Column("trigger_shift", Float, nullable=False, default=0.0, server_default="0"),
 )
 
 accounts = Table(
