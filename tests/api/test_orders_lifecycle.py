@@ -226,3 +226,33 @@ def test_cancel_and_expiry_release_stock_once(client: TestClient, mall: Mall) ->
     paid = paid_order(client, mall, member="bob")
     r = client.post(mall.url(f"/orders/{paid['ref']}/cancel"), headers=mall.operator)
     assert_error(r, 409, "order_state")
+
+
+def test_a_full_refund_of_undelivered_goods_restocks_once(client: TestClient, mall: Mall) -> None:
+    order = paid_order(client, mall, member="bob", qty=3)
+    assert sku_stock(client, mall) == 7
+    url = mall.url(f"/orders/{order['ref']}/refunds")
+    ok(client.post(url, json={"refund_id": "half", "amount": "100.00"}, headers=mall.operator), 201)
+    assert sku_stock(client, mall) == 7  # a partial refund is money, not units
+    ok(client.post(url, json={"refund_id": "rest"}, headers=mall.operator), 201)
+    assert read_order(client, mall, order["ref"])["status"] == "refunded"
+    assert sku_stock(client, mall) == 10
+    # the same refund again is a replay: nothing comes back twice
+    ok(client.post(url, json={"refund_id": "rest"}, headers=mall.operator), 200)
+    assert sku_stock(client, mall) == 10
+
+
+def test_a_refund_of_delivered_goods_leaves_stock_alone(client: TestClient, mall: Mall) -> None:
+    order = paid_order(client, mall, member="bob", qty=2)
+    ok(client.post(mall.url(f"/orders/{order['ref']}/delivery"), headers=mall.operator))
+    assert sku_stock(client, mall) == 8
+    ok(
+        client.post(
+            mall.url(f"/orders/{order['ref']}/refunds"),
+            json={"refund_id": "after-delivery"},
+            headers=mall.operator,
+        ),
+        201,
+    )
+    assert read_order(client, mall, order["ref"])["status"] == "refunded"
+    assert sku_stock(client, mall) == 8  # the goods are with the buyer

@@ -733,3 +733,26 @@ def test_a_payment_in_points_worth_less_than_a_fen_is_refused() -> None:
         e.apply(Pay(order="p1", member="A", points=D("0.00000210")))
     assert fingerprint(e) == before
     assert e.take_journal() == []
+
+
+def test_r9_water_fill_exact_where_float_order_would_misplace_the_stop() -> None:
+    """Cap levels equal as floats but not exactly, with the water level between them.
+
+    Holder 1's cap level is exactly 3; holder 0's is a hair above (3 + 3e-17), and as floats
+    both are 3.0, so the float sort may keep holder 0 first.  The level is between them:
+    holder 0 is not capped, the walk stops there, yet holder 1 must be capped.  The exact
+    re-check at the stop has to catch it; without it holder 2 is paid one atom short (found by
+    a random search against the naive cap-drop-resplit loop, with the re-check switched off).
+    """
+    holders = [
+        (0, 88541038898074246, 265623116694222741),
+        (1, 39382277801338157, 118146833404014471),
+        (2, 117859889551590051, 10**40),
+    ]
+    assert holders[0][2] / holders[0][1] == holders[1][2] / holders[1][1]  # the float keys tie
+    fund = 737349618753007364
+    pays, paid = water_fill(fund, holders, 1)
+    assert dict(pays) == naive_water_fill(fund, holders, 1)
+    assert dict(pays)[1] == holders[1][2]  # capped at exactly its quota
+    assert dict(pays)[2] == 353579668654770154
+    assert paid <= fund

@@ -589,6 +589,32 @@ def _close_unpaid(
     return closed
 
 
+def _restock(conn: Connection, tenant_id: int, order_id: int, ref: str) -> None:
+    """A fully refunded order that was never delivered gives its units back to stock.
+
+    Once only: it runs in the transaction that moves the order to ``refunded`` (its row is
+    locked, and a refunded order refunds no more).  Refunds of delivered goods, and partial
+    refunds (money, not units), leave stock alone: the operator decides what came back to the
+    shelf.  SKU rows are locked in ascending id, after the order row, as in
+    :func:`_close_unpaid`.  A SKU that would go over the stock ceiling keeps what it has (the
+    refund itself must not fail on that); the log says so.
+    """
+    ln = s.order_lines.c
+    per_sku = conn.execute(
+        select(ln.sku_id, func.sum(ln.quantity).label("units"))
+        .where(ln.tenant_id == tenant_id, ln.order_id == order_id)
+        .group_by(ln.sku_id)
+        .order_by(ln.sku_id)
+    )
+    for sku_id, units in list(per_sku):
+        try:
+            catalog.release_stock(conn, tenant_id, sku_id, int(units))
+        except InvalidCommand as exc:
+            log.warning(
+                "order %s refunded; %s units of SKU %s not restocked: %s", ref, units, sku_id, exc
+            )
+
+
 def _expire_if_due(conn: Connection, tenant_id: int, row: Any, at: float) -> Any:
     """Lazy expiry: an unpaid order touched after ``expires_at`` expires now."""
     if row.status == "pending_payment" and row.expires_at <= at:
@@ -1809,6 +1835,8 @@ class OrderService:
         values: dict[str, Any] = {"refunded_fen": row.refunded_fen + amount}
         if row.refunded_fen + amount == row.total_fen:
             values.update(status="refunded", closed_at=now, close_reason="refunded in full")
+            if row.delivered_at is None:
+                _restock(conn, tenant_id, row.id, ref)
         _set_order(conn, tenant_id, row.id, **values)
         return _refund(
             conn.execute(
