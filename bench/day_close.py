@@ -266,6 +266,7 @@ def phase_close(args: argparse.Namespace) -> None:
     figs = (out.result or {}).get("figures", {})
     # checks, after the measurement
     again = ledger.submit(tid, [("close:bench", CloseDay("bench"))])[0]
+    chain_break = ledger.verify_chain(tid)  # every leaf and chain hash, transfers included
     with engine.connect() as conn:
         t = int(tid)
         sums: dict[str, int] = {}
@@ -296,6 +297,7 @@ def phase_close(args: argparse.Namespace) -> None:
             "exits": figs.get("exits"),
             "price_after": (out.result or {}).get("price"),
             "replay_status": again.status,
+            "chain_break": chain_break,
             "asset_sums": sums,
             "dividends_atoms": int(div),
             "members_paid": int(paid_n),
@@ -455,6 +457,7 @@ def report_close(cl: dict[str, Any], bl: dict[str, Any], su: dict[str, Any], tit
         "no quota below zero": cl["min_quota"] >= 0,
         "exits == capped holders": int(cl["exits"] or -1) == bl["capped"] == su["capped"],
         "second close with the same key is a replay": cl["replay_status"] == "replayed",
+        "the log's hash chain verifies": cl["chain_break"] is None,
     }
     print("== correctness")
     for k, v in checks.items():

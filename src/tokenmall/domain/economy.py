@@ -787,7 +787,8 @@ class Economy:
             while heap:
                 _, _, version, code = heap[0]
                 m = self.members[code]
-                if version != m.version or m.trigger() is None:
+                # stale, or never due (what trigger() returns None for, without its division)
+                if version != m.version or m.spent <= 0 or m.ep <= 0:
                     heapq.heappop(heap)
                     continue
                 break

@@ -28,8 +28,9 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import compress
 from math import isnan
-from operator import itemgetter
+from operator import itemgetter, truediv
 from typing import Any
 
 import orjson
@@ -355,7 +356,7 @@ class _SqlSource:
             if not buf:
                 return []
         # generous: re-checked exactly
-        bound = (float(pool / circulating) + self.shift) * (1 + 1e-9) + 1e-12
+        bound = (float(pool) / float(circulating) + self.shift) * (1 + 1e-9) + 1e-12
         if buf[0].trigger > bound:
             return []
         out = []
@@ -824,33 +825,41 @@ class Ledger:
             put(sql[shape], chunk)
 
     @staticmethod
+    def _chunks(
+        rows: Iterable[tuple[str, str, str, int]], size: int = 50_000
+    ) -> Iterator[list[tuple[str, str, str, int]]]:
+        chunk: list[tuple[str, str, str, int]] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    @staticmethod
     def _stream_transfers(  # noqa: PLR0917 - an internal bulk path
         put: Callable[[list[tuple[Any, ...]]], None],
         digest: Any,
         tenant_id: int,
         seq: int,
         n: int,
-        journal: Iterable[tuple[str, str, str, int]],
-        size: int = 50_000,
+        journal: Iterable[list[tuple[str, str, str, int]]],
     ) -> int:
-        """Number, digest and hand over transfer rows in chunks; return the last number.
+        """Number, digest and hand over transfer rows, chunk by chunk; return the last number.
 
         The digest gets the same lines as :meth:`_log` feeds it, so the log entry of a bulk
         transaction is verified like any other (:meth:`verify_chain`).
         """
-        chunk: list[tuple[Any, ...]] = []
-        lines: list[str] = []
-        for asset, debit, credit, amount in journal:
-            n += 1
-            chunk.append((tenant_id, seq, n, asset, debit, credit, amount))
-            lines.append(f"{asset}|{debit}|{credit}|{amount}\n")
-            if len(chunk) >= size:
-                digest.update("".join(lines).encode())
-                lines = []
-                put(chunk)
-                chunk = []
-        digest.update("".join(lines).encode())
-        put(chunk)
+        for part in journal:
+            put(
+                [
+                    (tenant_id, seq, k, asset, debit, credit, amount)
+                    for k, (asset, debit, credit, amount) in enumerate(part, n + 1)
+                ]
+            )
+            digest.update("".join([f"{a}|{d}|{c}|{m}\n" for a, d, c, m in part]).encode())
+            n += len(part)
         return n
 
     def _write_log(
@@ -1071,13 +1080,14 @@ class Ledger:
                 _HOLDERS_SQL if self._sqlite else _HOLDERS_SQL.replace("?", "%s"), (tenant_id,)
             )
             while rows := cur.fetchmany(20_000):
-                for no, ep, quota, spent, trig in rows:
-                    nos.append(no)
-                    eps.append(ep)
-                    quotas.append(quota)
-                    trigs.append(nan if trig is None else trig)
-                    if not by_points:
-                        weights.append(spent // unit)
+                # columns by transposition (C loops), not an append per value
+                c_no, c_ep, c_quota, c_spent, c_trig = zip(*rows, strict=True)
+                nos.extend(c_no)
+                eps.extend(c_ep)
+                quotas.extend(c_quota)
+                trigs.extend([nan if t is None else t for t in c_trig])
+                if not by_points:
+                    weights.extend([sp // unit for sp in c_spent])
         finally:
             cur.close()
         fund = atoms(eco.dividend_fund, CNY_PLACES)
@@ -1087,13 +1097,9 @@ class Ledger:
         del weights
         # pay atoms per EP atom -> CNY per EP
         per_ep = 10**EP_PLACES / 10**CNY_PLACES
-        paid_idx = []
-        fall = 0.0
-        for i, p in enumerate(pays):
-            if p:
-                paid_idx.append(i)
-                if by_points:
-                    fall = max(fall, p / eps[i])
+        paid_idx = list(compress(range(len(pays)), pays))
+        # the largest fall of quota/EP among the paid (every holder has EP > 0)
+        fall = max(map(truediv, pays, eps), default=0.0) if by_points else 0.0
         new_shift = shift + fall * per_ep * (1 + 1e-12) if by_points else shift
         num, den = eco.price_ratio()
         price = float(num / den)
@@ -1133,12 +1139,16 @@ class Ledger:
         bal[res_key] = bal.get(res_key, ZERO) + paid_d
         bal[spi_key] = bal.get(spi_key, ZERO) - paid_d
 
-        def journal() -> Iterator[tuple[str, str, str, int]]:
+        def journal() -> Iterator[list[tuple[str, str, str, int]]]:
+            """The pay-out's transfers, a chunk at a time (built by comprehensions: 1M rows)."""
             if paid:
-                yield ("CNY", str(SystemAccount.DIVIDEND_FUND), str(SystemAccount.SP_RESERVE), paid)
+                yield [
+                    ("CNY", str(SystemAccount.DIVIDEND_FUND), str(SystemAccount.SP_RESERVE), paid)
+                ]
             spi = str(SystemAccount.SP_ISSUANCE)
-            for i in paid_idx:
-                yield ("SP", spi, f"m:{nos[i]}", pays[i])
+            for start in range(0, len(paid_idx), 50_000):
+                part = paid_idx[start : start + 50_000]
+                yield [("SP", spi, f"m:{nos[i]}", pays[i]) for i in part]
 
         seq += 1
         digest = hashlib.sha256()
@@ -1167,8 +1177,13 @@ class Ledger:
                 tenant_id,
                 seq,
                 n,
-                (
-                    (str(tr.asset), tr.debit, tr.credit, atoms(tr.amount, _PLACES[tr.asset]))
+                self._chunks(
+                    (
+                        str(tr.asset),
+                        tr.debit,
+                        tr.credit,
+                        atoms_unchecked(tr.amount, _PLACES[tr.asset]),
+                    )
                     for tr in exit_eco.take_journal()
                 ),
             )
