@@ -739,10 +739,9 @@ def test_r9_water_fill_exact_where_float_order_would_misplace_the_stop() -> None
     """Cap levels equal as floats but not exactly, with the water level between them.
 
     Holder 1's cap level is exactly 3; holder 0's is a hair above (3 + 3e-17), and as floats
-    both are 3.0, so the float sort may keep holder 0 first.  The level is between them:
-    holder 0 is not capped, the walk stops there, yet holder 1 must be capped.  The exact
-    re-check at the stop has to catch it; without it holder 2 is paid one atom short (found by
-    a random search against the naive cap-drop-resplit loop, with the re-check switched off).
+    both are 3.0.  The level is between them: holder 0 is not capped, holder 1 is.  A walk in
+    float order (tried as a speed-up: it was slower, and needs an exact re-check at the stop)
+    pays holder 2 one atom short here; found by a random search against the naive loop.
     """
     holders = [
         (0, 88541038898074246, 265623116694222741),

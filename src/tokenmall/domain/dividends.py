@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import TypeVar
 
 __all__ = ["water_fill", "water_fill_columns"]
 
 K = TypeVar("K")
+
+# Sort key resolution: cap levels that differ by less than 1e-30 (in quota atoms per weight
+# atom) may be walked in either order; the exact check below still decides who is capped.
+_KEY_SCALE = 10**30
 
 
 def water_fill(
@@ -44,68 +47,34 @@ def water_fill_columns(
     """:func:`water_fill` over parallel columns; ``pays[i]`` belongs to holder ``i``.
 
     Columns (e.g. ``array('q')``) keep a million holders in tens of MB instead of hundreds.
-
-    The walk needs holders in cap-level order.  Floats give that order several times faster
-    than exact integer keys, and an order off by float rounding can only matter where the walk
-    stops: a holder placed just after the stop whose exact cap level is at or below the level
-    would be paid as uncapped.  Every holder whose float key is within rounding of the stop's
-    is therefore re-checked exactly; if one of them is capped, the walk runs again on the exact
-    order.  Holders walked as capped before the stop were each checked exactly, and the level
-    only rises as capped holders leave, so they are capped in the exact solution too.
     """
     n = len(weights)
     pays = array("q", bytes(8 * n))
-    if fund <= 0:
+    eligible = [i for i in range(n) if weights[i] > 0 and quotas[i] > 0]
+    if fund <= 0 or not eligible:
         return pays, 0
-    eligible = [i for i, w, q in zip(range(n), weights, quotas, strict=True) if w > 0 and q > 0]
-    if not eligible:
-        return pays, 0
-    fkeys = [quotas[i] / weights[i] for i in eligible]
-    order = sorted(range(len(eligible)), key=fkeys.__getitem__)
-    ordered = [eligible[j] for j in order]
-    walked = _walk(fund, ordered, weights, quotas)
-    pos, left, weight_left = walked
-    if pos < len(ordered):
-        # float keys within rounding of the stop's may hide an exact order that differs
-        edge = fkeys[order[pos]] * (1 + 1e-9)
-        j = pos + 1
-        while j < len(ordered) and fkeys[order[j]] <= edge:
-            i = ordered[j]
-            if quotas[i] * weight_left <= left * weights[i]:  # capped: the order mattered
-                ordered.sort(key=lambda i: Fraction(quotas[i], weights[i]))
-                pos, left, weight_left = _walk(fund, ordered, weights, quotas)
-                break
-            j += 1
+    eligible.sort(key=lambda i: quotas[i] * _KEY_SCALE // weights[i])
+    left = fund
+    weight_left = sum(weights[i] for i in eligible)
     paid = 0
-    for i in ordered[:pos]:
-        q = quotas[i]
+    pos = 0
+    count = len(eligible)
+    while pos < count:
+        i = eligible[pos]
+        w, q = weights[i], quotas[i]
+        # capped when share = left * w / weight_left >= q  (cross-multiplied, exact)
+        if q * weight_left > left * w:
+            break
         pay = q - q % pay_unit
         pays[i] = pay
         paid += pay
+        left -= q
+        weight_left -= w
+        pos += 1
     if weight_left > 0:
-        for i in ordered[pos:]:
+        for i in eligible[pos:]:
             share = left * weights[i] // weight_left
             pay = share - share % pay_unit
             pays[i] = pay
             paid += pay
     return pays, paid
-
-
-def _walk(
-    fund: int, ordered: Sequence[int], weights: Sequence[int], quotas: Sequence[int]
-) -> tuple[int, int, int]:
-    """Walk up the cap levels: (holders capped, fund left for the rest, their weight)."""
-    left = fund
-    weight_left = sum(weights[i] for i in ordered)
-    pos = 0
-    count = len(ordered)
-    while pos < count:
-        i = ordered[pos]
-        w, q = weights[i], quotas[i]
-        # capped when share = left * w / weight_left >= q  (cross-multiplied, exact)
-        if q * weight_left > left * w:
-            break
-        left -= q
-        weight_left -= w
-        pos += 1
-    return pos, left, weight_left
