@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, text
 
 from tokenmall.domain.economy import (
@@ -323,3 +325,33 @@ def test_day_close_leaves_exit_triggers_valid(ledger: Ledger, tenant_code: str) 
         assert stored[code]["quota_remaining"] == dec(mem.quota), code
         assert stored[code]["exited"] == mem.exited, code
     assert all(v == 0 for v in _sums(ledger, tid).values())
+
+
+def test_a_failed_bulk_write_rolls_the_whole_close_back(ledger: Ledger, tenant_code: str) -> None:
+    """The close stores its transfers on a second thread (SQLite); a failure there must reach
+    the caller and leave nothing of the close behind, and the next close must work."""
+    tid = ledger.create_tenant(tenant_code)
+    ledger.submit(tid, [(f"k{i}", Purchase(f"o{i}", f"m{i}", D(100))) for i in range(5)])
+    st = s.tenant_state.c
+    with ledger.engine.begin() as conn:
+        seq = conn.execute(select(st.seq).where(st.tenant_id == tid)).scalar_one()
+        # a row where the close's third transfer will go: its insert must fail
+        conn.execute(
+            s.transfers.insert().values(
+                tenant_id=tid, seq=seq + 1, n=3, asset="SP", debit="x", credit="y", amount=1
+            )
+        )
+    before = (ledger.balances(tid), ledger.members(tid))
+    with pytest.raises((sqlite3.IntegrityError, sa_exc.IntegrityError)):
+        ledger.submit(tid, [("close:d1", CloseDay("d1"))])
+    assert (ledger.balances(tid), ledger.members(tid)) == before
+    with ledger.engine.begin() as conn:
+        assert conn.execute(select(st.seq).where(st.tenant_id == tid)).scalar_one() == seq
+        conn.execute(
+            s.transfers.delete().where(s.transfers.c.tenant_id == tid, s.transfers.c.seq > seq)
+        )
+    [out] = ledger.submit(tid, [("close:d1", CloseDay("d1"))])
+    assert out.status == "applied"
+    assert out.result is not None
+    assert D(out.result["figures"]["recipients"]) == 5
+    assert ledger.verify_chain(tid) is None
