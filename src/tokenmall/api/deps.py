@@ -41,6 +41,7 @@ from tokenmall.service.ledger import Ledger
 from tokenmall.service.pages import DEFAULT_LIMIT, MAX_LIMIT
 from tokenmall.service.tenants import tenant_id_for
 from tokenmall.settings import Settings
+from tokenmall.store.db import read_only
 
 __all__ = [
     "AdminCaller",
@@ -138,7 +139,7 @@ class AppContext:
         cached = self._keys.get(key_id)
         if cached is not None and cached[0] > now and hmac.compare_digest(cached[1], digest):
             return cached[2]
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             record = find_api_key(conn, presented)
         if record is not None and self._key_ttl > 0:
             if len(self._keys) >= _MAX_CACHED_KEYS:
@@ -152,7 +153,7 @@ class AppContext:
     def tenant_id(self, code: str) -> int:
         tid = self._tenant_ids.get(code)
         if tid is None:
-            with self.engine.connect() as conn:
+            with read_only(self.engine).connect() as conn:
                 tid = tenant_id_for(conn, code)
             with self._tenant_lock:
                 self._tenant_ids[code] = tid

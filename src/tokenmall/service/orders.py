@@ -97,6 +97,7 @@ from tokenmall.service.errors import Conflict, OutOfStock
 from tokenmall.service.ledger import Ledger, Outcome
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.store import schema as s
+from tokenmall.store.db import read_only
 
 __all__ = [
     "MAX_LINES",
@@ -756,7 +757,7 @@ class OrderService:
             if client_ref is None:
                 raise
             # created concurrently with the same client_ref: answer as for a retry
-            with self.engine.connect() as conn:
+            with read_only(self.engine).connect() as conn:
                 found = self._by_client_ref(conn, tenant_id, client_ref, digest)
             if found is None:
                 raise
@@ -894,7 +895,7 @@ class OrderService:
 
     def get_order(self, tenant_id: int, ref: str) -> Order:
         """The order with its lines, payments and refunds (an overdue unpaid one expires)."""
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             row = _order_row(conn, tenant_id, ref)
             if not (row.status == "pending_payment" and row.expires_at <= self.clock()):
                 return self._load(conn, tenant_id, row)
@@ -918,7 +919,7 @@ class OrderService:
             q = q.where(o.member == member)
         if status is not None:
             q = q.where(o.status == status)
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             page = fetch_page(conn, q, o.id, limit=limit, cursor=cursor, convert=lambda r: r)
             ln = s.order_lines.c
             by_order: dict[int, list[OrderLine]] = {}
@@ -979,7 +980,7 @@ class OrderService:
         if provider == "sandbox":
             self._check_sandbox()
         sp_fen, ep_fen = _fen(sp), _fen(points_value)
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             row = _order_row(conn, tenant_id, ref)
         if row.status == "pending_payment" and sp_fen + ep_fen >= row.total_fen:
             if sp_fen + ep_fen > row.total_fen:
@@ -1043,7 +1044,7 @@ class OrderService:
                 )
         except IntegrityError:
             # the same attempt started concurrently (same split): answer with that one
-            with self.engine.connect() as conn:
+            with read_only(self.engine).connect() as conn:
                 pay = conn.execute(
                     select(s.payments).where(
                         py.tenant_id == tenant_id,
@@ -1297,7 +1298,7 @@ class OrderService:
         be acted on (bad signature, stale, malformed, another tenant's, unsupported): nothing
         is recorded, and the provider, told so by a 4xx, may try again.
         """
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             verifier = self.verifier(conn, tenant_id, tenant, provider)
         n = verifier.parse_notification(headers, body)
         if n.kind.is_payout and n.kind not in self.handlers:
@@ -1325,7 +1326,7 @@ class OrderService:
                 )
         except IntegrityError:
             # the same event applied concurrently: the primary key kept it to once
-            with self.engine.connect() as conn:
+            with read_only(self.engine).connect() as conn:
                 seen = self._event(conn, tenant_id, n)
             if seen is None:
                 raise
@@ -1559,7 +1560,7 @@ class OrderService:
     def order_of_intent(self, tenant_id: int, intent_id: str) -> str:
         """The order a sandbox intent of this tenant pays (NotFound for any other)."""
         py, o = s.payments.c, s.orders.c
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             ref = conn.execute(
                 select(o.ref)
                 .select_from(
@@ -1592,7 +1593,7 @@ class OrderService:
         """
         self._check_sandbox()
         py = s.payments.c
-        with self.engine.connect() as conn:
+        with read_only(self.engine).connect() as conn:
             pay = conn.execute(
                 select(py.id).where(
                     py.tenant_id == tenant_id, py.provider == "sandbox", py.intent_id == intent_id
