@@ -577,17 +577,23 @@ def _close_unpaid(
         )
         if done.rowcount == 1:
             closed.append(order_id)
-    if closed:
-        ln = s.order_lines.c
-        per_sku = conn.execute(
-            select(ln.sku_id, func.sum(ln.quantity).label("units"))
-            .where(ln.tenant_id == tenant_id, ln.order_id.in_(closed))
-            .group_by(ln.sku_id)
-            .order_by(ln.sku_id)
-        )
-        for sku_id, units in list(per_sku):
-            catalog.release_stock(conn, tenant_id, sku_id, int(units))
+    for sku_id, units in _units_per_sku(conn, tenant_id, closed):
+        catalog.release_stock(conn, tenant_id, sku_id, units)
     return closed
+
+
+def _units_per_sku(conn: Connection, tenant_id: int, order_ids: list[int]) -> list[tuple[int, int]]:
+    """(SKU id, units) over the lines of ``order_ids``, in ascending SKU id (the lock order)."""
+    if not order_ids:
+        return []
+    ln = s.order_lines.c
+    per_sku = conn.execute(
+        select(ln.sku_id, func.sum(ln.quantity).label("units"))
+        .where(ln.tenant_id == tenant_id, ln.order_id.in_(order_ids))
+        .group_by(ln.sku_id)
+        .order_by(ln.sku_id)
+    )
+    return [(int(sku_id), int(units)) for sku_id, units in per_sku]
 
 
 def _restock(conn: Connection, tenant_id: int, order_id: int, ref: str) -> None:
@@ -600,16 +606,9 @@ def _restock(conn: Connection, tenant_id: int, order_id: int, ref: str) -> None:
     :func:`_close_unpaid`.  A SKU that would go over the stock ceiling keeps what it has (the
     refund itself must not fail on that); the log says so.
     """
-    ln = s.order_lines.c
-    per_sku = conn.execute(
-        select(ln.sku_id, func.sum(ln.quantity).label("units"))
-        .where(ln.tenant_id == tenant_id, ln.order_id == order_id)
-        .group_by(ln.sku_id)
-        .order_by(ln.sku_id)
-    )
-    for sku_id, units in list(per_sku):
+    for sku_id, units in _units_per_sku(conn, tenant_id, [order_id]):
         try:
-            catalog.release_stock(conn, tenant_id, sku_id, int(units))
+            catalog.release_stock(conn, tenant_id, sku_id, units)
         except InvalidCommand as exc:
             log.warning(
                 "order %s refunded; %s units of SKU %s not restocked: %s", ref, units, sku_id, exc
