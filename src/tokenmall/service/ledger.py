@@ -50,6 +50,7 @@ from tokenmall.domain.economy import (
     SystemAccount,
     Transfer,
 )
+from tokenmall.domain.exits import ExitCascade
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import IdempotencyConflict, InvalidCommand, NotFound, TokenmallError
 from tokenmall.money import (
@@ -91,15 +92,26 @@ _HOLDERS_SQL = (
 # by more than this share of the price; a lagging entry is a false candidate of the exit
 # query (loaded, checked exactly, passed over), never a missed exit.
 _TRIGGER_SLACK = 0.01
-_DUE_COLS = (
-    "SELECT no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited, trigger "
-    "FROM members WHERE tenant_id = ? AND trigger IS NOT NULL "
-)
-_DUE_FIRST = _DUE_COLS + "ORDER BY trigger, no LIMIT ?"
-_DUE_NEXT = (
+_DUE_COLS = "no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited, trigger"
+# the bulk exit pass needs only these (see _bulk_exits)
+_EXIT_COLS = "no, ep, sp, quota, spent, trigger"
+
+
+def _due_sql(cols: str, *, first: bool) -> str:
+    """Members with a stored exit trigger, by (trigger, no): the first page or the next one."""
+    # cols is one of this module's constants, never input
+    sql = f"SELECT {cols} FROM members WHERE tenant_id = ? AND trigger IS NOT NULL "  # noqa: S608
+    if first:
+        return sql + "ORDER BY trigger, no LIMIT ?"
     # "trigger >= ?" is the index range; the OR only filters ties inside it
-    _DUE_COLS + "AND trigger >= ? AND (trigger > ? OR no > ?) ORDER BY trigger, no LIMIT ?"
-)
+    return sql + "AND trigger >= ? AND (trigger > ? OR no > ?) ORDER BY trigger, no LIMIT ?"
+
+
+_POOL = (str(SystemAccount.POOL), Asset.CNY)
+_ISSUANCE = (str(SystemAccount.ISSUANCE), Asset.EP)
+_BURNED = (str(SystemAccount.BURNED), Asset.EP)
+_RESERVE = (str(SystemAccount.SP_RESERVE), Asset.CNY)
+_SPI = (str(SystemAccount.SP_ISSUANCE), Asset.SP)
 
 
 def _dumps(obj: Any) -> str:
@@ -243,10 +255,7 @@ class _SqlSource:
         self.grants: dict[str, Grant | None] = {}
         self.escrows: dict[str, Escrow | None] = {}
         self.holds: dict[str, PayoutHold | None] = {}
-        self._buf: deque[Any] = deque()  # members by ascending trigger, not yet handed over
-        self._after: tuple[float, int] | None = None
-        self._exhausted = False
-        self._page = _DUE_PAGE
+        self._due = _DuePages(conn, tenant_id, _DUE_COLS)
 
     def prefetch(self, codes: Iterable[str], orders: Iterable[str]) -> None:
         orders = set(orders)
@@ -329,25 +338,6 @@ class _SqlSource:
             )
         return self.holds[request]
 
-    def _fill(self) -> None:
-        """The next page of members by (trigger, no), after the last one already seen."""
-        args: tuple[Any, ...]
-        if self._after is None:
-            sql, args = _DUE_FIRST, (self.tenant_id, self._page)
-        else:
-            sql = _DUE_NEXT
-            args = (self.tenant_id, self._after[0], self._after[0], self._after[1], self._page)
-        if self.conn.dialect.name != "sqlite":
-            sql = sql.replace("?", "%s")
-        rows = self.conn.exec_driver_sql(sql, args).all()
-        if len(rows) < self._page:
-            self._exhausted = True
-        # a day close can make a hundred thousand members due at once: grow the page
-        self._page = min(self._page * 2, _DUE_PAGE_MAX)
-        if rows:
-            self._after = (rows[-1].trigger, rows[-1].no)
-        self._buf.extend(rows)
-
     def due(self, pool: Decimal, circulating: Decimal, exclude: Container[str]) -> Iterable[Member]:
         """Members not yet lent whose stored trigger is at or below the price (a pre-filter).
 
@@ -357,17 +347,58 @@ class _SqlSource:
         """
         if circulating <= 0:
             return []
+        out = []
+        for row in self._due.upto(_exit_bound(float(pool) / float(circulating), self.shift)):
+            if row.code in exclude:
+                continue
+            m = _member_from_row(row)
+            self.members[m.code] = m
+            out.append(m)
+        return out
+
+
+def _exit_bound(price: float, shift: float) -> float:
+    """The stored trigger up to which members may be due at ``price`` (generous: the domain
+    re-checks exactly; see :func:`_trigger_float` for why the shift is added)."""
+    return (price + shift) * (1 + 1e-9) + 1e-12
+
+
+class _DuePages:
+    """Members by ascending stored trigger, read a page at a time, each row handed out once."""
+
+    def __init__(self, conn: Connection, tenant_id: int, cols: str) -> None:
+        self.conn = conn
+        self.tenant_id = tenant_id
+        pg = conn.dialect.name != "sqlite"
+        self._first = _due_sql(cols, first=True)
+        self._next = _due_sql(cols, first=False)
+        if pg:
+            self._first, self._next = self._first.replace("?", "%s"), self._next.replace("?", "%s")
+        self._buf: deque[Any] = deque()  # rows by ascending trigger, not yet handed out
+        self._after: tuple[float, int] | None = None
+        self._exhausted = False
+        self._page = _DUE_PAGE
+
+    def _fill(self) -> None:
+        """The next page of members by (trigger, no), after the last one already seen."""
+        args: tuple[Any, ...]
+        if self._after is None:
+            sql, args = self._first, (self.tenant_id, self._page)
+        else:
+            sql = self._next
+            args = (self.tenant_id, self._after[0], self._after[0], self._after[1], self._page)
+        rows = self.conn.exec_driver_sql(sql, args).all()
+        if len(rows) < self._page:
+            self._exhausted = True
+        # a day close can make a hundred thousand members due at once: grow the page
+        self._page = min(self._page * 2, _DUE_PAGE_MAX)
+        if rows:
+            self._after = (rows[-1].trigger, rows[-1].no)
+        self._buf.extend(rows)
+
+    def upto(self, bound: float) -> list[Any]:
+        """The rows not yet handed out whose stored trigger is at or below ``bound``."""
         buf = self._buf
-        if not buf:
-            if self._exhausted:
-                return []
-            self._fill()
-            if not buf:
-                return []
-        # generous: re-checked exactly
-        bound = (float(pool) / float(circulating) + self.shift) * (1 + 1e-9) + 1e-12
-        if buf[0].trigger > bound:
-            return []
         out = []
         while True:
             if not buf:
@@ -376,15 +407,9 @@ class _SqlSource:
                 self._fill()
                 if not buf:
                     break
-            row = buf[0]
-            if row.trigger > bound:
+            if buf[0].trigger > bound:
                 break
-            buf.popleft()
-            if row.code in exclude:
-                continue
-            m = _member_from_row(row)
-            self.members[m.code] = m
-            out.append(m)
+            out.append(buf.popleft())
         return out
 
 
@@ -1167,28 +1192,13 @@ class Ledger:
             pipe.drain()  # the exit pass reads through the same connection
 
             # Exits after the pay-out (R9 "Then exits (R7) run"), same transaction and log row.
-            exit_eco = Economy(params, eco.state, _SqlSource(conn, tenant_id, new_shift))
-            exits = exit_eco.run_exits()
-            self._stream_transfers(
-                pipe.put,
-                digest,
-                tenant_id,
-                seq,
-                n,
-                self._chunks(
-                    (
-                        str(tr.asset),
-                        tr.debit,
-                        tr.credit,
-                        atoms_unchecked(tr.amount, _PLACES[tr.asset]),
-                    )
-                    for tr in exit_eco.take_journal()
-                ),
-            )
+            exits, exit_rows = self._bulk_exits(conn, tenant_id, eco.state, params, new_shift)
+            self._stream_transfers(pipe.put, digest, tenant_id, seq, n, self._chunks(exit_rows))
             pipe.drain()
         finally:
             with contextlib.suppress(Exception):  # already failing: the first error wins
                 pipe.drain()
+        exit_eco = Economy(params, eco.state)
 
         figures = {"paid": paid_d, "recipients": Decimal(len(paid_idx)), "exits": Decimal(exits)}
         result = self._result(exit_eco, figures)
@@ -1212,6 +1222,73 @@ class Ledger:
             )
         )
         return seq, head, result
+
+    def _bulk_exits(
+        self,
+        conn: Connection,
+        tenant_id: int,
+        state: EconomyState,
+        params: TenantParams,
+        shift: float,
+    ) -> tuple[int, list[tuple[str, str, str, int]]]:
+        """The close's forced exits through :class:`ExitCascade`, in atoms; return the count
+        and the transfers, in the order ``Economy.run_exits`` would journal them.
+
+        Candidates come from the trigger index as in :meth:`_SqlSource.due`; exited members
+        are written here (sorted by key) and the system balances in ``state`` are updated for
+        the caller's ``_flush``.
+        """
+        bal = state.balances
+        cascade = ExitCascade(
+            atoms(bal.get(_POOL, ZERO), CNY_PLACES),
+            atoms(-bal.get(_ISSUANCE, ZERO) - bal.get(_BURNED, ZERO), EP_PLACES),
+            atoms(state.empty_pool, CNY_PLACES),
+            atoms(state.empty_circulating, EP_PLACES),
+            params.initial_price,
+            params.sell_fee,
+        )
+        pages = _DuePages(conn, tenant_id, _EXIT_COLS)
+        burned, pool, reserve, spi = (
+            str(SystemAccount.BURNED),
+            str(SystemAccount.POOL),
+            str(SystemAccount.SP_RESERVE),
+            str(SystemAccount.SP_ISSUANCE),
+        )
+        offer, next_exit, hint = cascade.offer, cascade.next_exit, cascade.price_hint
+        transfers: list[tuple[str, str, str, int]] = []
+        updates: list[tuple[int, bool, int, int]] = []
+        while True:
+            price = hint()
+            if price is not None:
+                for no, ep, sp, quota, spent, _ in pages.upto(_exit_bound(price, shift)):
+                    offer(no, ep, quota, spent, sp)
+            ex = next_exit()
+            if ex is None:
+                break
+            acct = f"m:{ex.no}"
+            transfers.append(("EP", acct, burned, ex.ep))
+            if ex.payout:
+                transfers.append(("CNY", pool, reserve, ex.payout))
+                transfers.append(("SP", spi, acct, ex.payout))
+            updates.append((ex.sp_after, True, tenant_id, ex.no))
+        if not updates:
+            return 0, transfers
+        updates.sort(key=itemgetter(-1))  # in key order: each B-tree page visited once
+        for i in range(0, len(updates), 50_000):
+            self._many(
+                conn,
+                "UPDATE members SET ep = 0, sp = ?, quota = 0, exited = ?, trigger = NULL "
+                "WHERE tenant_id = ? AND no = ?",
+                updates[i : i + 50_000],
+            )
+        paid = from_atoms(cascade.paid, CNY_PLACES)
+        bal[_POOL] = from_atoms(cascade.pool, CNY_PLACES)
+        bal[_BURNED] = bal.get(_BURNED, ZERO) + from_atoms(cascade.burned, EP_PLACES)
+        bal[_RESERVE] = bal.get(_RESERVE, ZERO) + paid
+        bal[_SPI] = bal.get(_SPI, ZERO) - paid
+        state.empty_pool = from_atoms(cascade.empty_pool, CNY_PLACES)
+        state.empty_circulating = from_atoms(cascade.empty_circulating, EP_PLACES)
+        return len(updates), transfers
 
     # ------------------------------------------------------------------ reads
 
