@@ -27,6 +27,7 @@ from tokenmall.service.errors import AlreadyExists
 from tokenmall.service.ledger import Ledger
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.store import schema as s
+from tokenmall.store.db import read_only
 
 __all__ = [
     "ParamChange",
@@ -97,14 +98,14 @@ def create_tenant(
     check_tenant_code(code)
     check_timezone(timezone)
     parsed = TenantParams.from_mapping(params)
-    with ledger.engine.connect() as conn:
+    with read_only(ledger.engine).connect() as conn:
         if conn.execute(select(s.tenants.c.id).where(s.tenants.c.code == code)).first():
             raise AlreadyExists(f"tenant {code!r} already exists")
     try:
         ledger.create_tenant(code, parsed, name=name, timezone=timezone)
     except (IntegrityError, InvalidCommand):  # created concurrently since the check above
         raise AlreadyExists(f"tenant {code!r} already exists") from None
-    with ledger.engine.connect() as conn:
+    with read_only(ledger.engine).connect() as conn:
         return get_tenant(conn, code)
 
 

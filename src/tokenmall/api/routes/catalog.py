@@ -27,6 +27,7 @@ from tokenmall.api.schemas import (
     SkuUpdate,
 )
 from tokenmall.service import catalog
+from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
@@ -59,7 +60,7 @@ def create_merchant(caller: OperatorCaller, ctx: Context, body: MerchantCreate) 
 @router.get("/tenants/{tenant}/merchants")
 def list_merchants(caller: AnyCaller, ctx: Context, page: Paging) -> Page[MerchantOut]:
     """The mall's merchants, in order of creation."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = catalog.list_merchants(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
     return Page(items=[MerchantOut.of(m) for m in found.items], next_cursor=found.next_cursor)
 
@@ -67,7 +68,7 @@ def list_merchants(caller: AnyCaller, ctx: Context, page: Paging) -> Page[Mercha
 @router.get("/tenants/{tenant}/merchants/{merchant_id}")
 def read_merchant(caller: AnyCaller, ctx: Context, merchant_id: MerchantId) -> MerchantOut:
     """One merchant."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         return MerchantOut.of(catalog.get_merchant(conn, caller.tenant_id, merchant_id))
 
 
@@ -127,7 +128,7 @@ def list_products(
     merchant_id: Annotated[int | None, Query(**_ID)] = None,
 ) -> Page[ProductSummary]:
     """Products (without SKUs), optionally of one merchant."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = catalog.list_products(
             conn, caller.tenant_id, limit=page.limit, cursor=page.cursor, merchant_id=merchant_id
         )
@@ -137,7 +138,7 @@ def list_products(
 @router.get("/tenants/{tenant}/products/{product_id}")
 def read_product(caller: AnyCaller, ctx: Context, product_id: ProductId) -> ProductOut:
     """A product with all its SKUs, prices and stock."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         return ProductOut.of(catalog.get_product(conn, caller.tenant_id, product_id))
 
 
@@ -190,7 +191,7 @@ def list_skus(
     product_id: Annotated[int | None, Query(**_ID)] = None,
 ) -> Page[SkuOut]:
     """SKUs, optionally of one product."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = catalog.list_skus(
             conn, caller.tenant_id, limit=page.limit, cursor=page.cursor, product_id=product_id
         )
@@ -200,7 +201,7 @@ def list_skus(
 @router.get("/tenants/{tenant}/skus/{sku_id}")
 def read_sku(caller: AnyCaller, ctx: Context, sku_id: SkuId) -> SkuOut:
     """One SKU with its price and current stock."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         return SkuOut.of(catalog.get_sku(conn, caller.tenant_id, sku_id))
 
 

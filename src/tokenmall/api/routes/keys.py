@@ -10,6 +10,7 @@ from tokenmall.api.deps import Context, OperatorCaller, Paging
 from tokenmall.api.errors import ERROR_RESPONSES
 from tokenmall.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, Page
 from tokenmall.service import credentials
+from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
@@ -36,7 +37,7 @@ def create_api_key(caller: OperatorCaller, ctx: Context, body: ApiKeyCreate) -> 
 @router.get("/tenants/{tenant}/api-keys")
 def list_api_keys(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[ApiKeyOut]:
     """The tenant's keys, revoked ones included, without their secrets."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = credentials.list_api_keys(
             conn, caller.tenant_id, limit=page.limit, cursor=page.cursor
         )

@@ -28,6 +28,7 @@ from tokenmall.api.schemas import (
 from tokenmall.errors import NotFound
 from tokenmall.service import credentials, members
 from tokenmall.service.members import EMPTY_FIGURES, MemberProfile
+from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
@@ -73,7 +74,7 @@ def create_member(caller: OperatorCaller, ctx: Context, body: MemberCreate) -> M
 @router.get("/tenants/{tenant}/members")
 def list_members(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[MemberOut]:
     """Registered members, in order of sign-up, with their ledger figures."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = members.list_profiles(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
     return Page(
         items=_with_figures(ctx, caller.tenant_id, found.items), next_cursor=found.next_cursor
@@ -84,7 +85,7 @@ def list_members(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[Mem
 def read_member(caller: TenantCaller, ctx: Context, member: MemberCode) -> MemberOut:
     """A member's profile and ledger figures (points, SP, quota, spent, dividends)."""
     _self_or_operator(caller, member)
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         profile = members.get_profile(conn, caller.tenant_id, member)
     return _with_figures(ctx, caller.tenant_id, [profile])[0]
 
@@ -118,7 +119,7 @@ def issue_member_token(
             "invalid_command",
             f"ttl_seconds may be at most {ctx.settings.member_token_max_ttl_seconds}",
         )
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         members.get_profile(conn, caller.tenant_id, member)
     token, expires_at = credentials.issue_member_token(
         ctx.secret, caller.tenant_id, member, ttl_seconds=ttl
@@ -132,6 +133,6 @@ def issue_member_token(
 def read_me(caller: MemberCaller, ctx: Context) -> MemberOut:
     """The calling member's own profile and figures."""
     assert caller.principal.member is not None
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         profile = members.get_profile(conn, caller.tenant_id, caller.principal.member)
     return _with_figures(ctx, caller.tenant_id, [profile])[0]

@@ -14,6 +14,7 @@ from tokenmall.api.schemas import (
     TenantOut,
 )
 from tokenmall.service import tenants
+from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
@@ -32,7 +33,7 @@ def create_tenant(_admin: AdminCaller, ctx: Context, body: TenantCreate) -> Tena
 @router.get("/tenants")
 def list_tenants(_admin: AdminCaller, ctx: Context, page: Paging) -> Page[TenantOut]:
     """Every tenant of the platform."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = tenants.list_tenants(conn, limit=page.limit, cursor=page.cursor)
     return Page(items=[TenantOut.of(t) for t in found.items], next_cursor=found.next_cursor)
 
@@ -40,7 +41,7 @@ def list_tenants(_admin: AdminCaller, ctx: Context, page: Paging) -> Page[Tenant
 @router.get("/tenants/{tenant}")
 def read_tenant(caller: AnyCaller, ctx: Context) -> TenantOut:
     """The tenant, its time zone and its current parameters (the rules members play by)."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         return TenantOut.of(tenants.get_tenant(conn, caller.tenant))
 
 
@@ -57,7 +58,7 @@ def change_params(caller: OperatorCaller, ctx: Context, body: ParamChangeCreate)
 @router.get("/tenants/{tenant}/param-changes")
 def list_param_changes(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[ParamChangeOut]:
     """The audit trail of parameter changes, oldest first."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine).connect() as conn:
         found = tenants.list_param_changes(
             conn, caller.tenant_id, limit=page.limit, cursor=page.cursor
         )
