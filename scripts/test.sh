@@ -19,4 +19,6 @@ export TOKENMALL_TEST_PG_URL="postgresql://postgres@$PG_HOST:5432/$PG_DB"
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
-.venv/bin/pytest -q -p no:cacheprovider "$@"
+# Two workers (this machine has two cores); each has its own PostgreSQL database (tests/conftest.py)
+# and SQLite files.  TOKENMALL_TEST_WORKERS=0 runs in one process.
+.venv/bin/pytest -q -p no:cacheprovider -n "${TOKENMALL_TEST_WORKERS:-2}" "$@"

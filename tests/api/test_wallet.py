@@ -276,6 +276,54 @@ def test_rejection_returns_everything(client: TestClient, mall: Mall) -> None:
     assert cats == ["withdrawal_returned", "withdrawal", "sale_payout"]
 
 
+def test_a_member_cancels_a_withdrawal_awaiting_review(client: TestClient, mall: Mall) -> None:
+    set_params(client, mall, withdraw_fee_rate="0.1")
+    alice_with_sp(client, mall)
+    wd = ok(_withdraw(client, mall, "20.00", "w1"), 201)
+    cancel = mall.url(f"/withdrawals/{wd['id']}/cancel")
+    token = ok(client.post(mall.url("/members/bob/tokens"), json={}, headers=mall.operator), 201)
+    # another member: as if it did not exist; a merchant key: not its business
+    assert_error(client.post(cancel, headers=bearer(token["token"])), 404, "not_found")
+    assert_error(client.post(cancel, headers=mall.merchant), 403, "forbidden")
+    assert_error(client.post(mall.url("/withdrawals/wd_nothing/cancel"), headers=mall.member), 404)
+    got = ok(client.post(cancel, headers=mall.member))
+    assert (got["status"], got["note"]) == ("cancelled", "cancelled by the member")
+    assert got["reviewer"] is not None
+    assert got["finished_at"] is not None
+    w = ok(client.get(mall.url("/members/alice/wallet"), headers=mall.member))
+    assert (w["stable"], w["pending_withdrawals"]) == ("27.00", "0.00")  # the fee came back too
+    # final: cancelling again, approving or rejecting it is a conflict and changes nothing
+    for action in ("cancel", "approve", "reject"):
+        r = client.post(mall.url(f"/withdrawals/{wd['id']}/{action}"), headers=mall.operator)
+        assert_error(r, 409, "conflict")
+    w = ok(client.get(mall.url("/members/alice/wallet"), headers=mall.member))
+    assert w["stable"] == "27.00"
+    queue = ok(client.get(mall.url("/withdrawals?status=requested"), headers=mall.operator))
+    assert queue["items"] == []
+    done = ok(client.get(mall.url("/withdrawals?status=cancelled"), headers=mall.operator))
+    assert [x["id"] for x in done["items"]] == [wd["id"]]
+    assert balances(client, mall)[("payout_hold", "CNY")] == 0
+    assert ledger(client).verify_chain(tid(client, mall)) is None
+
+
+def test_an_approved_withdrawal_cannot_be_cancelled(client: TestClient, mall: Mall) -> None:
+    alice_with_sp(client, mall)
+    wd = ok(_withdraw(client, mall, "7.00", "w1"), 201)
+    paid = ok(client.post(mall.url(f"/withdrawals/{wd['id']}/approve"), headers=mall.operator))
+    assert paid["status"] == "paid"
+    r = client.post(mall.url(f"/withdrawals/{wd['id']}/cancel"), headers=mall.member)
+    assert_error(r, 409, "conflict")
+    w = ok(client.get(mall.url("/members/alice/wallet"), headers=mall.member))
+    assert w["stable"] == "20.00"
+    # an operator may cancel a requested one on the member's behalf
+    wd2 = ok(_withdraw(client, mall, "5.00", "w2"), 201)
+    got = ok(client.post(mall.url(f"/withdrawals/{wd2['id']}/cancel"), headers=mall.operator))
+    assert (got["status"], got["note"]) == ("cancelled", "cancelled on the member's behalf")
+    assert ok(client.get(mall.url("/members/alice/wallet"), headers=mall.member))["stable"] == (
+        "20.00"
+    )
+
+
 def test_failed_payout_returns_the_sp(client: TestClient, mall: Mall) -> None:
     alice_with_sp(client, mall)
     app: Any = client.app
@@ -454,6 +502,7 @@ WALLET_ROUTES = [
     ("GET", "/withdrawals/{withdrawal_id}", None),
     ("POST", "/withdrawals/{withdrawal_id}/approve", None),
     ("POST", "/withdrawals/{withdrawal_id}/reject", None),
+    ("POST", "/withdrawals/{withdrawal_id}/cancel", None),
 ]
 
 

@@ -151,3 +151,54 @@ def test_threads_over_http_never_overdraw(ledger: Ledger, tenant_code: str, db_u
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(one, range(len(requests))))
     _check(ledger, tid, results)
+
+
+def test_cancel_reject_and_approve_race_one_wins(ledger: Ledger, tenant_code: str) -> None:
+    """A member's cancel, an operator's rejection and an approval of the same withdrawal at
+    once: exactly one of them happens, and the SP comes back at most once."""
+    tid = _setup(ledger, tenant_code)
+    refs = [
+        wallet.request_withdrawal(
+            ledger, tid, "alice", amount=D("10.00"), account="oid-alice", key=f"r{i}"
+        )[0].id
+        for i in range(8)
+    ]
+    assert D(ledger.members(tid, ["alice"])["alice"]["stable"]) == START - 80
+
+    def attempt(job: tuple[str, str]) -> tuple[str, str, str]:
+        ref, action = job
+        try:
+            if action == "cancel":
+                wallet.cancel_withdrawal(ledger, tid, ref, member="alice", actor="member:alice")
+            elif action == "reject":
+                wallet.reject_withdrawal(ledger, tid, ref, reviewer="op")
+            else:
+                wallet.approve_withdrawal(ledger, tid, ref, reviewer="op")
+        except TokenmallError as exc:
+            return ref, action, exc.code
+        return ref, action, "ok"
+
+    jobs = [(ref, a) for ref in refs for a in ("cancel", "reject", "approve", "cancel")]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, jobs))
+    won: dict[str, list[str]] = {ref: [] for ref in refs}
+    for ref, action, outcome in results:
+        assert outcome in ("ok", "conflict"), (ref, action, outcome)
+        if outcome == "ok":
+            won[ref].append(action)
+    assert all(len(w) == 1 for w in won.values()), won
+    with ledger.engine.connect() as conn:
+        w = s.withdrawals.c
+        rows = conn.execute(select(w.ref, w.status).where(w.tenant_id == tid)).all()
+    status = {row.ref: row.status for row in rows}
+    expected = {"cancel": "cancelled", "reject": "rejected", "approve": "approved"}
+    assert status == {ref: expected[won[ref][0]] for ref in refs}
+    approved = sum(1 for ref in refs if status[ref] == "approved")
+    # returned SP came back once each; approved ones stay held for their payout
+    assert D(ledger.members(tid, ["alice"])["alice"]["stable"]) == START - 10 * approved
+    assert ledger.balances(tid)[("payout_hold", "CNY")] == 10 * approved
+    sums: dict[str, Decimal] = {}
+    for (_, asset), v in ledger.balances(tid).items():
+        sums[asset] = sums.get(asset, D(0)) + v
+    assert all(v == 0 for v in sums.values()), sums
+    assert ledger.verify_chain(tid) is None

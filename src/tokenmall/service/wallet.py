@@ -435,6 +435,38 @@ def reject_withdrawal(
     ledger: Ledger, tenant_id: int, ref: str, *, reviewer: str, note: str | None = None
 ) -> Withdrawal:
     """requested -> rejected; the whole amount (fee included) goes back to the wallet."""
+    return _return_requested(ledger, tenant_id, ref, "rejected", reviewer=reviewer, note=note)
+
+
+def cancel_withdrawal(
+    ledger: Ledger, tenant_id: int, ref: str, *, member: str | None, actor: str
+) -> Withdrawal:
+    """requested -> cancelled: the member takes the request back before any review.
+
+    ``member``: the caller's own member code (a member token), or None for an operator acting
+    on a member's behalf.  Another member's withdrawal is answered as absent (NotFound), as
+    everywhere else in the wallet.  Once approved it cannot be cancelled (the payout may be
+    on its way); the whole amount, fee included, returns to the wallet, as on a rejection.
+    """
+    if member is not None:
+        with read_only(ledger.engine).connect() as conn:
+            if get_withdrawal(conn, tenant_id, ref).member != member:
+                raise NotFound(f"no withdrawal {ref!r}")
+    note = "cancelled by the member" if member else "cancelled on the member's behalf"
+    return _return_requested(ledger, tenant_id, ref, "cancelled", reviewer=actor, note=note)
+
+
+def _return_requested(
+    ledger: Ledger,
+    tenant_id: int,
+    ref: str,
+    status: str,
+    *,
+    reviewer: str,
+    note: str | None,
+) -> Withdrawal:
+    """requested -> ``status`` (rejected or cancelled), returning the held SP in the same
+    transaction; a concurrent approval or second answer finds the row no longer requested."""
     w = s.withdrawals.c
     with ledger.engine.begin() as conn:
         _lock_tenant(conn, tenant_id)
@@ -442,16 +474,11 @@ def reject_withdrawal(
         if row.status != "requested":
             raise Conflict(f"withdrawal {ref!r} is {row.status}, not requested")
         _submit_in(ledger, conn, tenant_id, f"payout:{ref}", PayoutResult(ref, paid=False))
+        now = time.time()
         done = conn.execute(
             update(s.withdrawals)
             .where(w.tenant_id == tenant_id, w.ref == ref, w.status == "requested")
-            .values(
-                status="rejected",
-                reviewer=reviewer,
-                reviewed_at=time.time(),
-                note=note,
-                finished_at=time.time(),
-            )
+            .values(status=status, reviewer=reviewer, reviewed_at=now, note=note, finished_at=now)
         )
         if done.rowcount == 0:  # approved meanwhile: roll the release back with this error
             raise Conflict(f"withdrawal {ref!r} is no longer requested")

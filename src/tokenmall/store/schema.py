@@ -344,7 +344,7 @@ api_keys = Table(
 
 __all__ += ["withdrawals"]
 
-WITHDRAWAL_STATES = ("requested", "approved", "rejected", "paid", "failed")
+WITHDRAWAL_STATES = ("requested", "approved", "rejected", "paid", "failed", "cancelled")
 
 withdrawals = Table(
     "withdrawals",
@@ -371,7 +371,8 @@ withdrawals = Table(
         "tenant_id", "member", "idempotency_key", name="uq_withdrawals_tenant_member_key"
     ),
     CheckConstraint(
-        "status IN ('requested', 'approved', 'rejected', 'paid', 'failed')",
+        # 'cancelled' since migration 0006
+        "status IN ('requested', 'approved', 'rejected', 'paid', 'failed', 'cancelled')",
         name="ck_withdrawals_status",
     ),
     CheckConstraint(

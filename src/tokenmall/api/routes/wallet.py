@@ -157,7 +157,7 @@ class WithdrawalOut(BaseModel):
     amount: str
     fee: str
     net: str = Field(description="What the payee receives: amount - fee.")
-    status: Literal["requested", "approved", "rejected", "paid", "failed"]
+    status: Literal["requested", "approved", "rejected", "paid", "failed", "cancelled"]
     requested_at: datetime
     reviewed_at: datetime | None
     reviewer: str | None
@@ -382,7 +382,7 @@ def request_withdrawal(
     return WithdrawalOut.of(wd)
 
 
-WithdrawalStatus = Literal["requested", "approved", "rejected", "paid", "failed"]
+WithdrawalStatus = Literal["requested", "approved", "rejected", "paid", "failed", "cancelled"]
 
 
 @router.get("/tenants/{tenant}/members/{member}/withdrawals")
@@ -477,5 +477,23 @@ def reject_withdrawal(
         withdrawal_id,
         reviewer=caller.principal.actor,
         note=body.note if body else None,
+    )
+    return WithdrawalOut.of(wd)
+
+
+@router.post("/tenants/{tenant}/withdrawals/{withdrawal_id}/cancel")
+def cancel_withdrawal(
+    caller: TenantCaller, ctx: Context, withdrawal_id: WithdrawalId
+) -> WithdrawalOut:
+    """The member takes back a withdrawal still waiting for review (``requested``): the whole
+    amount, fee included, returns to the wallet.  A member cancels their own; an operator may
+    cancel on a member's behalf.  Once reviewed it cannot be cancelled (409)."""
+    if caller.kind not in ("admin", "operator", "member"):
+        raise ApiError(
+            403, "forbidden", "this needs platform admin, operator or member credentials"
+        )
+    member = caller.principal.member if caller.kind == "member" else None
+    wd = wallet.cancel_withdrawal(
+        ctx.ledger, caller.tenant_id, withdrawal_id, member=member, actor=caller.principal.actor
     )
     return WithdrawalOut.of(wd)
