@@ -861,7 +861,8 @@ class OrderService:
                 for n, (sku, qty) in enumerate(lines, start=1)
             ],
         )
-        return self._load(conn, tenant_id, _order_by_id(conn, tenant_id, order_id))
+        # a new order has no payment or refund yet: no need to query for them
+        return self._load(conn, tenant_id, _order_by_id(conn, tenant_id, order_id), full=False)
 
     def _load(self, conn: Connection, tenant_id: int, row: Any, *, full: bool = True) -> Order:
         order = _order(row, [_line(r) for r in _lines(conn, tenant_id, row.id)])
@@ -962,9 +963,11 @@ class OrderService:
         provider: Provider = "sandbox",
         sp: Decimal = ZERO,
         points_value: Decimal = ZERO,
+        member: str | None = None,
     ) -> Payment:
         """Start paying ``ref``: ``sp`` from the wallet, ``points_value`` CNY worth of EP
-        redeemed (R4), the rest in CNY through ``provider``.
+        redeemed (R4), the rest in CNY through ``provider``.  With ``member``, an order of
+        anyone else is answered as absent (NotFound), checked on the same read.
 
         Without a CNY part the wallet pays at once (one ledger transaction) and the order is
         paid on return.  Otherwise an intent is created at the provider and the order is paid
@@ -979,43 +982,56 @@ class OrderService:
         if provider == "sandbox":
             self._check_sandbox()
         sp_fen, ep_fen = _fen(sp), _fen(points_value)
+        now = self.clock()
+        py = s.payments.c
+        # The checks only read (the row is checked again, locked, when the payment is
+        # inserted), so they take no writer lock; only an order found overdue is written.
         with read_only(self.engine).connect() as conn:
             row = _order_row(conn, tenant_id, ref)
-        if row.status == "pending_payment" and sp_fen + ep_fen >= row.total_fen:
+            if member is not None and row.member != member:
+                raise NotFound(f"no order {ref!r}")
+            overdue = row.status == "pending_payment" and row.expires_at <= now
+            wallet_only = row.status == "pending_payment" and sp_fen + ep_fen >= row.total_fen
+            if not overdue and not wallet_only:
+                if row.status != "pending_payment":
+                    raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
+                cny_fen = row.total_fen - sp_fen - ep_fen
+                if sp_fen:
+                    self._check_sp(conn, tenant_id, row, sp_fen)
+                if ep_fen:
+                    self._check_points(conn, tenant_id, row.member, ep_fen)
+                if provider == "wechat" and self.hub.wechat(conn, tenant_id) is None:
+                    raise ProviderNotConfigured("WeChat Pay is not configured for this tenant")
+                waiting = conn.execute(
+                    select(s.payments).where(
+                        py.tenant_id == tenant_id,
+                        py.order_id == row.id,
+                        py.provider == provider,
+                        py.status == "requires_payment",
+                        py.sp_fen == sp_fen,
+                        py.cny_fen == cny_fen,
+                    )
+                ).first()
+                if waiting is not None:
+                    return _payment(waiting, ref, row.total_fen)
+                last = conn.execute(
+                    select(func.max(py.attempt)).where(
+                        py.tenant_id == tenant_id, py.order_id == row.id
+                    )
+                ).scalar()
+        if wallet_only:
             if sp_fen + ep_fen > row.total_fen:
                 raise InvalidCommand(
                     f"sp and points_value ({_cny(sp_fen + ep_fen)}) are more than the order's "
                     f"total {_cny(row.total_fen)}"
                 )
             return self._pay_from_wallet(tenant_id, ref, sp_fen)
-        now = self.clock()
-        py = s.payments.c
-        with self.engine.begin() as conn:
-            row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now)
-            if row.status != "pending_payment":
-                raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
-            cny_fen = row.total_fen - sp_fen - ep_fen
-            if sp_fen:
-                self._check_sp(conn, tenant_id, row, sp_fen)
-            if ep_fen:
-                self._check_points(conn, tenant_id, row.member, ep_fen)
-            if provider == "wechat" and self.hub.wechat(conn, tenant_id) is None:
-                raise ProviderNotConfigured("WeChat Pay is not configured for this tenant")
-            waiting = conn.execute(
-                select(s.payments).where(
-                    py.tenant_id == tenant_id,
-                    py.order_id == row.id,
-                    py.provider == provider,
-                    py.status == "requires_payment",
-                    py.sp_fen == sp_fen,
-                    py.cny_fen == cny_fen,
+        if overdue:
+            with self.engine.begin() as conn:
+                row = _expire_if_due(
+                    conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now
                 )
-            ).first()
-            if waiting is not None:
-                return _payment(waiting, ref, row.total_fen)
-            last = conn.execute(
-                select(func.max(py.attempt)).where(py.tenant_id == tenant_id, py.order_id == row.id)
-            ).scalar()
+            raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
         attempt = int(last or 0) + 1
         provider_order_id = f"{ref}-{attempt}"
         # The intent first, outside any transaction, then the row with its id: one durable
@@ -1556,22 +1572,35 @@ class OrderService:
             except PaymentError as exc:
                 log.warning("sandbox outbox of tenant %s not drained: %s", tenant, exc)
 
-    def order_of_intent(self, tenant_id: int, intent_id: str) -> str:
-        """The order a sandbox intent of this tenant pays (NotFound for any other)."""
+    def order_of_intent(self, tenant_id: int, intent_id: str) -> tuple[str, str]:
+        """The order a sandbox intent of this tenant pays and its member (NotFound for any
+        other intent)."""
         py, o = s.payments.c, s.orders.c
         with read_only(self.engine).connect() as conn:
-            ref = conn.execute(
-                select(o.ref)
+            row = conn.execute(
+                select(o.ref, o.member)
                 .select_from(
                     s.payments.join(s.orders, (o.tenant_id == py.tenant_id) & (o.id == py.order_id))
                 )
                 .where(
                     py.tenant_id == tenant_id, py.provider == "sandbox", py.intent_id == intent_id
                 )
-            ).scalar()
-        if ref is None:
+            ).first()
+        if row is None:
             raise NotFound(f"no sandbox intent {intent_id!r}")
-        return str(ref)
+        return str(row.ref), str(row.member)
+
+    def order_member(self, tenant_id: int, ref: str) -> str:
+        """Who placed order ``ref`` (NotFound if the tenant has none): the ownership check of
+        the member routes reads this one column, not the order with its lines and payments."""
+        o = s.orders.c
+        with read_only(self.engine).connect() as conn:
+            member = conn.execute(
+                select(o.member).where(o.tenant_id == tenant_id, o.ref == ref)
+            ).scalar()
+        if member is None:
+            raise NotFound(f"no order {ref!r}")
+        return str(member)
 
     def complete_sandbox(
         self,

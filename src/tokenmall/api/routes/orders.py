@@ -394,6 +394,17 @@ def _own_order(caller: Caller, service: OrderService, ref: str) -> Order:
     return order
 
 
+def _may_act_on(caller: Caller, service: OrderService, ref: str) -> None:
+    """:func:`_own_order` for routes that act on the order and load it themselves: staff
+    reach every order (the action answers 404 for a missing one); a member, only their own,
+    checked with one indexed read of the order's member (others: 404)."""
+    _staff_or_member(caller)
+    if caller.kind == "member" and service.order_member(caller.tenant_id, ref) != (
+        caller.principal.member
+    ):
+        raise NotFound(f"no order {ref!r}")
+
+
 # ----------------------------------------------------------------------------- orders
 
 
@@ -450,7 +461,7 @@ def cancel_order(
     caller: TenantCaller, orders: Orders, order_ref: OrderRef, body: CancelIn | None = None
 ) -> OrderOut:
     """Cancel an unpaid order (its stock comes back); a paid one is refunded instead."""
-    _own_order(caller, orders, order_ref)
+    _may_act_on(caller, orders, order_ref)
     reason = body.reason if body else None
     return OrderOut.of(orders.cancel_order(caller.tenant_id, order_ref, reason=reason))
 
@@ -466,7 +477,7 @@ def start_payment(
     intent (``intent_id``) that the customer pays at the provider; the order becomes paid
     when the provider's notification arrives, and the SP is taken then.
     """
-    _own_order(caller, orders, order_ref)
+    _staff_or_member(caller)
     pay = orders.start_payment(
         caller.tenant_id,
         caller.tenant,
@@ -474,6 +485,7 @@ def start_payment(
         provider=body.provider,
         sp=body.sp,
         points_value=body.points_value,
+        member=caller.principal.member if caller.kind == "member" else None,
     )
     return PaymentOut.of(pay)
 
@@ -481,7 +493,7 @@ def start_payment(
 @router.post("/tenants/{tenant}/orders/{order_ref}/delivery")
 def confirm_delivery(caller: TenantCaller, orders: Orders, order_ref: OrderRef) -> OrderOut:
     """The goods arrived (确认收货): the return window (``settle_days``) starts now."""
-    _own_order(caller, orders, order_ref)
+    _may_act_on(caller, orders, order_ref)
     return OrderOut.of(orders.confirm_delivery(caller.tenant_id, order_ref))
 
 
@@ -523,7 +535,7 @@ def refund_order(
 
 @router.get("/tenants/{tenant}/orders/{order_ref}/refunds")
 def list_refunds(caller: TenantCaller, orders: Orders, order_ref: OrderRef) -> list[RefundOut]:
-    _own_order(caller, orders, order_ref)
+    _may_act_on(caller, orders, order_ref)
     return [RefundOut.of(r) for r in orders.list_refunds(caller.tenant_id, order_ref)]
 
 
@@ -539,8 +551,9 @@ def complete_sandbox_intent(
     _staff_or_member(caller)
     body = body or SandboxComplete()
     if caller.kind == "member":
-        ref = orders.order_of_intent(caller.tenant_id, intent_id)
-        _own_order(caller, orders, ref)
+        ref, member = orders.order_of_intent(caller.tenant_id, intent_id)
+        if member != caller.principal.member:
+            raise NotFound(f"no order {ref!r}")
     done = orders.complete_sandbox(
         caller.tenant_id,
         caller.tenant,
