@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import random
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -172,6 +173,7 @@ class _Message:
     hold_rounds: int = 0
     delay_decided: bool = False
     acknowledged: bool = False
+    pinned: bool = False  # a payout's event: kept for redelivery however old
 
 
 @dataclass(slots=True)
@@ -197,10 +199,13 @@ class SandboxGateway:
         seed: int | str | None = None,
         chaos: DeliveryChaos | None = None,
         max_attempts: int = 8,
+        history: int = 10_000,
     ) -> None:
         check_reference(tenant_id, what="tenant_id")
         if max_attempts < 1:
             raise ProviderConfigError("max_attempts must be at least 1")
+        if history < 1:
+            raise ProviderConfigError("history must be at least 1")
         self.tenant_id: Final = tenant_id
         self.secret: Final = _check_secret(secret)
         self.clock: Final = clock
@@ -218,12 +223,17 @@ class SandboxGateway:
         self._refunds: dict[str, RefundResult] = {}
         self._payouts: dict[str, tuple[PayoutRequest, PayoutResult]] = {}
         self._blocked_accounts: set[str] = set()
+        # Bounded, so a long-running server's sandbox does not grow without end: pending
+        # messages and payouts' events are always kept; acknowledged payment events beyond the
+        # newest ``history`` are forgotten (a redelivery of one is then UnknownPayment).
+        self._history = history
         self._messages: dict[str, _Message] = {}
+        self._payout_events: dict[str, list[str]] = {}
         self._pending: list[_Message] = []
         self._dead: list[str] = []
         self._round = 0
-        self.deliveries: list[Delivery] = []
-        """Every delivery attempt ever made, for inspection and for replaying captured ones."""
+        self.deliveries: deque[Delivery] = deque(maxlen=history)
+        """The newest ``history`` delivery attempts, for inspection and for replaying them."""
 
     # -- ids -------------------------------------------------------------------------------
 
@@ -368,14 +378,20 @@ class SandboxGateway:
         )
         self._payouts[request.payout_id] = (request, result)
         failed = request.account in self._blocked_accounts
-        self._emit(
+        event_id = self._emit(
             NotificationKind.PAYOUT_FAILED if failed else NotificationKind.PAYOUT_SUCCEEDED,
             self.clock(),
             payout_id=request.payout_id,
             amount_fen=to_fen(request.amount),
             transaction_id=result.provider_payout_id,
         )
+        self._messages[event_id].pinned = True
+        self._payout_events.setdefault(request.payout_id, []).append(event_id)
         return result
+
+    def payout_event_ids(self, payout_id: str) -> tuple[str, ...]:
+        """The notifications a payout caused (to send them again on a resend)."""
+        return tuple(self._payout_events.get(payout_id, ()))
 
     # -- the outbox ------------------------------------------------------------------------
 
@@ -392,7 +408,18 @@ class SandboxGateway:
         message = _Message(event_id, body)
         self._messages[event_id] = message
         self._pending.append(message)
+        if len(self._messages) > self._history + self._history // 4:
+            self._forget_old()
         return event_id
+
+    def _forget_old(self) -> None:
+        """Drop the oldest acknowledged payment events until ``history`` remain (amortised:
+        runs once per quarter of ``history`` new events)."""
+        excess = len(self._messages) - self._history
+        for event_id in [e for e, m in self._messages.items() if m.acknowledged and not m.pinned][
+            :excess
+        ]:
+            del self._messages[event_id]
 
     @property
     def pending_event_ids(self) -> tuple[str, ...]:

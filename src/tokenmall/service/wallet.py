@@ -672,13 +672,7 @@ class HubPayouts:
             result: ProviderPayout = box.provider.payout(payout_id, account, amount)
             new = [e for e in gw.pending_event_ids if e not in before]
             if not new:  # sent before (a resend): its notifications again, duplicates are harmless
-                new = list(
-                    dict.fromkeys(
-                        d.event_id
-                        for d in gw.deliveries
-                        if f'"payout_id":"{payout_id}"'.encode() in d.request.body
-                    )
-                )
+                new = list(gw.payout_event_ids(payout_id))
 
             def deliver(headers: Mapping[str, str], body: bytes) -> None:
                 service.handle_notification(tenant_id, tenant, "sandbox", headers, body)

@@ -474,3 +474,41 @@ def test_chaos_settings_are_validated() -> None:
         DeliveryChaos(duplicate_probability=1.5)
     with pytest.raises(ValueError, match="at least 1"):
         DeliveryChaos(max_delay_rounds=0)
+
+
+def test_the_outbox_keeps_a_bounded_history(clock: ManualClock) -> None:
+    """A long-running server's sandbox stays small: the newest ``history`` deliveries and
+    acknowledged payment events are kept; pending events and payouts' events always are."""
+    gateway = SandboxGateway("t1", SECRET, clock=clock, seed=7, history=10)
+    provider = SandboxProvider(gateway)
+    inbox = Inbox(provider)
+    payout = provider.payout("po-early", "acct", Decimal("1"))
+    payout_events = gateway.payout_event_ids("po-early")
+    assert len(payout_events) == 1
+    first_event = ""
+    for i in range(60):
+        intent = provider.create_intent(f"o{i}", Decimal("1.00"), "tea")
+        gateway.pay(intent.intent_id)
+        gateway.drain(inbox)
+        if i == 0:
+            first_event = inbox.received[-1].event_id
+    held = provider.create_intent("o-held", Decimal("2.00"), "tea")
+    gateway.pay(held.intent_id)  # pending: never dropped
+    assert len(inbox.applied) == 61  # the payout's event and sixty payments
+    assert len(gateway.deliveries) == 10
+    assert len(gateway._messages) <= 10 + 10 // 4 + 2
+    with pytest.raises(UnknownPayment):
+        gateway.redeliver(first_event, inbox)  # forgotten
+    recent = gateway.deliveries[-1].event_id
+    assert gateway.redeliver(recent, inbox).acknowledged
+    # the payout's event, older than all of them, can still be sent again
+    assert gateway.redeliver(payout_events[0], inbox).acknowledged
+    assert payout.payout_id == "po-early"
+    assert len(gateway.pending_event_ids) == 1
+    gateway.drain(inbox)
+    assert gateway.pending_event_ids == ()
+
+
+def test_history_must_be_positive(clock: ManualClock) -> None:
+    with pytest.raises(ProviderConfigError):
+        SandboxGateway("t1", SECRET, clock=clock, history=0)
