@@ -432,6 +432,23 @@ def test_r9_water_fill_matches_the_naive_cap_drop_resplit_loop(
     assert all(0 < p <= quota[k] and p % unit == 0 for k, p in pays)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    fund=st.integers(0, 10**8),
+    raw=st.lists(st.tuples(st.integers(1, 10**6), st.integers(1, 10**7)), max_size=8),
+    unit=st.sampled_from([1, 100]),
+)
+def test_r9_water_fill_when_every_holder_takes_part(
+    fund: int, raw: list[tuple[int, int]], unit: int
+) -> None:
+    """No zero weight or quota: the columns' whole-column path (what the ledger's close
+    takes), against the same naive reference."""
+    holders = [(i, w, q) for i, (w, q) in enumerate(raw)]
+    pays, paid = water_fill(fund, holders, unit)
+    assert dict(pays) == naive_water_fill(fund, holders, unit)
+    assert paid == sum(p for _, p in pays) <= fund
+
+
 @settings(max_examples=100, deadline=None)
 @given(fund=st.integers(1, 10**6), w=st.integers(1, 1000), n=st.integers(2, 6))
 def test_r9_water_fill_with_ties_and_everyone_capped(fund: int, w: int, n: int) -> None:

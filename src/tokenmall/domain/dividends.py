@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from itertools import repeat
+from operator import floordiv, mod, mul, sub
 from typing import TypeVar
 
 __all__ = ["water_fill", "water_fill_columns"]
@@ -49,32 +51,47 @@ def water_fill_columns(
     Columns (e.g. ``array('q')``) keep a million holders in tens of MB instead of hundreds.
     """
     n = len(weights)
-    pays = array("q", bytes(8 * n))
-    eligible = [i for i in range(n) if weights[i] > 0 and quotas[i] > 0]
-    if fund <= 0 or not eligible:
-        return pays, 0
-    eligible.sort(key=lambda i: quotas[i] * _KEY_SCALE // weights[i])
+    if fund <= 0 or n == 0:
+        return array("q", bytes(8 * n)), 0
+    # Every holder takes part (what the ledger's close reads): keys and the uncapped pays are
+    # computed by map() over the columns, not by a Python call per holder (1M: 1.56 -> 1.05 s)
+    everyone = min(weights) > 0 and min(quotas) > 0
+    if everyone:
+        keys = list(map(floordiv, map(mul, quotas, repeat(_KEY_SCALE)), weights))
+        # a stable sort of the indices: ties keep index order, as below
+        order = sorted(range(n), key=keys.__getitem__)
+        del keys
+        weight_left = sum(weights)
+    else:
+        order = [i for i in range(n) if weights[i] > 0 and quotas[i] > 0]
+        if not order:
+            return array("q", bytes(8 * n)), 0
+        order.sort(key=lambda i: quotas[i] * _KEY_SCALE // weights[i])
+        weight_left = sum(weights[i] for i in order)
     left = fund
-    weight_left = sum(weights[i] for i in eligible)
-    paid = 0
     pos = 0
-    count = len(eligible)
+    count = len(order)
     while pos < count:
-        i = eligible[pos]
+        i = order[pos]
         w, q = weights[i], quotas[i]
         # capped when share = left * w / weight_left >= q  (cross-multiplied, exact)
         if q * weight_left > left * w:
             break
-        pay = q - q % pay_unit
-        pays[i] = pay
-        paid += pay
         left -= q
         weight_left -= w
         pos += 1
-    if weight_left > 0:
-        for i in eligible[pos:]:
-            share = left * weights[i] // weight_left
-            pay = share - share % pay_unit
-            pays[i] = pay
-            paid += pay
-    return pays, paid
+    if everyone and weight_left > 0:
+        # everyone's share of what is left; the capped ones are overwritten below
+        shares = list(map(floordiv, map(mul, repeat(left), weights), repeat(weight_left)))
+        pays = array("q", map(sub, shares, map(mod, shares, repeat(pay_unit))))
+        del shares
+    else:
+        pays = array("q", bytes(8 * n))
+        if weight_left > 0:
+            for i in order[pos:]:
+                share = left * weights[i] // weight_left
+                pays[i] = share - share % pay_unit
+    for i in order[:pos]:
+        q = quotas[i]
+        pays[i] = q - q % pay_unit
+    return pays, sum(pays)
