@@ -401,3 +401,47 @@ def test_large_batches_store_what_the_domain_computes(ledger: Ledger, tenant_cod
         }, code
     assert all(v == 0 for v in _sums(ledger, tid).values())
     assert ledger.verify_chain(tid) is None
+
+
+def test_two_writers_alternating_never_use_stale_members(
+    ledger: Ledger, tenant_code: str, db_url: str
+) -> None:
+    """Each Ledger keeps the members of its last batch warm for its next one; another writer
+    (here a second Ledger, as another process would be) committing in between must make it
+    read them again.  Alternating batches over the same members equal the pure domain."""
+    from tokenmall.store.db import create_db_engine  # noqa: PLC0415
+
+    other_engine = create_db_engine(db_url)
+    other = Ledger(other_engine)
+    params = TenantParams(referral_ratio=D("0.1"))
+    tid = ledger.create_tenant(tenant_code, params)
+    eco = Economy(params)
+    rng = random.Random(11)
+    try:
+        for b in range(8):
+            cmds: list[tuple[str, Command]] = []
+            for i in range(30):
+                who = f"m{rng.randrange(12)}"
+                if rng.random() < 0.75:
+                    cmds.append((f"b{b}-{i}", Purchase(f"o{b}-{i}", who, D(rng.randint(1, 900)))))
+                else:
+                    cmds.append((f"b{b}-{i}", Sell(who, D(rng.randint(1, 300)) / 100)))
+            writer = ledger if b % 3 != 1 else other  # ledger writes twice in a row, then other
+            expected = []
+            for _, cmd in cmds:
+                try:
+                    eco.apply(cmd)
+                    eco.take_journal()
+                    expected.append("applied")
+                except Exception:  # noqa: BLE001 - a refusal, as the store must refuse it
+                    expected.append("rejected")
+            assert [o.status for o in writer.submit(tid, cmds)] == expected
+        stored = ledger.members(tid)
+        for code, m in eco.members.items():
+            assert stored[code]["points"] == dec(m.ep), code
+            assert stored[code]["stable"] == dec(m.sp), code
+            assert stored[code]["quota_remaining"] == dec(m.quota), code
+        assert all(v == 0 for v in _sums(ledger, tid).values())
+        assert ledger.verify_chain(tid) is None
+    finally:
+        other_engine.dispose()

@@ -530,6 +530,8 @@ _MEMBER_UPD_COLS = (
     "referrer",
     "no",
 )
+# members kept warm between batches per tenant (about 0.5 KB each); more: read them again
+_WARM_MAX = 200_000
 # PostgreSQL: from this many member updates in one batch, COPY + one joined UPDATE; below it,
 # executemany (the temporary table's round trips cost more than a few rows' statements)
 _PG_BULK_UPDATE = 1000
@@ -586,6 +588,9 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sqlite = is_sqlite(engine)
+        # Members as the last batch committed them, per tenant, with the tenant's sequence
+        # number after that commit (see :meth:`submit`).
+        self._warm: dict[int, tuple[int, dict[str, Member]]] = {}
 
     # ------------------------------------------------------------------ tenants
 
@@ -690,8 +695,20 @@ class Ledger:
         ``stop_on_reject``: stop at the first rejected command (commands before it are still
         committed, none after it is applied), so a scenario stops where its bad event is.
         """
+        # Members stay warm between this process's batches of a tenant: the next batch takes
+        # them instead of reading and converting their rows again, if the tenant's sequence
+        # number is still the one this batch committed (every write to ``members`` is a ledger
+        # transaction, which moves it; another process's batch in between invalidates them).
+        # Taken out while the batch runs (it mutates them) and put back only after the commit.
+        warm = self._warm.pop(tenant_id, None)
+        keep: list[tuple[int, dict[str, Member]]] = []
         with self.engine.begin() as conn:
-            return self._submit(conn, tenant_id, items, stop_on_reject=stop_on_reject)
+            out = self._submit(
+                conn, tenant_id, items, stop_on_reject=stop_on_reject, warm=warm, keep=keep
+            )
+        if keep:
+            self._warm[tenant_id] = keep[0]
+        return out
 
     def _submit(
         self,
@@ -700,6 +717,8 @@ class Ledger:
         items: Sequence[tuple[str, Command]],
         *,
         stop_on_reject: bool = False,
+        warm: tuple[int, dict[str, Member]] | None = None,
+        keep: list[tuple[int, dict[str, Member]]] | None = None,
     ) -> list[Outcome]:
         st = self._lock(conn, tenant_id)
         params = self._params(conn, tenant_id)
@@ -722,6 +741,8 @@ class Ledger:
             o = getattr(cmd, "order", None)
             if o:
                 orders.append(o)
+        if warm is not None and warm[0] == st.seq:
+            source.members.update(warm[1])
         source.prefetch(codes, orders)
         eco = Economy(params, state, source)
 
@@ -809,6 +830,13 @@ class Ledger:
                 empty_circulating=atoms(eco.state.empty_circulating, EP_PLACES),
             )
         )
+        if keep is not None and all(o.status != "rejected" for o in outcomes):
+            # what this transaction leaves in ``members`` for every member it read or wrote
+            # (after a close: only those read since, the close rewrote the others' rows)
+            members = {c: m for c, m in source.members.items() if m is not None}
+            members.update(eco.members)
+            if len(members) <= _WARM_MAX:
+                keep.append((seq, members))
         return outcomes
 
     @staticmethod
