@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections import defaultdict
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
@@ -171,6 +172,24 @@ def _random_commands(
     return cmds
 
 
+def _assert_store_is(
+    ledger: Ledger, tid: int, stored: dict[str, dict[str, Any]], eco: Economy
+) -> None:
+    """Every member of the pure domain stored with the same figures; the ledger sums to zero
+    per asset and its chain verifies."""
+    for code, m in eco.members.items():
+        assert stored[code] == {
+            "points": dec(m.ep),
+            "stable": dec(m.sp),
+            "quota_remaining": dec(m.quota),
+            "spent": dec(m.spent),
+            "dividends": dec(m.dividends),
+            "exited": m.exited,
+        }, code
+    assert all(v == 0 for v in _sums(ledger, tid).values())
+    assert ledger.verify_chain(tid) is None
+
+
 @pytest.mark.parametrize(("seed", "orders_flow"), [(1, False), (2, False), (3, True), (4, True)])
 def test_store_matches_the_pure_domain(
     ledger: Ledger, tenant_code: str, seed: int, orders_flow: bool
@@ -205,17 +224,7 @@ def test_store_matches_the_pure_domain(
         i += size
     assert got == expected
     stored = ledger.members(tid)
-    for code, m in eco.members.items():
-        assert stored[code] == {
-            "points": dec(m.ep),
-            "stable": dec(m.sp),
-            "quota_remaining": dec(m.quota),
-            "spent": dec(m.spent),
-            "dividends": dec(m.dividends),
-            "exited": m.exited,
-        }, code
-    assert all(v == 0 for v in _sums(ledger, tid).values())
-    assert ledger.verify_chain(tid) is None
+    _assert_store_is(ledger, tid, stored, eco)
 
 
 def test_tampering_breaks_the_chain(ledger: Ledger, tenant_code: str) -> None:
@@ -390,17 +399,7 @@ def test_large_batches_store_what_the_domain_computes(ledger: Ledger, tenant_cod
         assert {o.status for o in out} == {"applied"}
     stored = ledger.members(tid)
     assert len(stored) == len(eco.members) == n
-    for code, m in eco.members.items():
-        assert stored[code] == {
-            "points": dec(m.ep),
-            "stable": dec(m.sp),
-            "quota_remaining": dec(m.quota),
-            "spent": dec(m.spent),
-            "dividends": dec(m.dividends),
-            "exited": m.exited,
-        }, code
-    assert all(v == 0 for v in _sums(ledger, tid).values())
-    assert ledger.verify_chain(tid) is None
+    _assert_store_is(ledger, tid, stored, eco)
 
 
 def test_two_writers_alternating_never_use_stale_members(

@@ -34,7 +34,7 @@ from operator import itemgetter, truediv
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 
 from tokenmall.domain.dividends import water_fill_columns
 from tokenmall.domain.economy import (
@@ -110,8 +110,8 @@ def _due_sql(cols: str, *, first: bool) -> str:
     return sql + "AND trigger >= ? AND (trigger > ? OR no > ?) ORDER BY trigger, no LIMIT ?"
 
 
+_FUND = (str(SystemAccount.DIVIDEND_FUND), Asset.CNY)
 _POOL = (str(SystemAccount.POOL), Asset.CNY)
-_ISSUANCE = (str(SystemAccount.ISSUANCE), Asset.EP)
 _BURNED = (str(SystemAccount.BURNED), Asset.EP)
 _RESERVE = (str(SystemAccount.SP_RESERVE), Asset.CNY)
 _SPI = (str(SystemAccount.SP_ISSUANCE), Asset.SP)
@@ -458,7 +458,7 @@ class _TransferPipe:
         if not rows:
             return
         if self._raw is None:
-            self._ledger._insert_transfers(self._conn, rows)
+            self._ledger._insert(self._conn, s.transfers, rows)
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="ledger-pipe", daemon=True)
@@ -476,59 +476,16 @@ class _TransferPipe:
             raise err
 
 
-_TRANSFER_COLS = ("tenant_id", "seq", "n", "asset", "debit", "credit", "amount")
-_LEDGER_TX_COLS = (
-    "tenant_id",
-    "seq",
-    "key",
-    "kind",
-    "content_hash",
-    "payload",
-    "result",
-    "leaf_hash",
-    "chain_hash",
-    "created_at",
+# members' value columns, in the order _flush builds its rows (no and tenant_id around them)
+_MEMBER_VALUE_COLS = (*_MEMBER_COLS, "exited", "trigger", "referrer")
+_MEMBER_INSERT_COLS = ("tenant_id", "no", "code", *_MEMBER_VALUE_COLS)
+_UPDATE_MEMBERS = (
+    f"UPDATE members SET {', '.join(f'{c} = ?' for c in _MEMBER_VALUE_COLS)} "  # noqa: S608
+    "WHERE tenant_id = ? AND no = ?"
 )
-_MEMBER_INSERT_COLS = (
-    "tenant_id",
-    "no",
-    "code",
-    "ep",
-    "sp",
-    "quota",
-    "spent",
-    "dividends",
-    "ep_debt",
-    "exited",
-    "trigger",
-    "referrer",
-)
-_GRANT_COLS = (
-    "tenant_id",
-    "order_ref",
-    "member",
-    "referrer",
-    "amount",
-    "pool_in",
-    "fund_in",
-    "ep_member",
-    "ep_referrer",
-    "quota",
-    "refunded",
-    "total",
-    "cny_part",
-)
-_MEMBER_UPD_COLS = (
-    "ep",
-    "sp",
-    "quota",
-    "spent",
-    "dividends",
-    "ep_debt",
-    "exited",
-    "trig",
-    "referrer",
-    "no",
+_UPDATE_MEMBERS_FROM = (
+    f"UPDATE members AS m SET {', '.join(f'{c} = t.{c}' for c in _MEMBER_VALUE_COLS)} "  # noqa: S608
+    "FROM tm_member_upd AS t WHERE m.tenant_id = %s AND m.no = t.no"
 )
 # members kept warm between batches per tenant (about 0.5 KB each); more: read them again
 _WARM_MAX = 200_000
@@ -1011,29 +968,33 @@ class Ledger:
     def _write_log(
         self, conn: Connection, tx_rows: list[tuple[Any, ...]], tr_rows: list[tuple[Any, ...]]
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        self._insert(conn, "ledger_tx", _LEDGER_TX_COLS, tx_rows)
-        self._insert_transfers(conn, tr_rows)
+        self._insert(conn, s.ledger_tx, tx_rows)
+        self._insert(conn, s.transfers, tr_rows)
         return [], []
 
-    def _insert_transfers(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        self._insert(conn, "transfers", _TRANSFER_COLS, rows)
-
     def _insert(
-        self, conn: Connection, table: str, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Sequence[tuple[Any, ...]],
+        cols: Sequence[str] | None = None,
     ) -> None:
-        """New rows: ``executemany`` on SQLite, ``COPY`` on PostgreSQL.
+        """New rows (all of the table's columns in its order, unless ``cols``): ``executemany``
+        on SQLite, ``COPY`` on PostgreSQL.
 
         psycopg's ``executemany`` is a round of protocol messages and a planned statement per
         row (35 us a row here: 46 s for a 1M-holder close's 1.3M transfers); ``COPY`` streams
-        them.  ``table`` and ``cols`` are this module's constants, never input.
+        them.  Column names come from the schema or this module's constants, never input.
         """
         if not rows:
             return
+        cols = tuple(table.c.keys()) if cols is None else cols
         if self._sqlite:
             marks = ", ".join("?" * len(cols))
-            self._many(conn, f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows)  # noqa: S608
+            sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})"  # noqa: S608
+            self._many(conn, sql, rows)
         else:
-            _copy(conn, table, cols, rows)
+            _copy(conn, table.name, cols, rows)
 
     def _flush(
         self,
@@ -1068,27 +1029,19 @@ class Ledger:
         # in key order: B-tree pages are visited once each, not at random (100,404 exit
         # updates after a 1M-holder close: 3.3 s in set order)
         upd_rows.sort(key=itemgetter(-1))
-        self._insert(conn, "members", _MEMBER_INSERT_COLS, new_rows)
+        self._insert(conn, s.members, new_rows, _MEMBER_INSERT_COLS)
         if self._sqlite or len(upd_rows) < _PG_BULK_UPDATE:
-            self._many(
-                conn,
-                "UPDATE members SET ep = ?, sp = ?, quota = ?, spent = ?, dividends = ?, "
-                "ep_debt = ?, exited = ?, trigger = ?, referrer = ? WHERE tenant_id = ? AND no = ?",
-                upd_rows,
-            )
+            self._many(conn, _UPDATE_MEMBERS, upd_rows)
         else:
             _pg_update_from(
                 conn,
                 "tm_member_upd",
                 "ep bigint, sp bigint, quota bigint, spent bigint, dividends bigint, "
-                "ep_debt bigint, exited boolean, trig double precision, referrer varchar(64), "
-                "no bigint",
-                _MEMBER_UPD_COLS,
-                (row[:9] + row[10:] for row in upd_rows),  # without tenant_id
-                "UPDATE members AS m SET ep = t.ep, sp = t.sp, quota = t.quota, spent = t.spent, "
-                "dividends = t.dividends, ep_debt = t.ep_debt, exited = t.exited, "
-                "trigger = t.trig, referrer = t.referrer "
-                "FROM tm_member_upd AS t WHERE m.tenant_id = %s AND m.no = t.no",
+                'ep_debt bigint, exited boolean, "trigger" double precision, '
+                "referrer varchar(64), no bigint",
+                (*_MEMBER_VALUE_COLS, "no"),
+                (row[:-2] + row[-1:] for row in upd_rows),  # without tenant_id
+                _UPDATE_MEMBERS_FROM,
                 (tenant_id,),
             )
         g_new: list[tuple[Any, ...]] = []
@@ -1119,7 +1072,7 @@ class Ledger:
             else:
                 g_upd.append({"b_order": g.order, "refunded": atoms(g.refunded, CNY_PLACES)})
         eco.dirty_grants.clear()
-        self._insert(conn, "grants", _GRANT_COLS, g_new)
+        self._insert(conn, s.grants, g_new)
         self._flush_orders(conn, tenant_id, eco)
         if g_upd:
             gt = s.grants.c
@@ -1293,12 +1246,9 @@ class Ledger:
         # what the store holds now: _flush writes every balance that differs from it, one
         # that the pay-out brings to zero included (an empty "before" would skip those)
         stored = dict(bal)
-        fund_key = (str(SystemAccount.DIVIDEND_FUND), Asset.CNY)
-        res_key = (str(SystemAccount.SP_RESERVE), Asset.CNY)
-        spi_key = (str(SystemAccount.SP_ISSUANCE), Asset.SP)
-        bal[fund_key] = bal.get(fund_key, ZERO) - paid_d
-        bal[res_key] = bal.get(res_key, ZERO) + paid_d
-        bal[spi_key] = bal.get(spi_key, ZERO) - paid_d
+        bal[_FUND] = bal.get(_FUND, ZERO) - paid_d
+        bal[_RESERVE] = bal.get(_RESERVE, ZERO) + paid_d
+        bal[_SPI] = bal.get(_SPI, ZERO) - paid_d
 
         def journal() -> Iterator[list[tuple[str, str, str, int]]]:
             """The pay-out's transfers, a chunk at a time (built by comprehensions: 1M rows)."""
@@ -1351,7 +1301,7 @@ class Ledger:
             pipe.drain()  # the exit pass reads through the same connection
 
             # Exits after the pay-out (R9 "Then exits (R7) run"), same transaction and log row.
-            exits, exit_rows = self._bulk_exits(conn, tenant_id, eco.state, params, new_shift)
+            exits, exit_rows = self._bulk_exits(conn, tenant_id, eco, new_shift)
             self._stream_transfers(pipe.put, digest, tenant_id, seq, n, self._chunks(exit_rows))
             pipe.drain()
         finally:
@@ -1386,33 +1336,28 @@ class Ledger:
         self,
         conn: Connection,
         tenant_id: int,
-        state: EconomyState,
-        params: TenantParams,
+        eco: Economy,
         shift: float,
     ) -> tuple[int, list[tuple[str, str, str, int]]]:
         """The close's forced exits through :class:`ExitCascade`, in atoms; return the count
         and the transfers, in the order ``Economy.run_exits`` would journal them.
 
         Candidates come from the trigger index as in :meth:`_SqlSource.due`; exited members
-        are written here (sorted by key) and the system balances in ``state`` are updated for
-        the caller's ``_flush``.
+        are written here (sorted by key) and the system balances in ``eco.state`` are updated
+        for the caller's ``_flush``.
         """
+        state = eco.state
         bal = state.balances
         cascade = ExitCascade(
-            atoms(bal.get(_POOL, ZERO), CNY_PLACES),
-            atoms(-bal.get(_ISSUANCE, ZERO) - bal.get(_BURNED, ZERO), EP_PLACES),
+            atoms(eco.pool, CNY_PLACES),
+            atoms(eco.circulating, EP_PLACES),
             atoms(state.empty_pool, CNY_PLACES),
             atoms(state.empty_circulating, EP_PLACES),
-            params.initial_price,
-            params.sell_fee,
+            eco.params.initial_price,
+            eco.params.sell_fee,
         )
         pages = _DuePages(conn, tenant_id, _EXIT_COLS)
-        burned, pool, reserve, spi = (
-            str(SystemAccount.BURNED),
-            str(SystemAccount.POOL),
-            str(SystemAccount.SP_RESERVE),
-            str(SystemAccount.SP_ISSUANCE),
-        )
+        burned, pool, reserve, spi = _BURNED[0], _POOL[0], _RESERVE[0], _SPI[0]
         offer, next_exit, hint = cascade.offer, cascade.next_exit, cascade.price_hint
         transfers: list[tuple[str, str, str, int]] = []
         updates: list[tuple[int, bool, int, int]] = []

@@ -1592,15 +1592,9 @@ class OrderService:
 
     def order_member(self, tenant_id: int, ref: str) -> str:
         """Who placed order ``ref`` (NotFound if the tenant has none): the ownership check of
-        the member routes reads this one column, not the order with its lines and payments."""
-        o = s.orders.c
+        the member routes reads the order's row, not its lines, payments and refunds."""
         with read_only(self.engine).connect() as conn:
-            member = conn.execute(
-                select(o.member).where(o.tenant_id == tenant_id, o.ref == ref)
-            ).scalar()
-        if member is None:
-            raise NotFound(f"no order {ref!r}")
-        return str(member)
+            return str(_order_row(conn, tenant_id, ref).member)
 
     def complete_sandbox(
         self,
