@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -98,6 +100,16 @@ class TenantParams:
                 raise InvalidParameter(str(exc)) from None
         return replace(cls(), **values)
 
+    @staticmethod
+    def from_json(raw: str) -> TenantParams:
+        """The parameters as stored (JSON of :meth:`to_mapping`), parsed once per distinct text.
+
+        Every ledger transaction and many reads start from the tenant's stored row; parsing
+        and validating it again each time cost about a tenth of a one-command transaction.
+        Safe to share: the instance is frozen.
+        """
+        return _from_json(raw)
+
     def levels(self) -> tuple[Decimal, ...]:
         """The level thresholds as Decimals, ascending."""
         return tuple(Decimal(x) for x in self.level_thresholds.split(","))
@@ -118,3 +130,8 @@ def _levels(raw: object) -> str:
     if any(b <= a for a, b in pairwise(vals)):
         raise InvalidParameter("level_thresholds must be strictly ascending")
     return ",".join(str(v) for v in vals)
+
+
+@lru_cache(maxsize=1024)
+def _from_json(raw: str) -> TenantParams:
+    return TenantParams.from_mapping(json.loads(raw))

@@ -270,21 +270,19 @@ class _SqlSource:
             ),
             lambda row: (row.code, _member_from_row(row)),
         )
-        g = s.grants.c
         self._load(
             self.grants,
             orders,
-            lambda part: self.conn.execute(
-                select(s.grants).where(g.tenant_id == self.tenant_id, g.order_ref.in_(part))
+            lambda part: _in_query(
+                self.conn, "grants", _GRANT_COLS_SQL, "order_ref", self.tenant_id, part
             ),
             lambda row: (row.order_ref, _grant_from_row(row)),
         )
-        e = s.escrows.c
         self._load(
             self.escrows,
             orders,
-            lambda part: self.conn.execute(
-                select(s.escrows).where(e.tenant_id == self.tenant_id, e.order_ref.in_(part))
+            lambda part: _in_query(
+                self.conn, "escrows", _ESCROW_COLS_SQL, "order_ref", self.tenant_id, part
             ),
             lambda row: (row.order_ref, _escrow_from_row(row)),
         )
@@ -489,6 +487,35 @@ _UPDATE_MEMBERS_FROM = (
 )
 # members kept warm between batches per tenant (about 0.5 KB each); more: read them again
 _WARM_MAX = 200_000
+_LOCK_SQL = (
+    "SELECT ts.seq, ts.head, ts.member_count, ts.empty_pool, ts.empty_circulating, "
+    "ts.trigger_shift, t.params FROM tenant_state AS ts JOIN tenants AS t ON t.id = ts.tenant_id "
+    "WHERE ts.tenant_id = ?"
+)
+_LOCK_SQL_PG = _LOCK_SQL.replace("?", "%s") + " FOR UPDATE OF ts"
+_UPDATE_STATE = (
+    "UPDATE tenant_state SET seq = ?, head = ?, member_count = ?, empty_pool = ?, "
+    "empty_circulating = ? WHERE tenant_id = ?"
+)
+_UPDATE_ACCOUNT = (
+    "UPDATE accounts SET balance = ? WHERE tenant_id = ? AND account = ? AND asset = ?"
+)
+_GRANT_COLS_SQL = ", ".join(s.grants.c.keys())
+_ESCROW_COLS_SQL = ", ".join(s.escrows.c.keys())
+
+
+@dataclass(frozen=True, slots=True)
+class _Warm:
+    """What a tenant's last committed batch left in the database, kept by this process: its
+    sequence number after the commit, the members it read or wrote and every account balance.
+    Valid only while the tenant's sequence number is still ``seq`` (see :meth:`Ledger.submit`).
+    """
+
+    seq: int
+    members: dict[str, Member]
+    balances: dict[tuple[str, Asset], Decimal]
+
+
 # PostgreSQL: from this many member updates in one batch, COPY + one joined UPDATE; below it,
 # executemany (the temporary table's round trips cost more than a few rows' statements)
 _PG_BULK_UPDATE = 1000
@@ -547,7 +574,7 @@ class Ledger:
         self._sqlite = is_sqlite(engine)
         # Members as the last batch committed them, per tenant, with the tenant's sequence
         # number after that commit (see :meth:`submit`).
-        self._warm: dict[int, tuple[int, dict[str, Member]]] = {}
+        self._warm: dict[int, _Warm] = {}
 
     # ------------------------------------------------------------------ tenants
 
@@ -607,23 +634,20 @@ class Ledger:
         except NotFound:
             return self.create_tenant(code, params)
 
-    @staticmethod
-    def _params(conn: Connection, tenant_id: int) -> TenantParams:
-        raw = conn.execute(select(s.tenants.c.params).where(s.tenants.c.id == tenant_id)).scalar()
-        if raw is None:
-            raise NotFound(f"no tenant {tenant_id}")
-        return TenantParams.from_mapping(json.loads(raw))
-
     # ------------------------------------------------------------------ the unit of work
 
-    def _lock(self, conn: Connection, tenant_id: int) -> Any:
-        q = select(s.tenant_state).where(s.tenant_state.c.tenant_id == tenant_id)
-        if not self._sqlite:
-            q = q.with_for_update()
-        row = conn.execute(q).one_or_none()
+    def _lock(self, conn: Connection, tenant_id: int) -> tuple[Any, TenantParams]:
+        """The tenant's state row, locked (PostgreSQL), and its parameters: one statement.
+
+        On the driver: a one-command transaction (a payment notification, a wallet action)
+        otherwise spends more CPU building and compiling its few statements than running them.
+        """
+        row = conn.exec_driver_sql(
+            _LOCK_SQL if self._sqlite else _LOCK_SQL_PG, (tenant_id,)
+        ).first()
         if row is None:
             raise NotFound(f"no tenant {tenant_id}")
-        return row
+        return row, TenantParams.from_json(row.params)
 
     def _load_state(self, conn: Connection, tenant_id: int, st: Any) -> EconomyState:
         balances: dict[tuple[str, Asset], Decimal] = {}
@@ -658,7 +682,7 @@ class Ledger:
         # transaction, which moves it; another process's batch in between invalidates them).
         # Taken out while the batch runs (it mutates them) and put back only after the commit.
         warm = self._warm.pop(tenant_id, None)
-        keep: list[tuple[int, dict[str, Member]]] = []
+        keep: list[_Warm] = []
         with self.engine.begin() as conn:
             out = self._submit(
                 conn, tenant_id, items, stop_on_reject=stop_on_reject, warm=warm, keep=keep
@@ -674,17 +698,26 @@ class Ledger:
         items: Sequence[tuple[str, Command]],
         *,
         stop_on_reject: bool = False,
-        warm: tuple[int, dict[str, Member]] | None = None,
-        keep: list[tuple[int, dict[str, Member]]] | None = None,
+        warm: _Warm | None = None,
+        keep: list[_Warm] | None = None,
     ) -> list[Outcome]:
-        st = self._lock(conn, tenant_id)
-        params = self._params(conn, tenant_id)
+        st, params = self._lock(conn, tenant_id)
         payloads = [to_payload(cmd) for _, cmd in items]
         encoded = [canonical(p) for p in payloads]
         hashes = [hashlib.sha256(b).hexdigest() for b in encoded]
         seen = self._existing(conn, tenant_id, [k for k, _ in items])
 
-        state = self._load_state(conn, tenant_id, st)
+        fresh = warm is not None and warm.seq == st.seq
+        if fresh:
+            assert warm is not None
+            state = EconomyState(
+                balances=dict(warm.balances),
+                member_count=st.member_count,
+                empty_pool=from_atoms(st.empty_pool, CNY_PLACES),
+                empty_circulating=from_atoms(st.empty_circulating, EP_PLACES),
+            )
+        else:
+            state = self._load_state(conn, tenant_id, st)
         before = dict(state.balances)
         shift = float(st.trigger_shift)
         source = _SqlSource(conn, tenant_id, shift)
@@ -698,8 +731,9 @@ class Ledger:
             o = getattr(cmd, "order", None)
             if o:
                 orders.append(o)
-        if warm is not None and warm[0] == st.seq:
-            source.members.update(warm[1])
+        if fresh:
+            assert warm is not None
+            source.members.update(warm.members)
         source.prefetch(codes, orders)
         eco = Economy(params, state, source)
 
@@ -776,16 +810,19 @@ class Ledger:
             outcomes.append(Outcome(key, "applied", seq=seq, result=result))
         self._flush(conn, tenant_id, eco, before, shift)
         self._write_log(conn, tx_rows, tr_rows)
-        conn.execute(
-            update(s.tenant_state)
-            .where(s.tenant_state.c.tenant_id == tenant_id)
-            .values(
-                seq=seq,
-                head=head,
-                member_count=eco.state.member_count,
-                empty_pool=atoms(eco.state.empty_pool, CNY_PLACES),
-                empty_circulating=atoms(eco.state.empty_circulating, EP_PLACES),
-            )
+        self._many(
+            conn,
+            _UPDATE_STATE,
+            [
+                (
+                    seq,
+                    head,
+                    eco.state.member_count,
+                    atoms(eco.state.empty_pool, CNY_PLACES),
+                    atoms(eco.state.empty_circulating, EP_PLACES),
+                    tenant_id,
+                )
+            ],
         )
         if keep is not None and all(o.status != "rejected" for o in outcomes):
             # what this transaction leaves in ``members`` for every member it read or wrote
@@ -793,7 +830,7 @@ class Ledger:
             members = {c: m for c, m in source.members.items() if m is not None}
             members.update(eco.members)
             if len(members) <= _WARM_MAX:
-                keep.append((seq, members))
+                keep.append(_Warm(seq, members, dict(eco.state.balances)))
         return outcomes
 
     @staticmethod
@@ -1082,23 +1119,15 @@ class Ledger:
                 .values(refunded=bindparam("refunded")),
                 g_upd,
             )
-        changed = [
-            {"b_acct": acct, "b_asset": str(asset), "balance": atoms(v, _PLACES[asset])}
-            for (acct, asset), v in eco.state.balances.items()
-            if before.get((acct, asset), ZERO) != v
-        ]
-        if changed:
-            a = s.accounts.c
-            conn.execute(
-                update(s.accounts)
-                .where(
-                    a.tenant_id == tenant_id,
-                    a.account == bindparam("b_acct"),
-                    a.asset == bindparam("b_asset"),
-                )
-                .values(balance=bindparam("balance")),
-                changed,
-            )
+        self._many(
+            conn,
+            _UPDATE_ACCOUNT,
+            [
+                (atoms(v, _PLACES[asset]), tenant_id, acct, asset.value)
+                for (acct, asset), v in eco.state.balances.items()
+                if before.get((acct, asset), ZERO) != v
+            ],
+        )
         before.clear()
         before.update(eco.state.balances)
 

@@ -324,7 +324,7 @@ def _params(conn: Connection, tenant_id: int) -> TenantParams:
     raw = conn.execute(select(s.tenants.c.params).where(s.tenants.c.id == tenant_id)).scalar()
     if raw is None:
         raise NotFound(f"no tenant {tenant_id}")
-    return TenantParams.from_mapping(json.loads(raw))
+    return TenantParams.from_json(raw)
 
 
 def _tenant_ids(conn: Connection, tenant_id: int | None) -> list[int]:
@@ -1002,6 +1002,16 @@ class OrderService:
                     self._check_points(conn, tenant_id, row.member, ep_fen)
                 if provider == "wechat" and self.hub.wechat(conn, tenant_id) is None:
                     raise ProviderNotConfigured("WeChat Pay is not configured for this tenant")
+                # The last attempt before the waiting one, in this order: under READ COMMITTED
+                # (PostgreSQL) each statement sees its own moment, and read the other way a
+                # concurrent start committing in between looked like "none waiting, last
+                # attempt 1", so a second attempt was opened.  Read this way, an attempt
+                # committed in between is found waiting, or ours collides with it on insert.
+                last = conn.execute(
+                    select(func.max(py.attempt)).where(
+                        py.tenant_id == tenant_id, py.order_id == row.id
+                    )
+                ).scalar()
                 waiting = conn.execute(
                     select(s.payments).where(
                         py.tenant_id == tenant_id,
@@ -1014,11 +1024,6 @@ class OrderService:
                 ).first()
                 if waiting is not None:
                     return _payment(waiting, ref, row.total_fen)
-                last = conn.execute(
-                    select(func.max(py.attempt)).where(
-                        py.tenant_id == tenant_id, py.order_id == row.id
-                    )
-                ).scalar()
         if wallet_only:
             if sp_fen + ep_fen > row.total_fen:
                 raise InvalidCommand(

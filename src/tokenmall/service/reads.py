@@ -75,7 +75,7 @@ def tenant_params(conn: Connection, tenant_id: int) -> TenantParams:
     raw = conn.execute(select(s.tenants.c.params).where(s.tenants.c.id == tenant_id)).scalar()
     if raw is None:
         raise NotFound(f"no tenant {tenant_id}")
-    return TenantParams.from_mapping(json.loads(raw))
+    return TenantParams.from_json(raw)
 
 
 def _balances(conn: Connection, tenant_id: int) -> dict[tuple[str, str], Decimal]:
