@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tokenmall.errors import InvalidCommand, NotFound
 from tokenmall.service.errors import AlreadyExists, Conflict
@@ -81,11 +81,13 @@ def _profile(row: Any) -> MemberProfile:
     )
 
 
+_PROFILE = select(s.member_profiles).where(
+    s.member_profiles.c.tenant_id == bindparam("t"), s.member_profiles.c.code == bindparam("code")
+)  # built once: every order and wallet request reads a profile (see orders.py)
+
+
 def get_profile(conn: Connection, tenant_id: int, code: str) -> MemberProfile:
-    p = s.member_profiles.c
-    row = conn.execute(
-        select(s.member_profiles).where(p.tenant_id == tenant_id, p.code == code)
-    ).first()
+    row = conn.execute(_PROFILE, {"t": tenant_id, "code": code}).first()
     if row is None:
         raise NotFound(f"no member {code!r}")
     return _profile(row)
@@ -105,10 +107,14 @@ def list_profiles(
     )
 
 
+_LEDGER_REFERRER = select(s.members.c.referrer).where(
+    s.members.c.tenant_id == bindparam("t"), s.members.c.code == bindparam("code")
+)
+
+
 def ledger_referrer(conn: Connection, tenant_id: int, code: str) -> str | None:
     """The referrer the ledger holds for ``code`` (None: no ledger row or no referrer)."""
-    m = s.members.c
-    return conn.execute(select(m.referrer).where(m.tenant_id == tenant_id, m.code == code)).scalar()
+    return conn.execute(_LEDGER_REFERRER, {"t": tenant_id, "code": code}).scalar()
 
 
 def _referrer_by_invite(conn: Connection, tenant_id: int, invite_code: str) -> str:

@@ -64,7 +64,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tokenmall.domain.economy import Command, Economy, Join, Pay, Refund, Settle
@@ -311,17 +311,52 @@ def check_ref(value: str, what: str) -> str:
     return value
 
 
+# The hot statements, built once with bound parameters: building a Core statement and its
+# cache key on every call cost about 140 us of CPU here against 40 us to execute a built one,
+# and a paid order runs some thirty of them (bench/README.md, "2026-11-26, second session").
+_o, _py, _ln = s.orders.c, s.payments.c, s.order_lines.c
+_ORDER_BY_REF = select(s.orders).where(_o.tenant_id == bindparam("t"), _o.ref == bindparam("ref"))
+_ORDER_BY_ID = select(s.orders).where(_o.tenant_id == bindparam("t"), _o.id == bindparam("id"))
+_LINES = (
+    select(s.order_lines)
+    .where(_ln.tenant_id == bindparam("t"), _ln.order_id == bindparam("id"))
+    .order_by(_ln.line_no)
+)
+_TENANT_SEQ = select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == bindparam("t"))
+_PARAMS = select(s.tenants.c.params).where(s.tenants.c.id == bindparam("t"))
+_PAYMENT_BY_PROVIDER_ID = select(s.payments).where(
+    _py.tenant_id == bindparam("t"),
+    _py.provider == bindparam("provider"),
+    _py.provider_order_id == bindparam("pid"),
+)
+_SANDBOX_INTENT = select(_py.id).where(
+    _py.tenant_id == bindparam("t"), _py.provider == "sandbox", _py.intent_id == bindparam("i")
+)
+_ORDER_OF_INTENT = (
+    select(_o.ref, _o.member)
+    .select_from(
+        s.payments.join(s.orders, (_o.tenant_id == _py.tenant_id) & (_o.id == _py.order_id))
+    )
+    .where(
+        _py.tenant_id == bindparam("t"), _py.provider == "sandbox", _py.intent_id == bindparam("i")
+    )
+)
+
+
+def _locked(conn: Connection, q: Select[Any]) -> Select[Any]:
+    """``q`` with ``FOR UPDATE`` where rows are locked (SQLite: every writing transaction
+    began IMMEDIATE, store.db, so it holds the database lock already)."""
+    return q if conn.dialect.name == "sqlite" else q.with_for_update()
+
+
 def _lock_tenant(conn: Connection, tenant_id: int) -> None:
     """The ledger's per-tenant lock, taken before any order row (see the module docstring)."""
-    q = select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == tenant_id)
-    if conn.dialect.name != "sqlite":  # SQLite: every transaction began IMMEDIATE (store.db)
-        q = q.with_for_update()
-    if conn.execute(q).first() is None:
+    if conn.execute(_locked(conn, _TENANT_SEQ), {"t": tenant_id}).first() is None:
         raise NotFound(f"no tenant {tenant_id}")
 
 
 def _params(conn: Connection, tenant_id: int) -> TenantParams:
-    raw = conn.execute(select(s.tenants.c.params).where(s.tenants.c.id == tenant_id)).scalar()
+    raw = conn.execute(_PARAMS, {"t": tenant_id}).scalar()
     if raw is None:
         raise NotFound(f"no tenant {tenant_id}")
     return TenantParams.from_json(raw)
@@ -515,33 +550,20 @@ def _order(row: Any, lines: list[OrderLine] | None = None) -> Order:
 
 
 def _order_row(conn: Connection, tenant_id: int, ref: str, *, lock: bool = False) -> Any:
-    o = s.orders.c
-    q = select(s.orders).where(o.tenant_id == tenant_id, o.ref == ref)
-    if lock and conn.dialect.name != "sqlite":
-        q = q.with_for_update()
-    row = conn.execute(q).first()
+    q = _locked(conn, _ORDER_BY_REF) if lock else _ORDER_BY_REF
+    row = conn.execute(q, {"t": tenant_id, "ref": ref}).first()
     if row is None:
         raise NotFound(f"no order {ref!r}")
     return row
 
 
 def _order_by_id(conn: Connection, tenant_id: int, order_id: int, *, lock: bool = False) -> Any:
-    o = s.orders.c
-    q = select(s.orders).where(o.tenant_id == tenant_id, o.id == order_id)
-    if lock and conn.dialect.name != "sqlite":
-        q = q.with_for_update()
-    return conn.execute(q).one()
+    q = _locked(conn, _ORDER_BY_ID) if lock else _ORDER_BY_ID
+    return conn.execute(q, {"t": tenant_id, "id": order_id}).one()
 
 
 def _lines(conn: Connection, tenant_id: int, order_id: int) -> list[Any]:
-    ln = s.order_lines.c
-    return list(
-        conn.execute(
-            select(s.order_lines)
-            .where(ln.tenant_id == tenant_id, ln.order_id == order_id)
-            .order_by(ln.line_no)
-        )
-    )
+    return list(conn.execute(_LINES, {"t": tenant_id, "id": order_id}))
 
 
 def _set_order(conn: Connection, tenant_id: int, order_id: int, **values: Any) -> None:
@@ -1385,15 +1407,10 @@ class OrderService:
         raise UnsupportedNotification(f"{n.kind} notifications are not handled here")
 
     def _payment_for(self, conn: Connection, tenant_id: int, n: Notification) -> Any:
-        py = s.payments.c
-        q = select(s.payments).where(
-            py.tenant_id == tenant_id,
-            py.provider == n.provider,
-            py.provider_order_id == (n.order_id or ""),
-        )
-        if conn.dialect.name != "sqlite":
-            q = q.with_for_update()
-        return conn.execute(q).first()
+        return conn.execute(
+            _locked(conn, _PAYMENT_BY_PROVIDER_ID),
+            {"t": tenant_id, "provider": n.provider, "pid": n.order_id or ""},
+        ).first()
 
     def _on_paid(
         self, conn: Connection, tenant_id: int, n: Notification, refunds: list[_ProviderRefund]
@@ -1580,17 +1597,8 @@ class OrderService:
     def order_of_intent(self, tenant_id: int, intent_id: str) -> tuple[str, str]:
         """The order a sandbox intent of this tenant pays and its member (NotFound for any
         other intent)."""
-        py, o = s.payments.c, s.orders.c
         with read_only(self.engine).connect() as conn:
-            row = conn.execute(
-                select(o.ref, o.member)
-                .select_from(
-                    s.payments.join(s.orders, (o.tenant_id == py.tenant_id) & (o.id == py.order_id))
-                )
-                .where(
-                    py.tenant_id == tenant_id, py.provider == "sandbox", py.intent_id == intent_id
-                )
-            ).first()
+            row = conn.execute(_ORDER_OF_INTENT, {"t": tenant_id, "i": intent_id}).first()
         if row is None:
             raise NotFound(f"no sandbox intent {intent_id!r}")
         return str(row.ref), str(row.member)
@@ -1619,13 +1627,8 @@ class OrderService:
         delivers them with its next round (:meth:`pump_sandbox`).
         """
         self._check_sandbox()
-        py = s.payments.c
         with read_only(self.engine).connect() as conn:
-            pay = conn.execute(
-                select(py.id).where(
-                    py.tenant_id == tenant_id, py.provider == "sandbox", py.intent_id == intent_id
-                )
-            ).first()
+            pay = conn.execute(_SANDBOX_INTENT, {"t": tenant_id, "i": intent_id}).first()
         if pay is None:
             raise NotFound(f"no sandbox intent {intent_id!r}")
         box = self.hub.sandbox(tenant)
