@@ -343,6 +343,47 @@ _ORDER_OF_INTENT = (
 )
 
 
+_LAST_ATTEMPT = select(func.max(_py.attempt)).where(
+    _py.tenant_id == bindparam("t"), _py.order_id == bindparam("id")
+)
+_WAITING = select(s.payments).where(
+    _py.tenant_id == bindparam("t"),
+    _py.order_id == bindparam("id"),
+    _py.provider == bindparam("provider"),
+    _py.status == "requires_payment",
+    _py.sp_fen == bindparam("sp"),
+    _py.cny_fen == bindparam("cny"),
+)
+_PAYMENT_BY_ID = select(s.payments).where(
+    _py.tenant_id == bindparam("t"), _py.id == bindparam("id")
+)
+_PAYMENT_PAID = (
+    update(s.payments)
+    .where(_py.tenant_id == bindparam("t"), _py.id == bindparam("b_id"))
+    .values(status="paid", updated_at=bindparam("at"))
+)
+_EVENT = select(s.provider_events).where(
+    s.provider_events.c.tenant_id == bindparam("t"),
+    s.provider_events.c.provider == bindparam("provider"),
+    s.provider_events.c.event_id == bindparam("event"),
+)
+_k, _p = s.skus.c, s.products.c
+_SKU_INFO = (
+    select(
+        _k.id,
+        _k.product_id,
+        _k.name,
+        _k.price_fen,
+        _p.merchant_id,
+        _p.name.label("product_name"),
+        _p.pool_amount_fen,
+        _p.fund_amount_fen,
+    )
+    .select_from(s.skus.join(s.products, (_p.tenant_id == _k.tenant_id) & (_p.id == _k.product_id)))
+    .where(_k.tenant_id == bindparam("t"), _k.id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def _locked(conn: Connection, q: Select[Any]) -> Select[Any]:
     """``q`` with ``FOR UPDATE`` where rows are locked (SQLite: every writing transaction
     began IMMEDIATE, store.db, so it holds the database lock already)."""
@@ -824,25 +865,9 @@ class OrderService:
                 except NotFound:
                     raise InvalidCommand(f"no SKU {sku_id}") from None
                 raise OutOfStock(f"SKU {sku_id} has fewer than {qty} units left")
-        k, p = s.skus.c, s.products.c
         info = {
             r.id: r
-            for r in conn.execute(
-                select(
-                    k.id,
-                    k.product_id,
-                    k.name,
-                    k.price_fen,
-                    p.merchant_id,
-                    p.name.label("product_name"),
-                    p.pool_amount_fen,
-                    p.fund_amount_fen,
-                )
-                .select_from(
-                    s.skus.join(s.products, (p.tenant_id == k.tenant_id) & (p.id == k.product_id))
-                )
-                .where(k.tenant_id == tenant_id, k.id.in_([sku for sku, _ in lines]))
-            )
+            for r in conn.execute(_SKU_INFO, {"t": tenant_id, "ids": [sku for sku, _ in lines]})
         }
         total_fen = sum(info[sku].price_fen * qty for sku, qty in lines)
         if total_fen > _fen(MAX_ORDER_TOTAL):
@@ -1029,20 +1054,16 @@ class OrderService:
                 # concurrent start committing in between looked like "none waiting, last
                 # attempt 1", so a second attempt was opened.  Read this way, an attempt
                 # committed in between is found waiting, or ours collides with it on insert.
-                last = conn.execute(
-                    select(func.max(py.attempt)).where(
-                        py.tenant_id == tenant_id, py.order_id == row.id
-                    )
-                ).scalar()
+                last = conn.execute(_LAST_ATTEMPT, {"t": tenant_id, "id": row.id}).scalar()
                 waiting = conn.execute(
-                    select(s.payments).where(
-                        py.tenant_id == tenant_id,
-                        py.order_id == row.id,
-                        py.provider == provider,
-                        py.status == "requires_payment",
-                        py.sp_fen == sp_fen,
-                        py.cny_fen == cny_fen,
-                    )
+                    _WAITING,
+                    {
+                        "t": tenant_id,
+                        "id": row.id,
+                        "provider": provider,
+                        "sp": sp_fen,
+                        "cny": cny_fen,
+                    },
                 ).first()
                 if waiting is not None:
                     return _payment(waiting, ref, row.total_fen)
@@ -1181,11 +1202,8 @@ class OrderService:
         attempt: int | None = None,
         intent_id: str | None = None,
     ) -> Any:
-        py = s.payments.c
         if attempt is None:
-            last = conn.execute(
-                select(func.max(py.attempt)).where(py.tenant_id == tenant_id, py.order_id == row.id)
-            ).scalar()
+            last = conn.execute(_LAST_ATTEMPT, {"t": tenant_id, "id": row.id}).scalar()
             attempt = int(last or 0) + 1
         provider_order_id = f"{row.ref}-{attempt}"
         pk = conn.execute(
@@ -1205,9 +1223,7 @@ class OrderService:
             )
         ).inserted_primary_key
         assert pk is not None
-        return conn.execute(
-            select(s.payments).where(py.tenant_id == tenant_id, py.id == int(pk[0]))
-        ).one()
+        return conn.execute(_PAYMENT_BY_ID, {"t": tenant_id, "id": int(pk[0])}).one()
 
     def _sandbox_intent(
         self, tenant: str, provider_order_id: str, amount: Decimal, ref: str
@@ -1294,12 +1310,7 @@ class OrderService:
             else:
                 values.update(status="settled", settled_at=now)
         _set_order(conn, tenant_id, row.id, **values)
-        py = s.payments.c
-        conn.execute(
-            update(s.payments)
-            .where(py.tenant_id == tenant_id, py.id == pay.id)
-            .values(status="paid", updated_at=now)
-        )
+        conn.execute(_PAYMENT_PAID, {"t": tenant_id, "b_id": pay.id, "at": now})
         return None
 
     # ------------------------------------------------------------------ notifications
@@ -1381,11 +1392,8 @@ class OrderService:
     def _event(
         self, conn: Connection, tenant_id: int, n: Notification
     ) -> NotificationResult | None:
-        e = s.provider_events.c
         row = conn.execute(
-            select(s.provider_events).where(
-                e.tenant_id == tenant_id, e.provider == n.provider, e.event_id == n.event_id
-            )
+            _EVENT, {"t": tenant_id, "provider": n.provider, "event": n.event_id}
         ).first()
         if row is None:
             return None
