@@ -329,9 +329,6 @@ _PAYMENT_BY_PROVIDER_ID = select(s.payments).where(
     _py.provider == bindparam("provider"),
     _py.provider_order_id == bindparam("pid"),
 )
-_SANDBOX_INTENT = select(_py.id).where(
-    _py.tenant_id == bindparam("t"), _py.provider == "sandbox", _py.intent_id == bindparam("i")
-)
 _ORDER_OF_INTENT = (
     select(_o.ref, _o.member)
     .select_from(
@@ -1602,15 +1599,6 @@ class OrderService:
             except PaymentError as exc:
                 log.warning("sandbox outbox of tenant %s not drained: %s", tenant, exc)
 
-    def order_of_intent(self, tenant_id: int, intent_id: str) -> tuple[str, str]:
-        """The order a sandbox intent of this tenant pays and its member (NotFound for any
-        other intent)."""
-        with read_only(self.engine).connect() as conn:
-            row = conn.execute(_ORDER_OF_INTENT, {"t": tenant_id, "i": intent_id}).first()
-        if row is None:
-            raise NotFound(f"no sandbox intent {intent_id!r}")
-        return str(row.ref), str(row.member)
-
     def order_member(self, tenant_id: int, ref: str) -> str:
         """Who placed order ``ref`` (NotFound if the tenant has none): the ownership check of
         the member routes reads the order's row, not its lines, payments and refunds."""
@@ -1625,8 +1613,11 @@ class OrderService:
         *,
         succeed: bool = True,
         deliver: bool = True,
+        member: str | None = None,
     ) -> SandboxCompletion:
-        """Play the customer at the sandbox: pay (or fail) an intent of this tenant.
+        """Play the customer at the sandbox: pay (or fail) an intent of this tenant.  With
+        ``member``, an intent of anyone else's order is answered as absent (NotFound), checked
+        on the same read.
 
         ``deliver``: the sandbox delivers its pending notifications to this service at once
         (through :meth:`handle_notification`, signatures and all).  Otherwise the new ones are
@@ -1636,9 +1627,11 @@ class OrderService:
         """
         self._check_sandbox()
         with read_only(self.engine).connect() as conn:
-            pay = conn.execute(_SANDBOX_INTENT, {"t": tenant_id, "i": intent_id}).first()
+            pay = conn.execute(_ORDER_OF_INTENT, {"t": tenant_id, "i": intent_id}).first()
         if pay is None:
             raise NotFound(f"no sandbox intent {intent_id!r}")
+        if member is not None and pay.member != member:
+            raise NotFound(f"no order {pay.ref!r}")
         box = self.hub.sandbox(tenant)
         captured: list[tuple[dict[str, str], bytes]] = []
         results: list[NotificationResult] = []
