@@ -431,7 +431,7 @@ def tenant_show(
             raw = conn.execute(
                 select(schema.tenants.c.params).where(schema.tenants.c.id == tid)
             ).scalar_one()
-        params = TenantParams.from_mapping(json.loads(raw))
+        params = TenantParams.from_json(raw)
     typer.echo(f"tenant {code} (id {tid}): {_params_line(params)}")
 
 

@@ -330,7 +330,7 @@ def _stored_params(engine: Engine, code: str) -> TenantParams | None:
         raw = conn.execute(
             select(schema.tenants.c.params).where(schema.tenants.c.code == code)
         ).scalar()
-    return None if raw is None else TenantParams.from_mapping(json.loads(raw))
+    return None if raw is None else TenantParams.from_json(raw)
 
 
 def _tenant_for(ledger: Ledger, code: str, params: TenantParams) -> int:

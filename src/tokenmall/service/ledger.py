@@ -707,9 +707,9 @@ class Ledger:
         hashes = [hashlib.sha256(b).hexdigest() for b in encoded]
         seen = self._existing(conn, tenant_id, [k for k, _ in items])
 
-        fresh = warm is not None and warm.seq == st.seq
-        if fresh:
-            assert warm is not None
+        if warm is not None and warm.seq != st.seq:
+            warm = None  # another writer moved the tenant on since this process's last batch
+        if warm is not None:
             state = EconomyState(
                 balances=dict(warm.balances),
                 member_count=st.member_count,
@@ -731,8 +731,7 @@ class Ledger:
             o = getattr(cmd, "order", None)
             if o:
                 orders.append(o)
-        if fresh:
-            assert warm is not None
+        if warm is not None:
             source.members.update(warm.members)
         source.prefetch(codes, orders)
         eco = Economy(params, state, source)

@@ -96,6 +96,7 @@ from tokenmall.service import catalog, members
 from tokenmall.service.errors import Conflict, OutOfStock
 from tokenmall.service.ledger import Ledger, Outcome
 from tokenmall.service.pages import Page, fetch_page
+from tokenmall.service.reads import tenant_params as _params
 from tokenmall.store import schema as s
 from tokenmall.store.db import read_only
 
@@ -323,7 +324,6 @@ _LINES = (
     .order_by(_ln.line_no)
 )
 _TENANT_SEQ = select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == bindparam("t"))
-_PARAMS = select(s.tenants.c.params).where(s.tenants.c.id == bindparam("t"))
 _PAYMENT_BY_PROVIDER_ID = select(s.payments).where(
     _py.tenant_id == bindparam("t"),
     _py.provider == bindparam("provider"),
@@ -391,13 +391,6 @@ def _lock_tenant(conn: Connection, tenant_id: int) -> None:
     """The ledger's per-tenant lock, taken before any order row (see the module docstring)."""
     if conn.execute(_locked(conn, _TENANT_SEQ), {"t": tenant_id}).first() is None:
         raise NotFound(f"no tenant {tenant_id}")
-
-
-def _params(conn: Connection, tenant_id: int) -> TenantParams:
-    raw = conn.execute(_PARAMS, {"t": tenant_id}).scalar()
-    if raw is None:
-        raise NotFound(f"no tenant {tenant_id}")
-    return TenantParams.from_json(raw)
 
 
 def _tenant_ids(conn: Connection, tenant_id: int | None) -> list[int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import NotFound
@@ -71,8 +71,12 @@ _NOT_REWARD_KINDS = ("exchange", "payout_result", "refund", "buy_points")
 _BOARD_MAX = 1000  # board_size is a tenant parameter; the board is read in one query
 
 
+_PARAMS = select(s.tenants.c.params).where(s.tenants.c.id == bindparam("t"))  # built once
+
+
 def tenant_params(conn: Connection, tenant_id: int) -> TenantParams:
-    raw = conn.execute(select(s.tenants.c.params).where(s.tenants.c.id == tenant_id)).scalar()
+    """The tenant's parameters as stored (every order and wallet request reads them)."""
+    raw = conn.execute(_PARAMS, {"t": tenant_id}).scalar()
     if raw is None:
         raise NotFound(f"no tenant {tenant_id}")
     return TenantParams.from_json(raw)

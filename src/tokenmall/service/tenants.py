@@ -161,7 +161,7 @@ def change_params(
     _lock_tenant(conn, tenant_id)
     t = s.tenants.c
     raw = conn.execute(select(t.params).where(t.id == tenant_id)).scalar_one()
-    before = TenantParams.from_mapping(json.loads(raw)).to_mapping()
+    before = TenantParams.from_json(raw).to_mapping()
     after = TenantParams.from_mapping({**before, **changes}).to_mapping()
     issued = _issued(conn, tenant_id)
     if Decimal(after["total_supply"]) < issued:
