@@ -631,7 +631,12 @@ def worker(
         # notifications recorded in provider_events like every other
         orders = OrderService(engine, PaymentHub(settings.secret_key.get_secret_value()))
         providers = HubPayouts(ledger, lambda: orders)
-        jobs = Scheduler(engine, providers=providers, interval=interval)
+        jobs = Scheduler(
+            engine,
+            providers=providers,
+            interval=interval,
+            refunds=lambda now: orders.retry_refunds(now=now),
+        )
         typer.echo(f"tokenmall worker: database {_safe_url(url)}", err=True)
         try:
             if once:

@@ -9,7 +9,9 @@ One :meth:`Scheduler.tick` does, in this order:
    that module provides them (unpaid orders release their stock; orders past their return
    window settle, R11);
 3. payouts of approved withdrawals that were never sent or never answered
-   (:func:`tokenmall.service.wallet.retry_payouts`).
+   (:func:`tokenmall.service.wallet.retry_payouts`);
+4. provider refunds that never got through (a timeout, a 5xx), sent again with the same
+   refund id (``OrderService.retry_refunds``), when the scheduler was given it.
 
 Between ticks it sleeps until the earliest next local midnight of any tenant or ``interval``
 seconds, whichever is sooner.  Every job is idempotent, so any number of schedulers may run
@@ -69,6 +71,7 @@ class TickReport:
     closes: list[CloseOutcome] = field(default_factory=list)
     jobs: dict[str, Any] = field(default_factory=dict)
     payouts: int = 0
+    refunds: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -83,8 +86,11 @@ class Scheduler:
         interval: float = DEFAULT_INTERVAL,
         clock: Callable[[], float] = time.time,
         jobs: list[tuple[str, Job]] | None = None,
+        refunds: Callable[[float], int] | None = None,
     ) -> None:
         self.engine = engine
+        # sends again provider refunds that never got through (OrderService.retry_refunds)
+        self.refunds = refunds
         self.ledger = Ledger(engine)
         self.providers = providers
         self.interval = interval
@@ -140,6 +146,12 @@ class Scheduler:
             except Exception as exc:  # logged; the next tick retries
                 log.exception("payout retry failed")
                 report.errors.append(f"payouts: {exc}")
+        if self.refunds is not None:
+            try:
+                report.refunds = self.refunds(now)
+            except Exception as exc:  # logged; the next tick retries
+                log.exception("refund retry failed")
+                report.errors.append(f"refunds: {exc}")
         return report
 
     def next_wakeup(self, now: float) -> float:

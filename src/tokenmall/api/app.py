@@ -79,7 +79,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        jobs = Scheduler(db, providers=payout_providers_of(app_)) if scheduler else None
+        orders: OrderService = app_.state.orders
+        jobs = (
+            Scheduler(
+                db,
+                providers=payout_providers_of(app_),
+                refunds=lambda now: orders.retry_refunds(now=now),
+            )
+            if scheduler
+            else None
+        )
         if jobs is not None:
             jobs.start()
         yield

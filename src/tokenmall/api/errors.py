@@ -37,6 +37,7 @@ from tokenmall.errors import (
     SupplyExhausted,
     TokenmallError,
 )
+from tokenmall.payments.errors import ProviderRefused, ProviderUnavailable
 from tokenmall.service.errors import Conflict
 
 __all__ = [
@@ -59,6 +60,9 @@ _STATUS: Mapping[type[TokenmallError], int] = {
     SupplyExhausted: 409,
     InvalidCommand: 422,
     InvariantViolation: 500,
+    # the payment provider refused the call or could not be reached: an upstream's answer
+    ProviderRefused: 502,
+    ProviderUnavailable: 502,
 }
 _HTTP_CODES = {
     400: "bad_request",
@@ -118,6 +122,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _doc("The current state does not allow this"),
     422: _doc("Invalid request"),
     429: _doc("Rate limit reached; see Retry-After"),
+    502: _doc("The payment provider refused the call or could not be reached"),
 }
 
 

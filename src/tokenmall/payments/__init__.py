@@ -1,5 +1,6 @@
 """Payment providers: one typed interface, a sandbox that behaves like a real provider, and
-WeChat Pay v3 notification verification.
+WeChat Pay v3: notification verification and the signed outbound calls (prepay, refund,
+transfer).
 
 The service depends on :class:`PaymentProvider` and :class:`Notification` only; which provider
 a tenant uses is configuration.  See :mod:`tokenmall.payments.base` for the rules every
@@ -40,6 +41,8 @@ from tokenmall.payments.errors import (
     PaymentError,
     PaymentStateError,
     ProviderConfigError,
+    ProviderRefused,
+    ProviderUnavailable,
     StaleNotification,
     UnknownKey,
     UnknownPayment,
@@ -52,6 +55,7 @@ from tokenmall.payments.sandbox import (
     SandboxProvider,
 )
 from tokenmall.payments.wechat import WeChatPayNotifications
+from tokenmall.payments.wechat_api import WeChatPayApi
 
 __all__ = [
     "CURRENCY",
@@ -79,6 +83,8 @@ __all__ = [
     "PayoutResult",
     "PayoutStatus",
     "ProviderConfigError",
+    "ProviderRefused",
+    "ProviderUnavailable",
     "RefundResult",
     "RefundStatus",
     "SandboxGateway",
@@ -88,6 +94,7 @@ __all__ = [
     "UnknownKey",
     "UnknownPayment",
     "UnsupportedNotification",
+    "WeChatPayApi",
     "WeChatPayNotifications",
     "from_fen",
     "system_clock",

@@ -259,7 +259,13 @@ class PayoutRequest:
 
 @dataclass(frozen=True, slots=True)
 class PayoutResult:
-    """What a provider answered to a payout request; the notification confirms it later."""
+    """What a provider answered to a payout request; the notification confirms it later.
+
+    ``confirm_package`` is set when the payee must still accept the money themselves: WeChat
+    Pay's current transfer flow (商家转账, user-confirmation mode) answers ``WAIT_USER_CONFIRM``
+    with a ``package_info`` that the mini-program passes to ``wx.requestMerchantTransfer``.
+    It is None for providers and states that need no such step.
+    """
 
     provider: str
     payout_id: str
@@ -267,6 +273,7 @@ class PayoutResult:
     amount: Decimal
     status: PayoutStatus
     provider_payout_id: str
+    confirm_package: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

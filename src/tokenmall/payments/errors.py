@@ -11,6 +11,11 @@ TokenmallError                      (tokenmall.errors)
     │                               unpaid intent, refund more than was paid
     ├── UnknownPayment              an intent id the provider does not know (also a NotFound)
     ├── ProviderConfigError         the provider is misconfigured (key length, no keys)
+    ├── ProviderUnavailable         no trustworthy answer: network error, timeout, HTTP 5xx,
+    │                               or a response whose signature does not verify; the same
+    │                               request (same merchant id) is safe to send again
+    ├── ProviderRefused             the provider answered 4xx: it will refuse the same
+    │                               request again (``provider_code`` says why)
     └── NotificationRejected        an inbound notification the service must not act on;
         │                           answer non-2xx so a genuine sender retries
         ├── InvalidSignature        signature missing, undecodable or wrong: the headers or
@@ -46,6 +51,8 @@ __all__ = [
     "PaymentError",
     "PaymentStateError",
     "ProviderConfigError",
+    "ProviderRefused",
+    "ProviderUnavailable",
     "StaleNotification",
     "UnknownKey",
     "UnknownPayment",
@@ -97,6 +104,34 @@ class ProviderConfigError(PaymentError):
     """The provider was configured with a key or setting it cannot work with."""
 
     code = "provider_config"
+
+
+class ProviderUnavailable(PaymentError):
+    """No answer we can act on: the call may or may not have taken effect at the provider.
+
+    Raised for network errors, timeouts, HTTP 5xx and responses whose signature or timestamp
+    does not verify (a forged or tampered answer is treated as no answer).  Every outbound call
+    is idempotent on the id the merchant chose, so the caller retries with the *same* id and
+    gets the provider's existing object back if the first attempt did take effect.
+    """
+
+    code = "provider_unavailable"
+
+
+class ProviderRefused(PaymentError):
+    """The provider answered, authentically, with a 4xx: this request will not succeed as is.
+
+    ``provider_code`` is the provider's own error code (WeChat Pay's JSON ``code``, such as
+    ``INVALID_REQUEST`` or ``SIGN_ERROR``) so callers and operators can tell a business refusal
+    from a configuration problem; ``message`` is the provider's explanation.
+    """
+
+    code = "provider_refused"
+
+    def __init__(self, message: str, *, provider_code: str) -> None:
+        super().__init__(f"{provider_code}: {message}")
+        self.provider_code = provider_code
+        self.message = message
 
 
 class NotificationRejected(PaymentError):

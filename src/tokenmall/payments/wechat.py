@@ -16,11 +16,16 @@ and whose headers are ``Wechatpay-Timestamp``, ``Wechatpay-Nonce``, ``Wechatpay-
    deliberately wrong signature (``WECHATPAY/SIGNTEST/...``); they fail here, as they must.
 2. Freshness: the signed timestamp within a tolerance of our clock, which bounds replays.
 3. Content: ``resource.ciphertext`` opened with AES-256-GCM under the merchant's APIv3 key
-   (32 bytes) with ``resource.nonce`` and ``resource.associated_data``, and the transaction or
-   refund JSON inside decoded strictly.
+   (32 bytes) with ``resource.nonce`` and ``resource.associated_data``, and the transaction,
+   refund or transfer JSON inside decoded strictly.
 
-Only :class:`WeChatPayNotifications` (the inbound half) is implemented; placing orders,
-refunds and transfers needs signed HTTPS calls to WeChat and is not part of this module.
+Three families of events become a :class:`~tokenmall.payments.base.Notification`:
+``TRANSACTION.*`` (resource ``original_type`` "transaction"), ``REFUND.*`` ("refund") and
+``MCHTRANSFER.BILL.FINISHED`` ("mch_payment"; the final state of a 商家转账 transfer bill).
+
+This module is the inbound half.  The outbound half (JSAPI prepay, refunds, transfers: signed
+HTTPS calls to WeChat whose signed answers are checked with :func:`verify_signature`) is
+:class:`tokenmall.payments.wechat_api.WeChatPayApi`.
 
 :func:`build_notification` does the platform's side (sign and encrypt) so tests and harnesses
 can produce real notifications without WeChat.
@@ -83,7 +88,11 @@ __all__ = [
     "load_platform_key",
     "refund_resource",
     "sign_message",
+    "signed_message",
     "transaction_resource",
+    "transfer_resource",
+    "verify_signature",
+    "wechat_time",
 ]
 
 PROVIDER: Final = "wechat"
@@ -121,11 +130,28 @@ _REFUND_STATES: Final[Mapping[str, NotificationKind]] = {
     "ABNORMAL": NotificationKind.REFUND_FAILED,
 }
 _PENDING_REFUND_STATES: Final = frozenset({"PROCESSING"})
+
+# 商家转账 bill states.  The notification is sent for final states only; CANCELLED is a bill
+# the merchant revoked (or the payee never confirmed), so no money reached the payee.
+_TRANSFER_STATES: Final[Mapping[str, NotificationKind]] = {
+    "SUCCESS": NotificationKind.PAYOUT_SUCCEEDED,
+    "FAIL": NotificationKind.PAYOUT_FAILED,
+    "CANCELLED": NotificationKind.PAYOUT_FAILED,
+}
+_PENDING_TRANSFER_STATES: Final = frozenset(
+    {"ACCEPTED", "PROCESSING", "WAIT_USER_CONFIRM", "TRANSFERING", "CANCELING"}
+)
+TRANSFER_EVENT: Final = "MCHTRANSFER.BILL.FINISHED"
+# original_type (and associated_data) of a transfer-bill notification's resource, as seen in
+# captured real deliveries; WeChat's page for this event was not available to confirm it.
+_TRANSFER_ORIGINAL_TYPE: Final = "mch_payment"
+
 _SUMMARIES: Final[Mapping[str, str]] = {
     "TRANSACTION.SUCCESS": "支付成功",
     "REFUND.SUCCESS": "退款成功",
     "REFUND.ABNORMAL": "退款异常",
     "REFUND.CLOSED": "退款关闭",
+    TRANSFER_EVENT: "商家转账单据终态通知",
 }
 
 
@@ -162,17 +188,66 @@ def load_platform_key(pem: bytes) -> RSAPublicKey:
     return key
 
 
-def _signed_message(timestamp: str, nonce: str, body: bytes) -> bytes:
-    # Built from the raw body bytes: decoding and re-encoding could change them.
+def signed_message(timestamp: str, nonce: str, body: bytes) -> bytes:
+    """What the platform signs in a notification or an API response.
+
+    Built from the raw body bytes: decoding and re-encoding could change them.
+    """
     return timestamp.encode("utf-8") + b"\n" + nonce.encode("utf-8") + b"\n" + body + b"\n"
+
+
+_signed_message = signed_message  # the name this module used before it was public
 
 
 def sign_message(private_key: RSAPrivateKey, timestamp: str, nonce: str, body: bytes) -> str:
     """Base64 SHA256-with-RSA signature, as the platform computes it for a notification."""
     signature = private_key.sign(
-        _signed_message(timestamp, nonce, body), padding.PKCS1v15(), hashes.SHA256()
+        signed_message(timestamp, nonce, body), padding.PKCS1v15(), hashes.SHA256()
     )
     return base64.b64encode(signature).decode("ascii")
+
+
+def verify_signature(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    platform_keys: Mapping[str, RSAPublicKey],
+    now: datetime,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
+) -> None:
+    """Check the platform's ``Wechatpay-*`` signature on a notification or an API response.
+
+    WeChat signs its API responses exactly as it signs notifications, so one check serves the
+    inbound verifier and the outbound client.  Signature first, timestamp second: a bad
+    timestamp on a message we cannot authenticate tells us nothing.  Raises
+    :class:`InvalidSignature`, :class:`UnknownKey`, :class:`StaleNotification` or
+    :class:`MalformedNotification`.
+    """
+    timestamp = _wire.get_header(headers, WECHATPAY_TIMESTAMP)
+    nonce = _wire.get_header(headers, WECHATPAY_NONCE)
+    serial = _wire.get_header(headers, WECHATPAY_SERIAL)
+    encoded = _wire.get_header(headers, WECHATPAY_SIGNATURE)
+    kind = _wire.find_header(headers, WECHATPAY_SIGNATURE_TYPE)
+    if kind is not None and kind != SIGNATURE_TYPE:
+        raise InvalidSignature(f"unsupported {WECHATPAY_SIGNATURE_TYPE} {kind!r}")
+    key = platform_keys.get(serial)
+    if key is None:
+        raise UnknownKey(
+            f"no WeChat Pay platform key with serial {serial!r}; refresh the platform "
+            "certificates if WeChat rotated them"
+        )
+    try:
+        signature = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise InvalidSignature(f"{WECHATPAY_SIGNATURE} is not base64") from None
+    try:
+        key.verify(
+            signature, signed_message(timestamp, nonce, body), padding.PKCS1v15(), hashes.SHA256()
+        )
+    except _BadRsaSignature:
+        raise InvalidSignature("WeChat Pay signature does not match") from None
+    sent_at = _wire.parse_unix_timestamp(timestamp, what=WECHATPAY_TIMESTAMP)
+    _wire.check_fresh(sent_at, now, tolerance)
 
 
 def encrypt_resource(
@@ -209,8 +284,14 @@ def decrypt_resource(
         ) from None
 
 
-def _wechat_time(moment: datetime) -> str:
+def wechat_time(moment: datetime) -> str:
+    """RFC 3339 in Beijing time to the second (``2024-05-20T12:00:00+08:00``), as WeChat writes."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("wechat_time needs an aware datetime")
     return moment.astimezone(_BEIJING).isoformat(timespec="seconds")
+
+
+_wechat_time = wechat_time
 
 
 def transaction_resource(
@@ -285,6 +366,50 @@ def refund_resource(
     return resource
 
 
+def transfer_resource(
+    *,
+    out_bill_no: str,
+    transfer_bill_no: str,
+    amount: Decimal,
+    openid: str,
+    created_at: datetime,
+    updated_at: datetime,
+    state: str = "SUCCESS",
+    mch_id: str = "1900000109",
+    fail_reason: str | None = None,
+) -> dict[str, Any]:
+    """The decrypted object of a ``MCHTRANSFER.BILL.FINISHED`` notification.
+
+    Field names follow WeChat's example for this event, where the merchant id is ``mch_id``
+    (not ``mchid`` as in payments and refunds).  ``out_bill_no`` is ours (the payout id),
+    ``transfer_bill_no`` is WeChat's.
+    """
+    resource: dict[str, Any] = {
+        "out_bill_no": out_bill_no,
+        "transfer_bill_no": transfer_bill_no,
+        "state": state,
+        "mch_id": mch_id,
+        "transfer_amount": to_fen(amount),
+        "openid": openid,
+        "create_time": wechat_time(created_at),
+        "update_time": wechat_time(updated_at),
+    }
+    if fail_reason is not None:
+        resource["fail_reason"] = fail_reason
+    return resource
+
+
+def _original_type(event_type: str) -> str | None:
+    """The resource ``original_type`` WeChat uses for an event type, or None if unhandled."""
+    if event_type.startswith("TRANSACTION."):
+        return "transaction"
+    if event_type.startswith("REFUND."):
+        return "refund"
+    if event_type.startswith("MCHTRANSFER."):
+        return _TRANSFER_ORIGINAL_TYPE
+    return None
+
+
 def build_notification(
     *,
     private_key: RSAPrivateKey,
@@ -301,12 +426,13 @@ def build_notification(
 ) -> SignedDelivery:
     """A notification exactly as the WeChat Pay platform would send it at ``sent_at``.
 
-    ``resource`` is the plaintext object (see :func:`transaction_resource` and
-    :func:`refund_resource`).  Random nonces and the envelope id are drawn from
-    :mod:`secrets` unless given, so two calls model two deliveries of the same event.
+    ``resource`` is the plaintext object (see :func:`transaction_resource`,
+    :func:`refund_resource` and :func:`transfer_resource`).  Random nonces and the envelope id
+    are drawn from :mod:`secrets` unless given, so two calls model two deliveries of the same
+    event.
     """
     _check_rsa(private_key, "private_key")
-    original_type = "refund" if event_type.startswith("REFUND.") else "transaction"
+    original_type = _original_type(event_type) or "transaction"
     aad = original_type if associated_data is None else associated_data
     gcm_nonce = secrets.token_hex(6) if resource_nonce is None else resource_nonce
     plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -346,10 +472,11 @@ class WeChatPayNotifications(NotificationVerifier):
     """Verifies and decodes one merchant's WeChat Pay v3 notifications.
 
     ``platform_keys`` maps ``Wechatpay-Serial`` values to the platform keys we trust (keep the
-    old one during a rotation).  ``mch_id``, if given, must match the transaction's ``mchid``:
-    in a multi-tenant deployment it catches a notification routed to the wrong tenant.
-    ``event_id`` is derived from WeChat's own transaction or refund id, not from the envelope
-    id, so every delivery of one payment or refund yields an equal :class:`Notification`.
+    old one during a rotation).  ``mch_id``, if given, must match the resource's merchant id
+    (``mchid``, or ``mch_id`` in transfer notifications): in a multi-tenant deployment it
+    catches a notification routed to the wrong tenant.  ``event_id`` is derived from WeChat's
+    own transaction, refund or transfer bill id, not from the envelope id, so every delivery
+    of one payment, refund or transfer yields an equal :class:`Notification`.
     WeChat knows a payment by the merchant's ``out_trade_no`` (a prepay_id expires and can be
     re-issued), so ``intent_id`` and ``order_id`` are both the out_trade_no.
     """
@@ -384,11 +511,11 @@ class WeChatPayNotifications(NotificationVerifier):
         self._verify(headers, body)
         envelope = _wire.json_object(body, what="body")
         event_type = _wire.str_field(envelope, "event_type", what="body")
-        if event_type.startswith("TRANSACTION."):
-            original_type = "transaction"
-        elif event_type.startswith("REFUND."):
-            original_type = "refund"
-        else:
+        original_type = _original_type(event_type)
+        if original_type is None or (
+            original_type == _TRANSFER_ORIGINAL_TYPE and event_type != TRANSFER_EVENT
+        ):
+            # MCHTRANSFER.BATCH.* belong to the retired batch-transfer API: not ours.
             raise UnsupportedNotification(f"WeChat Pay event_type {event_type} is not handled")
         resource_type = envelope.get("resource_type")
         if resource_type != "encrypt-resource":
@@ -401,43 +528,29 @@ class WeChatPayNotifications(NotificationVerifier):
             )
         plain = self._decrypt(resource)
         data = _wire.json_object(plain, what="resource")
-        mch_id = _wire.optional_str_field(data, "mchid", what="resource")
+        # Payments and refunds spell the merchant id "mchid"; WeChat's example of a transfer
+        # notification spells it "mch_id".  Either one is checked the same way.
+        mch_field = "mch_id" if original_type == _TRANSFER_ORIGINAL_TYPE else "mchid"
+        mch_id = _wire.optional_str_field(data, mch_field, what="resource")
+        if mch_id is None and original_type == _TRANSFER_ORIGINAL_TYPE:
+            mch_id = _wire.optional_str_field(data, "mchid", what="resource")
         if self._mch_id is not None and mch_id != self._mch_id:
             raise ForeignNotification(f"notification for merchant {mch_id}, not {self._mch_id}")
         created = _wire.time_field(envelope, "create_time", what="body")
         if original_type == "transaction":
             return _transaction_notification(data, created)
-        return _refund_notification(data, created)
+        if original_type == "refund":
+            return _refund_notification(data, created)
+        return _transfer_notification(data, created)
 
     def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        timestamp = _wire.get_header(headers, WECHATPAY_TIMESTAMP)
-        nonce = _wire.get_header(headers, WECHATPAY_NONCE)
-        serial = _wire.get_header(headers, WECHATPAY_SERIAL)
-        encoded = _wire.get_header(headers, WECHATPAY_SIGNATURE)
-        kind = _wire.find_header(headers, WECHATPAY_SIGNATURE_TYPE)
-        if kind is not None and kind != SIGNATURE_TYPE:
-            raise InvalidSignature(f"unsupported {WECHATPAY_SIGNATURE_TYPE} {kind!r}")
-        key = self._keys.get(serial)
-        if key is None:
-            raise UnknownKey(
-                f"no WeChat Pay platform key with serial {serial!r}; refresh the platform "
-                "certificates if WeChat rotated them"
-            )
-        try:
-            signature = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
-            raise InvalidSignature(f"{WECHATPAY_SIGNATURE} is not base64") from None
-        try:
-            key.verify(
-                signature,
-                _signed_message(timestamp, nonce, body),
-                padding.PKCS1v15(),
-                hashes.SHA256(),
-            )
-        except _BadRsaSignature:
-            raise InvalidSignature("WeChat Pay signature does not match") from None
-        sent_at = _wire.parse_unix_timestamp(timestamp, what=WECHATPAY_TIMESTAMP)
-        _wire.check_fresh(sent_at, self._clock(), self._tolerance)
+        verify_signature(
+            headers,
+            body,
+            platform_keys=self._keys,
+            now=self._clock(),
+            tolerance=self._tolerance,
+        )
 
     def _decrypt(self, resource: Mapping[str, Any]) -> bytes:
         algorithm = resource.get("algorithm")
@@ -525,4 +638,30 @@ def _refund_notification(data: Mapping[str, Any], created: datetime) -> Notifica
         intent_id=order_id,
         order_id=order_id,
         refund_id=_wire.str_field(data, "out_refund_no", what="refund"),
+    )
+
+
+def _transfer_notification(data: Mapping[str, Any], created: datetime) -> Notification:
+    state = _wire.str_field(data, "state", what="transfer")
+    if state in _PENDING_TRANSFER_STATES:
+        raise UnsupportedNotification(f"transfer state {state} is not final")
+    kind = _TRANSFER_STATES.get(state)
+    if kind is None:
+        raise MalformedNotification(f"unknown transfer state {state!r}")
+    transfer_bill_no = _wire.str_field(data, "transfer_bill_no", what="transfer")
+    # update_time is when the bill reached this final state; the envelope's create_time (when
+    # the notification was made) is the fallback.  Both are the same on every redelivery.
+    occurred_at = (
+        _wire.time_field(data, "update_time", what="transfer")
+        if data.get("update_time") is not None
+        else created
+    )
+    return Notification(
+        provider=PROVIDER,
+        kind=kind,
+        event_id=f"{PROVIDER}:{kind.value}:{transfer_bill_no}",
+        amount=_wire.fen_field(data, "transfer_amount", what="transfer"),
+        occurred_at=occurred_at,
+        provider_transaction_id=transfer_bill_no,
+        payout_id=_wire.str_field(data, "out_bill_no", what="transfer"),
     )

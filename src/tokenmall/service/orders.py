@@ -60,10 +60,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -90,8 +93,9 @@ from tokenmall.payments import (
     WeChatPayNotifications,
 )
 from tokenmall.payments.base import Clock, system_clock
-from tokenmall.payments.errors import PaymentStateError, UnknownPayment
+from tokenmall.payments.errors import PaymentStateError, ProviderUnavailable, UnknownPayment
 from tokenmall.payments.wechat import load_platform_key
+from tokenmall.payments.wechat_api import WeChatPayApi
 from tokenmall.service import catalog, members
 from tokenmall.service.errors import Conflict, OutOfStock
 from tokenmall.service.ledger import Ledger, Outcome
@@ -138,6 +142,8 @@ _REF_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _REFUNDABLE: Final = ("paid", "delivered", "settled")  # statuses a refund may start from
 _JOB_CHUNK: Final = 200
 _SANDBOX_DRAIN_ROUNDS: Final = 10
+_MIN_RSA_BITS: Final = 2048
+WECHAT_API: Final = "https://api.mch.weixin.qq.com"
 
 Provider = Literal["sandbox", "wechat"]
 Handler = Callable[[Connection, int, Notification], tuple[str, str | None]]
@@ -195,6 +201,9 @@ class Payment:
     provider_refund_id: str | None
     created_at: float
     updated_at: float
+    # What the mini-program passes to wx.requestPayment (WeChat JSAPI with a payer openid):
+    # made by the call that starts or re-asks the payment, never stored.
+    pay_params: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +284,12 @@ class WeChatConfig:
     serials: list[str] = field(default_factory=list)
     updated_at: float | None = None
     updated_by: str | None = None
+    # outbound calls (JSAPI prepay, refunds, transfers) are possible
+    outbound: bool = False
+    app_id: str | None = None
+    merchant_serial: str | None = None
+    notify_url: str | None = None
+    api_base_url: str | None = None
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -316,6 +331,7 @@ def check_ref(value: str, what: str) -> str:
 # cache key on every call cost about 140 us of CPU here against 40 us to execute a built one,
 # and a paid order runs some thirty of them (bench/README.md, "2026-11-26, second session").
 _o, _py, _ln = s.orders.c, s.payments.c, s.order_lines.c
+_t = s.tenants.c
 _ORDER_BY_REF = select(s.orders).where(_o.tenant_id == bindparam("t"), _o.ref == bindparam("ref"))
 _ORDER_BY_ID = select(s.orders).where(_o.tenant_id == bindparam("t"), _o.id == bindparam("id"))
 _LINES = (
@@ -446,7 +462,7 @@ class PaymentHub:
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self._clock = clock
         self._sandboxes: dict[str, _Sandbox] = {}
-        self._wechat: dict[int, tuple[float, WeChatPayNotifications]] = {}
+        self._wechat: dict[int, tuple[float, _WeChat]] = {}
         self._lock = threading.Lock()
 
     def sandbox_secret(self, tenant: str) -> bytes:
@@ -461,7 +477,7 @@ class PaymentHub:
                 self._sandboxes[tenant] = box
             return box
 
-    def wechat(self, conn: Connection, tenant_id: int) -> WeChatPayNotifications | None:
+    def _wechat_entry(self, conn: Connection, tenant_id: int) -> _WeChat | None:
         p = s.payment_settings.c
         row = conn.execute(
             select(p.config, p.updated_at).where(p.tenant_id == tenant_id, p.provider == "wechat")
@@ -472,10 +488,27 @@ class PaymentHub:
             cached = self._wechat.get(tenant_id)
             if cached is not None and cached[0] == row.updated_at:
                 return cached[1]
-        verifier = _wechat_verifier(json.loads(row.config), self._clock)
+        config = json.loads(row.config)
+        entry = _WeChat(_wechat_verifier(config, self._clock), _wechat_api(config, self._clock))
         with self._lock:
-            self._wechat[tenant_id] = (row.updated_at, verifier)
-        return verifier
+            self._wechat[tenant_id] = (row.updated_at, entry)
+        return entry
+
+    def wechat(self, conn: Connection, tenant_id: int) -> WeChatPayNotifications | None:
+        """The verifier of the tenant's WeChat Pay notifications (None: not configured)."""
+        entry = self._wechat_entry(conn, tenant_id)
+        return None if entry is None else entry.verifier
+
+    def wechat_api(self, conn: Connection, tenant_id: int) -> WeChatPayApi | None:
+        """The tenant's outbound WeChat Pay client (None: notifications only, or none)."""
+        entry = self._wechat_entry(conn, tenant_id)
+        return None if entry is None else entry.api
+
+
+@dataclass(frozen=True, slots=True)
+class _WeChat:
+    verifier: WeChatPayNotifications
+    api: WeChatPayApi | None
 
 
 def _wechat_verifier(config: Mapping[str, Any], clock: Clock) -> WeChatPayNotifications:
@@ -488,6 +521,49 @@ def _wechat_verifier(config: Mapping[str, Any], clock: Clock) -> WeChatPayNotifi
     )
 
 
+def _wechat_api(config: Mapping[str, Any], clock: Clock) -> WeChatPayApi | None:
+    out = config.get("outbound")
+    if not out:
+        return None
+    return WeChatPayApi(
+        mch_id=config["mch_id"],
+        app_id=out["app_id"],
+        merchant_key=_merchant_key(out["merchant_private_key"]),
+        merchant_serial=out["merchant_serial"],
+        platform_keys={
+            serial: load_platform_key(pem.encode()) for serial, pem in config["keys"].items()
+        },
+        notify_url=out["notify_url"],
+        base_url=out["api_base_url"],
+        clock=clock,
+    )
+
+
+def _merchant_key(pem: str) -> RSAPrivateKey:
+    """The merchant's API private key (apiclient_key.pem): RSA, at least 2048 bits."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ProviderConfigError(
+            "merchant_private_key is not an unencrypted PEM private key"
+        ) from None
+    if not isinstance(key, RSAPrivateKey) or key.key_size < _MIN_RSA_BITS:
+        raise ProviderConfigError("merchant_private_key must be an RSA key of 2048 bits or more")
+    return key
+
+
+def _check_url(url: str, what: str) -> str:
+    """https, or http to this machine (a local gateway or test double): WeChat calls and is
+    called over TLS only, so a plain-http address elsewhere is a configuration mistake."""
+    parts = urlsplit(url)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise ProviderConfigError(f"{what} must be an https URL, got {url!r}")
+    if not parts.hostname:
+        raise ProviderConfigError(f"{what} has no host: {url!r}")
+    return url.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class _ProviderRefund:
     """A refund to ask of a provider once the transaction that decided it has committed."""
@@ -498,6 +574,7 @@ class _ProviderRefund:
     intent_id: str
     refund_id: str
     amount: Decimal
+    total: Decimal  # the payment's CNY: WeChat's refund request states the original amount
 
 
 # ----------------------------------------------------------------------------- row mapping
@@ -1001,6 +1078,7 @@ class OrderService:
         sp: Decimal = ZERO,
         points_value: Decimal = ZERO,
         member: str | None = None,
+        payer: str | None = None,
     ) -> Payment:
         """Start paying ``ref``: ``sp`` from the wallet, ``points_value`` CNY worth of EP
         redeemed (R4), the rest in CNY through ``provider``.  With ``member``, an order of
@@ -1012,7 +1090,52 @@ class OrderService:
         when the payment applies (the points that are worth ``points_value`` then, after the
         sell fee, are burned), so the parts always add up to the total.  Asking again with
         the same split returns the waiting attempt instead of opening another.
+
+        With ``payer`` (provider ``wechat``: the payer's openid, and the tenant's outbound
+        WeChat Pay calls configured), the payment is also placed at WeChat (JSAPI prepay,
+        after the row commits: provider calls never run inside a transaction) and the answer
+        carries ``pay_params`` for ``wx.requestPayment``.  Asking again re-issues them.
         """
+        if payer is not None and provider != "wechat":
+            raise InvalidCommand("payer is a WeChat openid: it goes with provider wechat")
+        pay, expires_at = self._open_payment(
+            tenant_id,
+            tenant,
+            ref,
+            provider=provider,
+            sp=sp,
+            points_value=points_value,
+            member=member,
+            payer=payer,
+        )
+        if payer is None or pay.status != "requires_payment" or pay.cny <= 0:
+            return pay
+        with read_only(self.engine).connect() as conn:
+            api = self.hub.wechat_api(conn, tenant_id)
+        if api is None:  # pragma: no cover - checked by _open_payment; the config was removed since
+            raise ProviderNotConfigured("WeChat Pay outbound calls are not configured")
+        prepay_id = api.jsapi_prepay(
+            out_trade_no=pay.provider_order_id,
+            amount=pay.cny,
+            description=f"{tenant} order {ref}"[:127],
+            openid=payer,
+            expires_at=datetime.fromtimestamp(expires_at, UTC),
+        )
+        return replace(pay, pay_params=api.jsapi_pay_params(prepay_id))
+
+    def _open_payment(
+        self,
+        tenant_id: int,
+        tenant: str,
+        ref: str,
+        *,
+        provider: Provider,
+        sp: Decimal,
+        points_value: Decimal,
+        member: str | None,
+        payer: str | None,
+    ) -> tuple[Payment, float]:
+        """:meth:`start_payment` up to the provider call: the payment and the order's expiry."""
         for name, v in (("sp", sp), ("points_value", points_value)):
             if not v.is_finite() or v < 0:
                 raise InvalidCommand(f"{name} must be a non-negative amount")
@@ -1039,6 +1162,11 @@ class OrderService:
                     self._check_points(conn, tenant_id, row.member, ep_fen)
                 if provider == "wechat" and self.hub.wechat(conn, tenant_id) is None:
                     raise ProviderNotConfigured("WeChat Pay is not configured for this tenant")
+                if payer is not None and self.hub.wechat_api(conn, tenant_id) is None:
+                    raise ProviderNotConfigured(
+                        "WeChat Pay outbound calls (merchant key, app id) are not configured "
+                        "for this tenant: pay by out_trade_no without payer"
+                    )
                 # The last attempt before the waiting one, in this order: under READ COMMITTED
                 # (PostgreSQL) each statement sees its own moment, and read the other way a
                 # concurrent start committing in between looked like "none waiting, last
@@ -1056,14 +1184,14 @@ class OrderService:
                     },
                 ).first()
                 if waiting is not None:
-                    return _payment(waiting, ref, row.total_fen)
+                    return _payment(waiting, ref, row.total_fen), row.expires_at
         if wallet_only:
             if sp_fen + ep_fen > row.total_fen:
                 raise InvalidCommand(
                     f"sp and points_value ({_cny(sp_fen + ep_fen)}) are more than the order's "
                     f"total {_cny(row.total_fen)}"
                 )
-            return self._pay_from_wallet(tenant_id, ref, sp_fen)
+            return self._pay_from_wallet(tenant_id, ref, sp_fen), row.expires_at
         if overdue:
             with self.engine.begin() as conn:
                 row = _expire_if_due(
@@ -1109,7 +1237,7 @@ class OrderService:
                 ).first()
             if pay is None:
                 raise
-        return _payment(pay, ref, row.total_fen)
+        return _payment(pay, ref, row.total_fen), row.expires_at
 
     def _price(
         self, conn: Connection, tenant_id: int, params: TenantParams
@@ -1448,7 +1576,7 @@ class OrderService:
     ) -> None:
         """Money came in for an order that cannot take it: record it and give it back."""
         refund_id = f"{pay.provider_order_id}-void"
-        status = "manual" if pay.provider == "wechat" else "pending"
+        status = self._refund_route(conn, tenant_id, pay.provider)
         py = s.payments.c
         conn.execute(
             update(s.payments)
@@ -1464,7 +1592,13 @@ class OrderService:
         if status == "pending":
             refunds.append(
                 _ProviderRefund(
-                    "payments", pay.id, pay.provider, pay.intent_id, refund_id, _cny(pay.cny_fen)
+                    "payments",
+                    pay.id,
+                    pay.provider,
+                    pay.intent_id,
+                    refund_id,
+                    _cny(pay.cny_fen),
+                    _cny(pay.cny_fen),
                 )
             )
 
@@ -1530,18 +1664,34 @@ class OrderService:
     ) -> None:
         """Ask the provider for refunds decided by a committed transaction; record its answer.
 
-        A failure is recorded, not raised: the money is already back in the ledger's books,
-        and an operator (or a retry of the same refund id) settles it with the provider.
+        A refusal is recorded (``failed``, with the provider's reason), not raised: the money
+        is already back in the ledger's books, and an operator settles it with the provider.
+        A provider that could not be reached (a timeout, a 5xx) leaves the refund ``pending``:
+        the request is idempotent on the refund id, so asking the same refund again, or the
+        scheduler's :meth:`retry_refunds`, sends it again.
         """
         for r in refunds:
             status, note = "submitted", None
             try:
-                if r.provider != "sandbox":  # pragma: no cover - only the sandbox refunds today
-                    raise ProviderConfigError(f"{r.provider} refunds are made by an operator")
-                box = self.hub.sandbox(tenant)
-                with box.lock:
-                    intent = box.gateway.get_intent(r.intent_id)
-                    box.provider.refund(intent, r.refund_id, r.amount)
+                if r.provider == "wechat":
+                    with read_only(self.engine).connect() as conn:
+                        api = self.hub.wechat_api(conn, tenant_id)
+                    if api is None:
+                        raise ProviderConfigError("WeChat Pay outbound calls are not configured")
+                    api.refund(
+                        out_trade_no=r.intent_id,
+                        out_refund_no=r.refund_id,
+                        amount=r.amount,
+                        total=r.total,
+                    )
+                else:
+                    box = self.hub.sandbox(tenant)
+                    with box.lock:
+                        intent = box.gateway.get_intent(r.intent_id)
+                        box.provider.refund(intent, r.refund_id, r.amount)
+            except ProviderUnavailable as exc:
+                status, note = "pending", f"{exc.code}: {exc}"
+                log.warning("provider refund %s not sent, will retry: %s", r.refund_id, note)
             except PaymentError as exc:
                 status, note = "failed", f"{exc.code}: {exc}"
                 log.warning("provider refund %s failed: %s", r.refund_id, note)
@@ -1571,6 +1721,53 @@ class OrderService:
                         )
                         .values(provider_status=status, updated_at=self.clock())
                     )
+
+    def retry_refunds(self, *, older_than: float = 300.0, now: float | None = None) -> int:
+        """Send again every provider refund still ``pending`` after ``older_than`` seconds.
+
+        A refund is ``pending`` between the commit that decided it and the provider's answer;
+        one that stays so had its call fail to reach the provider (or its process died before
+        the call).  Each is idempotent at the provider on its refund id.  The scheduler runs
+        this; returns how many were sent.
+        """
+        at = self.clock() if now is None else now
+        cutoff = at - older_than
+        py, rf = s.payments.c, s.order_refunds.c
+        todo: dict[tuple[int, str], list[_ProviderRefund]] = {}
+        with read_only(self.engine).connect() as conn:
+            tenants = [(int(r.id), str(r.code)) for r in conn.execute(select(_t.id, _t.code))]
+            for tid, code in tenants:
+                found = todo.setdefault((tid, code), [])
+                for pay in conn.execute(
+                    select(s.payments).where(
+                        py.tenant_id == tid, py.refund_status == "pending", py.updated_at < cutoff
+                    )
+                ):
+                    found.append(
+                        _ProviderRefund(
+                            "payments",
+                            pay.id,
+                            pay.provider,
+                            pay.intent_id,
+                            pay.provider_refund_id,
+                            _cny(pay.cny_fen),
+                            _cny(pay.cny_fen),
+                        )
+                    )
+                for row in conn.execute(
+                    select(s.order_refunds).where(
+                        rf.tenant_id == tid,
+                        rf.provider_status == "pending",
+                        rf.updated_at < cutoff,
+                    )
+                ):
+                    found.append(self._provider_refund(conn, tid, row))
+        for (tid, code), refunds in todo.items():
+            if refunds:
+                self._submit_refunds(tid, code, refunds)
+                if any(r.provider == "sandbox" for r in refunds):
+                    self.pump_sandbox(tid, code)
+        return sum(len(v) for v in todo.values())
 
     # ------------------------------------------------------------------ sandbox customer
 
@@ -1783,7 +1980,7 @@ class OrderService:
     def _provider_refund(self, conn: Connection, tenant_id: int, row: Any) -> _ProviderRefund:
         py = s.payments.c
         pay = conn.execute(
-            select(py.provider, py.intent_id).where(
+            select(py.provider, py.intent_id, py.cny_fen).where(
                 py.tenant_id == tenant_id, py.id == row.payment_id
             )
         ).one()
@@ -1794,7 +1991,16 @@ class OrderService:
             pay.intent_id,
             row.provider_refund_id,
             _cny(row.cny_fen),
+            _cny(pay.cny_fen),
         )
+
+    def _refund_route(self, conn: Connection, tenant_id: int, provider: str) -> str:
+        """How the CNY of a refund goes back: ``pending`` (asked of the provider after the
+        commit), or ``manual`` when the provider cannot be called (WeChat Pay configured for
+        notifications only): an operator refunds in the merchant platform."""
+        if provider == "wechat" and self.hub.wechat_api(conn, tenant_id) is None:
+            return "manual"
+        return "pending"
 
     def _new_refund(
         self,
@@ -1830,10 +2036,8 @@ class OrderService:
         ).one()
         if cny_fen == 0:
             provider_status = "none"
-        elif pay.provider == "wechat":
-            provider_status = "manual"  # no outbound WeChat API yet: an operator refunds
         else:
-            provider_status = "pending"
+            provider_status = self._refund_route(conn, tenant_id, pay.provider)
         rf = s.order_refunds.c
         n = conn.execute(
             select(func.count()).where(rf.tenant_id == tenant_id, rf.order_id == row.id)
@@ -1893,15 +2097,53 @@ class OrderService:
         platform_keys: Mapping[str, str],
         mch_id: str | None,
         actor: str,
+        app_id: str | None = None,
+        merchant_serial: str | None = None,
+        merchant_private_key: str | None = None,
+        notify_url: str | None = None,
+        api_base_url: str | None = None,
     ) -> WeChatConfig:
-        """Store the keys that verify the tenant's WeChat Pay notifications (checked first).
+        """Store the tenant's WeChat Pay keys (every one checked before anything is stored).
 
-        The APIv3 key is stored as given: protecting it at rest (a KMS, an encrypted column)
-        is the deployment's job and not done here yet.
+        The APIv3 key and the platform keys verify notifications.  With the merchant's API
+        key too (``app_id``, ``merchant_serial``, ``merchant_private_key``, ``notify_url``,
+        and ``mch_id``: all of them or none), tokenmall also calls WeChat Pay: JSAPI prepay
+        for a payer's openid, refunds, and transfers for withdrawals.  The keys are stored as
+        given: protecting them at rest (a KMS, an encrypted column) is the deployment's job
+        and not done here yet.
         """
-        config = {"api_v3_key": api_v3_key, "keys": dict(platform_keys), "mch_id": mch_id}
+        config: dict[str, Any] = {
+            "api_v3_key": api_v3_key,
+            "keys": dict(platform_keys),
+            "mch_id": mch_id,
+        }
+        outbound = {
+            "app_id": app_id,
+            "merchant_serial": merchant_serial,
+            "merchant_private_key": merchant_private_key,
+            "notify_url": notify_url,
+        }
+        given = [k for k, v in outbound.items() if v]
         try:
+            if given:
+                missing = [k for k, v in outbound.items() if not v]
+                if mch_id is None:
+                    missing.insert(0, "mch_id")
+                if missing:
+                    raise ProviderConfigError(
+                        "outbound WeChat Pay calls need all of mch_id, app_id, merchant_serial, "
+                        f"merchant_private_key and notify_url; missing: {', '.join(missing)}"
+                    )
+                assert notify_url is not None
+                outbound["notify_url"] = _check_url(notify_url, "notify_url")
+                outbound["api_base_url"] = _check_url(api_base_url or WECHAT_API, "api_base_url")
+                config["outbound"] = outbound
+            elif api_base_url:
+                raise ProviderConfigError("api_base_url is only used with outbound calls")
             _wechat_verifier(config, system_clock)
+            api = _wechat_api(config, system_clock)
+            if api is not None:
+                api.close()
         except ProviderConfigError as exc:
             raise InvalidCommand(str(exc)) from None
         now = self.clock()
@@ -1922,7 +2164,7 @@ class OrderService:
                         updated_by=actor,
                     )
                 )
-        return WeChatConfig(True, mch_id, sorted(platform_keys), now, actor)
+        return _wechat_config(config, now, actor)
 
     def get_wechat_config(self, tenant_id: int) -> WeChatConfig:
         p = s.payment_settings.c
@@ -1932,10 +2174,24 @@ class OrderService:
             ).first()
         if row is None:
             return WeChatConfig(False)
-        config = json.loads(row.config)
-        return WeChatConfig(
-            True, config.get("mch_id"), sorted(config["keys"]), row.updated_at, row.updated_by
-        )
+        return _wechat_config(json.loads(row.config), row.updated_at, row.updated_by)
+
+
+def _wechat_config(config: Mapping[str, Any], at: float, by: str | None) -> WeChatConfig:
+    """What may be shown of a stored configuration: never a key, only serials and ids."""
+    out = config.get("outbound") or {}
+    return WeChatConfig(
+        True,
+        config.get("mch_id"),
+        sorted(config["keys"]),
+        at,
+        by,
+        outbound=bool(out),
+        app_id=out.get("app_id"),
+        merchant_serial=out.get("merchant_serial"),
+        notify_url=out.get("notify_url"),
+        api_base_url=out.get("api_base_url"),
+    )
 
 
 # ----------------------------------------------------------------------------- jobs

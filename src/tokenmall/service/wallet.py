@@ -48,6 +48,7 @@ from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, floor_fen, from_atoms, 
 from tokenmall.payments.base import (
     Notification,
     NotificationKind,
+    PayoutRequest,
     PayoutStatus,
 )
 from tokenmall.payments.base import PayoutResult as ProviderPayout
@@ -55,6 +56,7 @@ from tokenmall.payments.errors import (
     InvalidPaymentRequest,
     PaymentConflict,
     PaymentError,
+    ProviderRefused,
 )
 from tokenmall.payments.sandbox import DeliveryChaos, SandboxGateway, SandboxProvider
 from tokenmall.service.errors import Conflict
@@ -263,6 +265,7 @@ class Withdrawal:
     payout_sent_at: float | None
     provider_payout_id: str | None
     finished_at: float | None
+    payout_package: str | None = None  # for wx.requestMerchantTransfer, while WeChat waits
 
     @property
     def net(self) -> Decimal:
@@ -285,6 +288,7 @@ def _withdrawal(row: Any) -> Withdrawal:
         payout_sent_at=row.payout_sent_at,
         provider_payout_id=row.provider_payout_id,
         finished_at=row.finished_at,
+        payout_package=row.payout_package,
     )
 
 
@@ -319,7 +323,22 @@ def _check_account(account: str) -> str:
 def _ref(tenant_id: int, member: str, key: str) -> str:
     """The withdrawal's id, derived from the client's key: a retried request finds its row."""
     digest = hashlib.sha256(f"{tenant_id}\x00{member}\x00{key}".encode()).hexdigest()
-    return f"wd_{digest[:32]}"
+    # 29 hex digits (116 bits): without its underscore the id is also a valid WeChat transfer
+    # bill number (letters and digits, at most 32), see wechat_bill_no
+    return f"wd_{digest[:29]}"
+
+
+def wechat_bill_no(ref: str) -> str:
+    """The withdrawal's ``out_bill_no`` at WeChat Pay, which takes letters and digits only."""
+    return ref.replace("_", "", 1)
+
+
+def _payout_ref(n: Notification) -> str:
+    """The withdrawal a payout notification names (WeChat echoes the bill number)."""
+    assert n.payout_id is not None
+    if n.provider == "wechat" and n.payout_id.startswith("wd") and "_" not in n.payout_id:
+        return f"wd_{n.payout_id[2:]}"
+    return n.payout_id
 
 
 def _row(conn: Connection, tenant_id: int, ref: str) -> Any:
@@ -523,7 +542,7 @@ def apply_payout_result(ledger: Ledger, tenant_id: int, ref: str, *, paid: bool)
 def _check_notification(conn: Connection, tenant_id: int, n: Notification) -> Any:
     if not n.kind.is_payout or n.payout_id is None:
         raise InvalidCommand(f"not a payout notification: {n.kind}")
-    row = _row(conn, tenant_id, n.payout_id)
+    row = _row(conn, tenant_id, _payout_ref(n))
     net = from_atoms(row.amount_fen - row.fee_fen, 2)
     if n.amount != net:
         raise PaymentConflict(f"payout {row.ref} was for {net}, the provider reports {n.amount}")
@@ -665,6 +684,14 @@ class HubPayouts:
         self, tenant_id: int, tenant: str, payout_id: str, account: str, amount: Decimal
     ) -> ProviderPayout:
         service = self.hub()
+        with read_only(self.ledger.engine).connect() as conn:
+            wechat = service.hub.wechat_api(conn, tenant_id)
+        if wechat is not None:
+            # a tenant that can call WeChat Pay pays withdrawals with its transfers; the
+            # outcome comes later to the WeChat notification route, like a payment's
+            request = PayoutRequest(wechat_bill_no(payout_id), account, amount, "积分提现")
+            transfer: ProviderPayout = wechat.transfer(request)
+            return transfer
         box = service.hub.sandbox(tenant)
         with box.lock:
             gw: SandboxGateway = box.gateway
@@ -706,7 +733,9 @@ def send_payout(
         )
     try:
         result = providers.payout(tenant_id, tenant, wd.id, wd.account, wd.net)
-    except InvalidPaymentRequest as exc:
+    except (InvalidPaymentRequest, ProviderRefused) as exc:
+        # refused outright (a payee it cannot pay, a parameter it rejects): nothing was
+        # created at the provider, so failing the withdrawal (the SP goes back) is safe
         log.warning("payout %s refused by the provider: %s", wd.id, exc)
         return apply_payout_result(ledger, tenant_id, wd.id, paid=False)
     except PaymentError as exc:
@@ -717,7 +746,10 @@ def send_payout(
         conn.execute(
             update(s.withdrawals)
             .where(w.tenant_id == tenant_id, w.ref == ref)
-            .values(provider_payout_id=result.provider_payout_id)
+            .values(
+                provider_payout_id=result.provider_payout_id,
+                payout_package=result.confirm_package,
+            )
         )
     if result.status is PayoutStatus.SUCCEEDED:
         return apply_payout_result(ledger, tenant_id, wd.id, paid=True)

@@ -366,6 +366,9 @@ withdrawals = Table(
     Column("payout_sent_at", Float, nullable=True),
     Column("provider_payout_id", String(64), nullable=True),
     Column("finished_at", Float, nullable=True),
+    # WeChat transfers that wait for the payee (WAIT_USER_CONFIRM): what the mini-program
+    # passes to wx.requestMerchantTransfer (since migration 0007)
+    Column("payout_package", String(1024), nullable=True),
     UniqueConstraint("tenant_id", "ref", name="uq_withdrawals_tenant_ref"),
     UniqueConstraint(
         "tenant_id", "member", "idempotency_key", name="uq_withdrawals_tenant_member_key"
@@ -520,6 +523,8 @@ payments = Table(
     ForeignKeyConstraint(
         ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_payments_order"
     ),
+    # the scheduler's retry of provider refunds that never reached the provider
+    Index("ix_payments_tenant_refund_status", "tenant_id", "refund_status"),
     UniqueConstraint("tenant_id", "order_id", "attempt", name="uq_payments_tenant_order_attempt"),
     UniqueConstraint(
         "tenant_id", "provider", "provider_order_id", name="uq_payments_tenant_provider_order"
@@ -554,6 +559,7 @@ order_refunds = Table(
         "amount_fen > 0 AND cny_fen >= 0 AND sp_fen >= 0 AND cny_fen + sp_fen = amount_fen",
         name="ck_order_refunds_amounts",
     ),
+    Index("ix_order_refunds_tenant_provider_status", "tenant_id", "provider_status"),
     Index("ix_order_refunds_tenant_order", "tenant_id", "order_id", "id"),
 )
 

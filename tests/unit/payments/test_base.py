@@ -183,6 +183,7 @@ def test_public_api_is_what_it_should_be() -> None:
         "errors",
         "sandbox",
         "wechat",
+        "wechat_api",
     }
     assert {
         "PaymentProvider",
@@ -193,4 +194,7 @@ def test_public_api_is_what_it_should_be() -> None:
         "to_fen",
         "from_fen",
         "PaymentError",
+        "ProviderRefused",
+        "ProviderUnavailable",
+        "WeChatPayApi",
     } <= exported

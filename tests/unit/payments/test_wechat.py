@@ -473,7 +473,8 @@ def test_foreign_currency_is_unsupported(
 def test_unhandled_event_type_is_unsupported(
     verifier: WeChatPayNotifications, platform_private_key: rsa.RSAPrivateKey
 ) -> None:
-    request = deliver(platform_private_key, payment(), event_type="MCHTRANSFER.BILL.FINISHED")
+    # (MCHTRANSFER.BILL.FINISHED used to be the example here; transfers are handled now)
+    request = deliver(platform_private_key, payment(), event_type="PROFITSHARING.SUCCESS")
     with pytest.raises(UnsupportedNotification):
         verifier.parse_notification(request.headers, request.body)
 

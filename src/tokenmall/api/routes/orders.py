@@ -125,6 +125,12 @@ class PaymentCreate(_In):
         description="Part paid by redeeming EP (R4): the points worth this much (after the sell "
         "fee) at the price when the payment applies are burned. The rest is CNY.",
     )
+    payer: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="provider wechat only: the payer's openid. The payment is then placed at "
+        "WeChat Pay (JSAPI) and the answer carries pay_params for wx.requestPayment; needs the "
+        "tenant's outbound WeChat configuration.",
+    )
 
 
 class CancelIn(_In):
@@ -153,6 +159,34 @@ class WeChatConfigIn(_In):
         Annotated[str, StringConstraints(max_length=8192)],
     ] = Field(min_length=1, max_length=5, description="Serial -> platform certificate or key PEM.")
     mch_id: str | None = Field(default=None, max_length=32)
+    app_id: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Outbound calls: the appid (mini-program or official account) payments use.",
+    )
+    merchant_serial: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Outbound calls: the serial of the merchant API certificate.",
+    )
+    merchant_private_key: str | None = Field(
+        default=None,
+        max_length=8192,
+        description="Outbound calls: the merchant API private key (apiclient_key.pem). Never "
+        "shown again.",
+    )
+    notify_url: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Outbound calls: the public https URL of this tenant's "
+        "/payments/wechat/notify route, which WeChat Pay calls back.",
+    )
+    api_base_url: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Outbound calls: WeChat Pay's API address (default "
+        "https://api.mch.weixin.qq.com).",
+    )
 
 
 # ----------------------------------------------------------------------------- answers
@@ -199,6 +233,11 @@ class PaymentOut(BaseModel):
         description="For a voided payment: none | pending | submitted | succeeded | failed | manual"
     )
     created_at: datetime
+    pay_params: dict[str, str] | None = Field(
+        default=None,
+        description="WeChat JSAPI (with payer): appId, timeStamp, nonceStr, package, signType and "
+        "paySign for wx.requestPayment. Only in the answer that starts or re-asks the payment.",
+    )
 
     @classmethod
     def of(cls, p: Payment) -> PaymentOut:
@@ -215,6 +254,7 @@ class PaymentOut(BaseModel):
             note=p.note,
             refund_status=p.refund_status,
             created_at=datetime.fromtimestamp(p.created_at, tz=UTC),
+            pay_params=p.pay_params,
         )
 
 
@@ -363,6 +403,15 @@ class WeChatConfigOut(BaseModel):
     platform_key_serials: list[str]
     updated_at: datetime | None
     updated_by: str | None
+    outbound: bool = Field(
+        default=False,
+        description="tokenmall can call WeChat Pay (prepay, refunds, transfers); otherwise "
+        "WeChat refunds are manual.",
+    )
+    app_id: str | None = None
+    merchant_serial: str | None = None
+    notify_url: str | None = None
+    api_base_url: str | None = None
 
     @classmethod
     def of(cls, c: WeChatConfig) -> WeChatConfigOut:
@@ -372,6 +421,11 @@ class WeChatConfigOut(BaseModel):
             platform_key_serials=c.serials,
             updated_at=_utc(c.updated_at),
             updated_by=c.updated_by,
+            outbound=c.outbound,
+            app_id=c.app_id,
+            merchant_serial=c.merchant_serial,
+            notify_url=c.notify_url,
+            api_base_url=c.api_base_url,
         )
 
 
@@ -486,6 +540,7 @@ def start_payment(
         sp=body.sp,
         points_value=body.points_value,
         member=caller.principal.member if caller.kind == "member" else None,
+        payer=body.payer,
     )
     return PaymentOut.of(pay)
 
@@ -609,13 +664,20 @@ async def wechat_notify(
 def set_wechat_config(
     caller: OperatorCaller, orders: Orders, body: WeChatConfigIn
 ) -> WeChatConfigOut:
-    """The keys that verify this tenant's WeChat Pay notifications (checked before stored)."""
+    """The keys that verify this tenant's WeChat Pay notifications and, with the merchant's
+    API key, let tokenmall call WeChat Pay (JSAPI prepay, refunds, transfers for withdrawals).
+    Every key is checked before anything is stored."""
     done = orders.set_wechat_config(
         caller.tenant_id,
         api_v3_key=body.api_v3_key,
         platform_keys=body.platform_keys,
         mch_id=body.mch_id,
         actor=caller.principal.actor,
+        app_id=body.app_id,
+        merchant_serial=body.merchant_serial,
+        merchant_private_key=body.merchant_private_key,
+        notify_url=body.notify_url,
+        api_base_url=body.api_base_url,
     )
     return WeChatConfigOut.of(done)
 

@@ -164,6 +164,11 @@ class WithdrawalOut(BaseModel):
     note: str | None
     payout_sent_at: datetime | None
     finished_at: datetime | None
+    payout_package: str | None = Field(
+        default=None,
+        description="WeChat transfers waiting for the payee (WAIT_USER_CONFIRM): the "
+        "package for wx.requestMerchantTransfer in the mini-program.",
+    )
 
     @classmethod
     def of(cls, w: wallet.Withdrawal) -> WithdrawalOut:
@@ -181,6 +186,7 @@ class WithdrawalOut(BaseModel):
             note=w.note,
             payout_sent_at=_utc(w.payout_sent_at),
             finished_at=_utc(w.finished_at),
+            payout_package=w.payout_package,
         )
 
 

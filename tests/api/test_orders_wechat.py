@@ -1,0 +1,292 @@
+"""WeChat Pay outbound calls through the service, against a fake WeChat Pay over real HTTP.
+
+The fake (tests/unit/payments/wechat_fake.py) checks every request's merchant signature and
+signs every answer with its platform key; its notifications are posted to the service's
+``/payments/wechat/notify`` route, verified and applied like WeChat's.  On each backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import Mall, assert_error, ok
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from fastapi.testclient import TestClient
+from orders_helpers import create_order, read_order, service, tenant_id
+
+from tokenmall.domain.economy import Purchase, Sell
+from tokenmall.payments import SignedDelivery, system_clock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from payments.wechat_fake import FakeWeChatPay, Fault
+
+MCH_ID = "1900000109"
+APP_ID = "wxd678efh567hg6787"
+MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD00000001"
+PLATFORM_SERIAL = "PUB_KEY_ID_0114232134912410000000000000"
+API_V3_KEY = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
+OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+
+
+@pytest.fixture(scope="module")
+def merchant_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def platform_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_private(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _pem_public(key: rsa.RSAPrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def _config(
+    merchant_key: rsa.RSAPrivateKey, platform_key: rsa.RSAPrivateKey, base_url: str
+) -> dict[str, Any]:
+    return {
+        "api_v3_key": API_V3_KEY,
+        "platform_keys": {PLATFORM_SERIAL: _pem_public(platform_key)},
+        "mch_id": MCH_ID,
+        "app_id": APP_ID,
+        "merchant_serial": MERCHANT_SERIAL,
+        "merchant_private_key": _pem_private(merchant_key),
+        "notify_url": "https://mall.example/v1/tenants/t/payments/wechat/notify",
+        "api_base_url": base_url,
+    }
+
+
+@pytest.fixture
+def wechat(
+    client: TestClient,
+    mall: Mall,
+    merchant_key: rsa.RSAPrivateKey,
+    platform_key: rsa.RSAPrivateKey,
+) -> Iterator[FakeWeChatPay]:
+    fake = FakeWeChatPay(
+        merchant_public_key=merchant_key.public_key(),
+        merchant_serial=MERCHANT_SERIAL,
+        mch_id=MCH_ID,
+        app_id=APP_ID,
+        platform_key=platform_key,
+        platform_serial=PLATFORM_SERIAL,
+        api_v3_key=API_V3_KEY,
+        clock=system_clock,
+    )
+    with fake:
+        body = _config(merchant_key, platform_key, fake.base_url)
+        cfg = ok(client.put(mall.url("/payments/wechat/config"), json=body, headers=mall.operator))
+        assert cfg["outbound"] is True
+        yield fake
+
+
+def _deliver(client: TestClient, mall: Mall, d: SignedDelivery) -> Any:
+    return ok(
+        client.post(mall.url("/payments/wechat/notify"), content=d.body, headers=dict(d.headers))
+    )
+
+
+def _wechat_paid_order(client: TestClient, mall: Mall, fake: FakeWeChatPay) -> tuple[Any, Any]:
+    order = create_order(client, mall, qty=2)
+    pay = ok(
+        client.post(
+            mall.url(f"/orders/{order['ref']}/payments"),
+            json={"provider": "wechat", "payer": OPENID},
+            headers=mall.operator,
+        ),
+        201,
+    )
+    got = _deliver(client, mall, fake.pay(pay["provider_order_id"]))
+    assert (got["outcome"], got["duplicate"]) == ("applied", False)
+    return order, pay
+
+
+def test_jsapi_payment_placed_at_wechat_and_paid_by_its_notification(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay, merchant_key: rsa.RSAPrivateKey
+) -> None:
+    order = create_order(client, mall, qty=2)
+    url = mall.url(f"/orders/{order['ref']}/payments")
+    pay = ok(
+        client.post(url, json={"provider": "wechat", "payer": OPENID}, headers=mall.operator), 201
+    )
+    params = pay["pay_params"]
+    assert params["appId"] == APP_ID
+    assert params["signType"] == "RSA"
+    assert params["package"].startswith("prepay_id=")
+    # the mini-program's wx.requestPayment checks paySign with the merchant's public key
+    fields = ("appId", "timeStamp", "nonceStr", "package")
+    message = "".join(f"{params[f]}\n" for f in fields)
+    merchant_key.public_key().verify(
+        base64.b64decode(params["paySign"]),
+        message.encode(),
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
+    # WeChat holds the order for the CNY part, in fen
+    placed = wechat.transaction(pay["provider_order_id"])
+    assert placed["state"] == "NOTPAY"
+    assert placed["amount_fen"] == int(Decimal(order["total"]) * 100)
+    # asking again answers the same attempt, with pay parameters for the same WeChat order
+    again = ok(
+        client.post(url, json={"provider": "wechat", "payer": OPENID}, headers=mall.operator), 201
+    )
+    assert again["provider_order_id"] == pay["provider_order_id"]
+    assert again["pay_params"]["package"] == params["package"]
+    # the payment notification, delivered twice, pays once
+    d = wechat.pay(pay["provider_order_id"])
+    assert _deliver(client, mall, d)["outcome"] == "applied"
+    assert _deliver(client, mall, wechat.pay(pay["provider_order_id"]))["duplicate"] is True
+    assert read_order(client, mall, order["ref"])["status"] == "paid"
+    # a read of the order carries no pay parameters: they are made by the call that asks
+    assert read_order(client, mall, order["ref"])["payments"][0]["pay_params"] is None
+
+
+def test_refund_goes_through_wechat_and_its_notification_settles_it(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    order, pay = _wechat_paid_order(client, mall, wechat)
+    half = Decimal(order["total"]) / 2
+    refunds = mall.url(f"/orders/{order['ref']}/refunds")
+    body = {"refund_id": "rf-1", "amount": str(half)}
+    refund = ok(client.post(refunds, json=body, headers=mall.operator), 201)
+    assert refund["provider_status"] == "submitted"
+    assert wechat.refund_count() == 1
+    assert wechat.transaction(pay["provider_order_id"])["refunded_fen"] == int(half * 100)
+    # the same refund id again: the first refund, nothing more asked of WeChat
+    assert ok(client.post(refunds, json=body, headers=mall.operator))["refund_id"] == "rf-1"
+    assert wechat.refund_count() == 1
+    got = _deliver(client, mall, wechat.finish_refund(refund["provider_refund_id"]))
+    assert got["outcome"] == "refund_succeeded"
+    listed = ok(client.get(refunds, headers=mall.operator))
+    assert [(r["refund_id"], r["provider_status"]) for r in listed] == [("rf-1", "succeeded")]
+
+
+def test_refund_wechat_could_not_take_stays_pending_and_is_sent_again_once(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    order, pay = _wechat_paid_order(client, mall, wechat)
+    # WeChat takes the refund but its answer is lost (a 500 after processing)
+    wechat.fail_next(1, Fault.ERROR_500, after_processing=True)
+    refunds = mall.url(f"/orders/{order['ref']}/refunds")
+    refund = ok(client.post(refunds, json={"refund_id": "rf-1"}, headers=mall.operator), 201)
+    assert refund["provider_status"] == "pending"
+    assert wechat.refund_count() == 1
+    svc = service(client)
+    # not yet due for a retry
+    assert svc.retry_refunds(now=time.time()) == 0
+    # the scheduler's retry, later: the same out_refund_no, so WeChat still holds one refund
+    assert svc.retry_refunds(now=time.time() + 600) == 1
+    listed = ok(client.get(refunds, headers=mall.operator))
+    assert listed[0]["provider_status"] == "submitted"
+    assert wechat.refund_count() == 1
+    assert wechat.transaction(pay["provider_order_id"])["refunded_fen"] == int(
+        Decimal(order["total"]) * 100
+    )
+    assert svc.retry_refunds(now=time.time() + 1200) == 0
+
+
+def test_withdrawal_paid_by_wechat_transfer(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    app: Any = client.app
+    ctx = app.state.tokenmall
+    tid = tenant_id(client, mall)
+    out = ctx.ledger.submit(
+        tid,
+        [("buy", Purchase("o-alice", "alice", Decimal(100))), ("sell", Sell("alice", Decimal(21)))],
+    )
+    assert all(o.status == "applied" for o in out), out
+    wechat.transfers_need_confirmation = True
+    body = {"amount": "10.00", "account": OPENID}
+    headers = {**mall.member, "Idempotency-Key": "w1"}
+    wd = ok(client.post(mall.url("/members/alice/withdrawals"), json=body, headers=headers), 201)
+    approved = ok(client.post(mall.url(f"/withdrawals/{wd['id']}/approve"), headers=mall.operator))
+    # WeChat accepted the bill and waits for alice to confirm it in the mini-program
+    assert approved["status"] == "approved"
+    assert approved["payout_package"]
+    assert wechat.transfer_count() == 1
+    bill_no = wd["id"].replace("_", "")
+    assert bill_no.isalnum()
+    assert len(bill_no) <= 32
+    got = _deliver(client, mall, wechat.finish_transfer(bill_no))
+    assert (got["kind"], got["outcome"]) == ("payout_succeeded", "applied")
+    done = ok(client.get(mall.url(f"/withdrawals/{wd['id']}"), headers=mall.operator))
+    assert done["status"] == "paid"
+    w = ok(client.get(mall.url("/members/alice/wallet"), headers=mall.member))
+    assert w["pending_withdrawals"] == "0.00"
+
+
+def test_outbound_configuration_is_checked_and_never_shown(
+    client: TestClient,
+    mall: Mall,
+    merchant_key: rsa.RSAPrivateKey,
+    platform_key: rsa.RSAPrivateKey,
+) -> None:
+    url = mall.url("/payments/wechat/config")
+    full = _config(merchant_key, platform_key, "https://api.mch.weixin.qq.com")
+    partial = {k: v for k, v in full.items() if k != "merchant_serial"}
+    r = client.put(url, json=partial, headers=mall.operator)
+    assert_error(r, 422)
+    assert "merchant_serial" in r.json()["error"]["message"]
+    for name, value in (
+        ("merchant_private_key", "not a key"),
+        ("notify_url", "http://mall.example/notify"),
+        ("api_base_url", "ftp://api.mch.weixin.qq.com"),
+    ):
+        assert_error(client.put(url, json={**full, name: value}, headers=mall.operator), 422)
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    bad = {**full, "merchant_private_key": _pem_private(small)}
+    assert_error(client.put(url, json=bad, headers=mall.operator), 422)
+    # nothing of the refused attempts was stored
+    assert ok(client.get(url, headers=mall.operator))["configured"] is False
+    cfg = ok(client.put(url, json=full, headers=mall.operator))
+    assert (cfg["outbound"], cfg["app_id"], cfg["merchant_serial"]) == (
+        True,
+        APP_ID,
+        MERCHANT_SERIAL,
+    )
+    shown = client.get(url, headers=mall.operator).text
+    assert "PRIVATE KEY" not in shown
+    assert API_V3_KEY not in shown
+
+
+def test_payer_needs_wechat_and_its_outbound_configuration(
+    client: TestClient, mall: Mall, platform_key: rsa.RSAPrivateKey
+) -> None:
+    order = create_order(client, mall)
+    url = mall.url(f"/orders/{order['ref']}/payments")
+    r = client.post(url, json={"provider": "sandbox", "payer": OPENID}, headers=mall.operator)
+    assert_error(r, 422)
+    # notifications only: a payer cannot be placed at WeChat, and a refund is manual
+    body = {
+        "api_v3_key": API_V3_KEY,
+        "platform_keys": {PLATFORM_SERIAL: _pem_public(platform_key)},
+        "mch_id": MCH_ID,
+    }
+    cfg = ok(client.put(mall.url("/payments/wechat/config"), json=body, headers=mall.operator))
+    assert cfg["outbound"] is False
+    r = client.post(url, json={"provider": "wechat", "payer": OPENID}, headers=mall.operator)
+    assert_error(r, 409, "provider_not_configured")
+    pay = ok(client.post(url, json={"provider": "wechat"}, headers=mall.operator), 201)
+    assert pay["pay_params"] is None

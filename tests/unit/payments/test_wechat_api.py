@@ -1,0 +1,586 @@
+"""WeChatPayApi against FakeWeChatPay over real HTTP, with real RSA keys and AES-GCM."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tokenmall.payments import (
+    ManualClock,
+    NotificationKind,
+    PayoutRequest,
+    PayoutStatus,
+    RefundStatus,
+)
+from tokenmall.payments.errors import (
+    ForeignNotification,
+    InvalidPaymentRequest,
+    PaymentError,
+    ProviderConfigError,
+    ProviderRefused,
+    ProviderUnavailable,
+    UnsupportedNotification,
+)
+from tokenmall.payments.wechat import (
+    WeChatPayNotifications,
+    build_notification,
+    transfer_resource,
+)
+from tokenmall.payments.wechat_api import WeChatPayApi
+
+from .conftest import START
+from .wechat_fake import FakeWeChatPay, Fault
+
+MCH_ID = "1900000109"
+APP_ID = "wxd678efh567hg6787"
+MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD********"
+PLATFORM_SERIAL = "PUB_KEY_ID_0114232134912410000000000000"
+API_V3_KEY = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
+NOTIFY_URL = "https://tokenmall.example/wechat/notify"
+OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+
+
+@pytest.fixture(scope="module")
+def wrong_merchant_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def fake(
+    clock: ManualClock,
+    other_private_key: rsa.RSAPrivateKey,
+    platform_private_key: rsa.RSAPrivateKey,
+) -> Iterator[FakeWeChatPay]:
+    server = FakeWeChatPay(
+        merchant_public_key=other_private_key.public_key(),
+        merchant_serial=MERCHANT_SERIAL,
+        mch_id=MCH_ID,
+        app_id=APP_ID,
+        platform_key=platform_private_key,
+        platform_serial=PLATFORM_SERIAL,
+        api_v3_key=API_V3_KEY,
+        clock=clock,
+    )
+    with server:
+        yield server
+
+
+def make_api(
+    fake: FakeWeChatPay,
+    clock: ManualClock,
+    merchant_key: rsa.RSAPrivateKey,
+    platform_key: rsa.RSAPrivateKey,
+) -> WeChatPayApi:
+    return WeChatPayApi(
+        mch_id=MCH_ID,
+        app_id=APP_ID,
+        merchant_key=merchant_key,
+        merchant_serial=MERCHANT_SERIAL,
+        platform_keys={PLATFORM_SERIAL: platform_key.public_key()},
+        notify_url=NOTIFY_URL,
+        base_url=fake.base_url,
+        clock=clock,
+        timeout=5.0,
+    )
+
+
+@pytest.fixture
+def api(
+    fake: FakeWeChatPay,
+    clock: ManualClock,
+    other_private_key: rsa.RSAPrivateKey,
+    platform_private_key: rsa.RSAPrivateKey,
+) -> Iterator[WeChatPayApi]:
+    client = make_api(fake, clock, other_private_key, platform_private_key)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def verifier(clock: ManualClock, platform_private_key: rsa.RSAPrivateKey) -> WeChatPayNotifications:
+    return WeChatPayNotifications(
+        platform_keys={PLATFORM_SERIAL: platform_private_key.public_key()},
+        api_v3_key=API_V3_KEY,
+        mch_id=MCH_ID,
+        clock=clock,
+    )
+
+
+def paid_order(api: WeChatPayApi, fake: FakeWeChatPay, out_trade_no: str, amount: Decimal) -> None:
+    api.jsapi_prepay(out_trade_no=out_trade_no, amount=amount, description="order", openid=OPENID)
+    fake.pay(out_trade_no)
+
+
+# -- requests on the wire ---------------------------------------------------------------------
+
+
+def test_requests_are_signed_with_wechat_headers_and_fen_amounts(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    api.jsapi_prepay(
+        out_trade_no="TM2024052000001",
+        amount=Decimal("1234.56"),
+        description="tokenmall order 1",
+        openid=OPENID,
+        expires_at=START + timedelta(minutes=30),
+    )
+    (seen,) = fake.requests
+    assert seen.status == 200
+    assert seen.method == "POST"
+    assert seen.path == "/v3/pay/transactions/jsapi"
+    auth = seen.headers["Authorization"]
+    assert auth.startswith('WECHATPAY2-SHA256-RSA2048 mchid="1900000109",nonce_str="')
+    assert f'serial_no="{MERCHANT_SERIAL}"' in auth
+    assert f'timestamp="{int(START.timestamp())}"' in auth
+    assert seen.headers["Accept"] == "application/json"
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["User-Agent"].startswith("tokenmall")
+    body = seen.json()
+    assert body["amount"] == {"total": 123456, "currency": "CNY"}
+    assert isinstance(body["amount"]["total"], int)
+    assert body["payer"] == {"openid": OPENID}
+    assert body["notify_url"] == NOTIFY_URL
+    assert body["time_expire"] == "2024-05-20T12:30:00+08:00"
+    assert (body["appid"], body["mchid"]) == (APP_ID, MCH_ID)
+
+
+# -- JSAPI prepay -------------------------------------------------------------------------------
+
+
+def test_prepay_round_trip_and_pay_sign_verifies_with_merchant_key(
+    api: WeChatPayApi, fake: FakeWeChatPay, other_private_key: rsa.RSAPrivateKey
+) -> None:
+    prepay_id = api.jsapi_prepay(
+        out_trade_no="TM2024052000002", amount=Decimal("88.88"), description="d", openid=OPENID
+    )
+    assert prepay_id.startswith("wx")
+    assert fake.transaction("TM2024052000002") == {
+        "state": "NOTPAY",
+        "amount_fen": 8888,
+        "refunded_fen": 0,
+    }
+    params = api.jsapi_pay_params(prepay_id)
+    assert params["appId"] == APP_ID
+    assert params["package"] == f"prepay_id={prepay_id}"
+    assert params["signType"] == "RSA"
+    assert params["timeStamp"] == str(int(START.timestamp()))
+    message = (
+        f"{APP_ID}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n".encode()
+    )
+    other_private_key.public_key().verify(
+        base64.b64decode(params["paySign"]), message, padding.PKCS1v15(), hashes.SHA256()
+    )
+    with pytest.raises(InvalidSignature):
+        other_private_key.public_key().verify(
+            base64.b64decode(params["paySign"]),
+            message.replace(b"prepay_id", b"prepay_ix"),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
+
+
+def test_repeating_a_prepay_is_idempotent_and_a_changed_amount_is_refused(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    args = {"out_trade_no": "TM2024052000003", "description": "d", "openid": OPENID}
+    first = api.jsapi_prepay(amount=Decimal("10.00"), **args)
+    again = api.jsapi_prepay(amount=Decimal("10.00"), **args)
+    assert again == first
+    with pytest.raises(ProviderRefused) as refused:
+        api.jsapi_prepay(amount=Decimal("10.01"), **args)
+    assert refused.value.provider_code == "INVALID_REQUEST"
+    assert refused.value.code == "provider_refused"
+    assert fake.transaction("TM2024052000003")["amount_fen"] == 1000
+
+
+def test_payment_notification_from_the_fake_parses(
+    api: WeChatPayApi, fake: FakeWeChatPay, verifier: WeChatPayNotifications
+) -> None:
+    api.jsapi_prepay(
+        out_trade_no="TM2024052000004", amount=Decimal("0.01"), description="d", openid=OPENID
+    )
+    delivery = fake.pay("TM2024052000004")
+    note = verifier.parse_notification(delivery.headers, delivery.body)
+    assert note.kind is NotificationKind.PAYMENT_SUCCEEDED
+    assert note.order_id == "TM2024052000004"
+    assert note.amount == Decimal("0.01")
+
+
+# -- refunds ------------------------------------------------------------------------------------
+
+
+def test_refund_round_trip_and_its_notification(
+    api: WeChatPayApi, fake: FakeWeChatPay, verifier: WeChatPayNotifications, clock: ManualClock
+) -> None:
+    paid_order(api, fake, "TM2024052000010", Decimal("100.00"))
+    result = api.refund(
+        out_trade_no="TM2024052000010",
+        out_refund_no="RF2024052000010",
+        amount=Decimal("33.33"),
+        total=Decimal("100.00"),
+        reason="customer returned item",
+    )
+    assert result.provider == "wechat"
+    assert result.status is RefundStatus.PENDING
+    assert (result.refund_id, result.intent_id, result.order_id) == (
+        "RF2024052000010",
+        "TM2024052000010",
+        "TM2024052000010",
+    )
+    assert result.amount == Decimal("33.33")
+    assert result.provider_refund_id.startswith("50300")
+    body = fake.requests[-1].json()
+    assert body["amount"] == {"refund": 3333, "total": 10000, "currency": "CNY"}
+    assert body["reason"] == "customer returned item"
+    assert body["notify_url"] == NOTIFY_URL
+
+    clock.advance(timedelta(seconds=30))
+    delivery = fake.finish_refund("RF2024052000010")
+    note = verifier.parse_notification(delivery.headers, delivery.body)
+    assert note.kind is NotificationKind.REFUND_SUCCEEDED
+    assert note.refund_id == "RF2024052000010"
+    assert note.order_id == note.intent_id == "TM2024052000010"
+    assert note.amount == Decimal("33.33")
+    assert note.provider_transaction_id == result.provider_refund_id
+    assert note.event_id == f"wechat:refund_succeeded:{result.provider_refund_id}"
+    assert note.occurred_at == START + timedelta(seconds=30)
+
+
+def test_over_refund_is_refused_with_wechats_code(api: WeChatPayApi, fake: FakeWeChatPay) -> None:
+    paid_order(api, fake, "TM2024052000011", Decimal("50.00"))
+    api.refund(
+        out_trade_no="TM2024052000011",
+        out_refund_no="RF1",
+        amount=Decimal("40.00"),
+        total=Decimal("50.00"),
+    )
+    with pytest.raises(ProviderRefused) as refused:
+        api.refund(
+            out_trade_no="TM2024052000011",
+            out_refund_no="RF2",
+            amount=Decimal("10.01"),
+            total=Decimal("50.00"),
+        )
+    assert refused.value.provider_code == "INVALID_REQUEST"
+    assert "可退金额" in refused.value.message
+    assert fake.refund_count() == 1
+    assert fake.transaction("TM2024052000011")["refunded_fen"] == 4000
+
+
+def test_refund_of_an_unknown_order_is_refused(api: WeChatPayApi) -> None:
+    with pytest.raises(ProviderRefused) as refused:
+        api.refund(
+            out_trade_no="TM-NOPE",
+            out_refund_no="RF3",
+            amount=Decimal("1.00"),
+            total=Decimal("1.00"),
+        )
+    assert refused.value.provider_code == "RESOURCE_NOT_EXISTS"
+
+
+def test_500_is_unavailable_and_the_retry_with_the_same_id_holds_one_refund(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    paid_order(api, fake, "TM2024052000012", Decimal("20.00"))
+    args = {
+        "out_trade_no": "TM2024052000012",
+        "out_refund_no": "RF2024052000012",
+        "amount": Decimal("20.00"),
+        "total": Decimal("20.00"),
+    }
+    fake.fail_next(1, Fault.ERROR_500)  # WeChat did the refund, the answer was a 500
+    with pytest.raises(ProviderUnavailable) as unavailable:
+        api.refund(**args)  # type: ignore[arg-type]
+    assert "500" in str(unavailable.value)
+    assert fake.refund_count() == 1
+    result = api.refund(**args)  # type: ignore[arg-type]
+    assert result.status is RefundStatus.PENDING
+    assert fake.refund_count() == 1
+    assert fake.transaction("TM2024052000012")["refunded_fen"] == 2000
+    assert [r.status for r in fake.requests[-2:]] == [500, 200]
+
+
+def test_a_dropped_connection_is_unavailable(api: WeChatPayApi, fake: FakeWeChatPay) -> None:
+    fake.fail_next(1, Fault.DROP, after_processing=False)
+    with pytest.raises(ProviderUnavailable):
+        api.jsapi_prepay(
+            out_trade_no="TM2024052000013", amount=Decimal("1.00"), description="d", openid=OPENID
+        )
+    prepay_id = api.jsapi_prepay(
+        out_trade_no="TM2024052000013", amount=Decimal("1.00"), description="d", openid=OPENID
+    )
+    assert prepay_id.startswith("wx")
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault.TAMPER, Fault.WRONG_KEY, Fault.UNKNOWN_SERIAL, Fault.UNSIGNED]
+)
+def test_an_answer_that_does_not_verify_is_unavailable(
+    api: WeChatPayApi, fake: FakeWeChatPay, fault: Fault
+) -> None:
+    paid_order(api, fake, "TM2024052000014", Decimal("9.99"))
+    fake.fail_next(1, fault)
+    with pytest.raises(ProviderUnavailable) as unavailable:
+        api.refund(
+            out_trade_no="TM2024052000014",
+            out_refund_no="RF14",
+            amount=Decimal("9.99"),
+            total=Decimal("9.99"),
+        )
+    assert "does not verify" in str(unavailable.value)
+    assert fake.requests[-1].status == 200  # the refund was made; only its answer was bad
+    again = api.refund(
+        out_trade_no="TM2024052000014",
+        out_refund_no="RF14",
+        amount=Decimal("9.99"),
+        total=Decimal("9.99"),
+    )
+    assert again.amount == Decimal("9.99")
+    assert fake.refund_count() == 1
+
+
+def test_a_stale_answer_is_unavailable(
+    fake: FakeWeChatPay,
+    other_private_key: rsa.RSAPrivateKey,
+    platform_private_key: rsa.RSAPrivateKey,
+) -> None:
+    skewed = ManualClock(START + timedelta(minutes=6))
+    client = make_api(fake, skewed, other_private_key, platform_private_key)
+    try:
+        with pytest.raises(ProviderUnavailable) as unavailable:
+            client.jsapi_prepay(
+                out_trade_no="TM2024052000015", amount=Decimal("1"), description="d", openid=OPENID
+            )
+    finally:
+        client.close()
+    # WeChat refused the skewed request (401) and its answer is stale to the skewed clock
+    assert fake.requests[-1].status == 401
+    assert "does not verify" in str(unavailable.value)
+
+
+def test_a_wrong_merchant_key_gets_401_sign_error(
+    fake: FakeWeChatPay,
+    clock: ManualClock,
+    wrong_merchant_key: rsa.RSAPrivateKey,
+    platform_private_key: rsa.RSAPrivateKey,
+) -> None:
+    client = make_api(fake, clock, wrong_merchant_key, platform_private_key)
+    try:
+        with pytest.raises(ProviderRefused) as refused:
+            client.jsapi_prepay(
+                out_trade_no="TM2024052000016", amount=Decimal("1"), description="d", openid=OPENID
+            )
+    finally:
+        client.close()
+    assert refused.value.provider_code == "SIGN_ERROR"
+    assert fake.requests[-1].status == 401
+
+
+# -- transfers ----------------------------------------------------------------------------------
+
+
+def test_transfer_round_trip_and_its_notification(
+    api: WeChatPayApi, fake: FakeWeChatPay, verifier: WeChatPayNotifications, clock: ManualClock
+) -> None:
+    request = PayoutRequest("WD2024052000001", OPENID, Decimal("12.34"), "积分提现 May")
+    result = api.transfer(request)
+    assert result.status is PayoutStatus.PENDING
+    assert (result.provider, result.payout_id, result.account) == (
+        "wechat",
+        request.payout_id,
+        OPENID,
+    )
+    assert result.amount == Decimal("12.34")
+    assert result.confirm_package is None
+    body = fake.requests[-1].json()
+    assert body["transfer_amount"] == 1234
+    assert body["transfer_scene_id"] == "1000"
+    assert body["transfer_remark"] == "积分提现 May"
+    assert [i["info_type"] for i in body["transfer_scene_report_infos"]] == ["活动名称", "奖励说明"]
+    assert api.transfer(request) == result  # same out_bill_no, same content: same bill
+    assert fake.transfer_count() == 1
+
+    clock.advance(timedelta(minutes=2))
+    delivery = fake.finish_transfer("WD2024052000001")
+    note = verifier.parse_notification(delivery.headers, delivery.body)
+    assert note.kind is NotificationKind.PAYOUT_SUCCEEDED
+    assert note.payout_id == "WD2024052000001"
+    assert note.amount == Decimal("12.34")
+    assert note.provider_transaction_id == result.provider_payout_id
+    assert note.event_id == f"wechat:payout_succeeded:{result.provider_payout_id}"
+    assert note.occurred_at == START + timedelta(minutes=2)
+    redelivered = fake.finish_transfer("WD2024052000001")
+    assert verifier.parse_notification(redelivered.headers, redelivered.body) == note
+
+
+def test_failed_transfer_notification_is_payout_failed(
+    api: WeChatPayApi, fake: FakeWeChatPay, verifier: WeChatPayNotifications
+) -> None:
+    api.transfer(PayoutRequest("WD2024052000002", OPENID, Decimal("0.30")))
+    body = fake.requests[-1].json()
+    assert body["transfer_remark"] == "积分提现"  # the default when there is no description
+    delivery = fake.finish_transfer("WD2024052000002", success=False)
+    note = verifier.parse_notification(delivery.headers, delivery.body)
+    assert note.kind is NotificationKind.PAYOUT_FAILED
+    assert note.amount == Decimal("0.30")
+
+
+def test_transfer_waiting_for_the_payee_returns_the_confirm_package(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    fake.transfers_need_confirmation = True
+    result = api.transfer(PayoutRequest("WD2024052000003", OPENID, Decimal("5.00")))
+    assert result.status is PayoutStatus.PENDING
+    assert result.confirm_package is not None
+    assert result.confirm_package.startswith("ABBQO")
+
+
+def test_a_reused_payout_id_with_another_amount_is_refused(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    api.transfer(PayoutRequest("WD2024052000004", OPENID, Decimal("5.00")))
+    with pytest.raises(ProviderRefused) as refused:
+        api.transfer(PayoutRequest("WD2024052000004", OPENID, Decimal("5.01")))
+    assert refused.value.provider_code == "INVALID_REQUEST"
+    assert fake.transfer_count() == 1
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        PayoutRequest("WD-with-dash", OPENID, Decimal("1.00")),  # out_bill_no: letters, digits
+        PayoutRequest("WD2024052000005", OPENID, Decimal("2000.00")),  # needs the payee's name
+    ],
+)
+def test_transfers_wechat_would_refuse_never_leave(
+    api: WeChatPayApi, fake: FakeWeChatPay, request_: PayoutRequest
+) -> None:
+    with pytest.raises(InvalidPaymentRequest):
+        api.transfer(request_)
+    assert fake.requests == []
+
+
+def test_refund_above_total_never_leaves(api: WeChatPayApi, fake: FakeWeChatPay) -> None:
+    with pytest.raises(PaymentError):
+        api.refund(out_trade_no="TM1", out_refund_no="RF1", amount=Decimal("2"), total=Decimal("1"))
+    with pytest.raises(PaymentError):
+        api.refund(
+            out_trade_no="TM1", out_refund_no="RF1", amount=Decimal("0.001"), total=Decimal("1")
+        )
+    assert fake.requests == []
+
+
+def test_configuration_is_checked(
+    other_private_key: rsa.RSAPrivateKey, platform_private_key: rsa.RSAPrivateKey
+) -> None:
+    good = {
+        "mch_id": MCH_ID,
+        "app_id": APP_ID,
+        "merchant_key": other_private_key,
+        "merchant_serial": MERCHANT_SERIAL,
+        "platform_keys": {PLATFORM_SERIAL: platform_private_key.public_key()},
+        "notify_url": NOTIFY_URL,
+    }
+    WeChatPayApi(**good).close()  # type: ignore[arg-type]
+    for change in (
+        {"notify_url": "http://tokenmall.example/notify"},
+        {"notify_url": NOTIFY_URL + "?tenant=1"},
+        {"platform_keys": {}},
+        {"mch_id": ""},
+    ):
+        with pytest.raises(ProviderConfigError):
+            WeChatPayApi(**{**good, **change})  # type: ignore[arg-type]
+
+
+# -- transfer notifications, directly ---------------------------------------------------------
+
+
+def _transfer_delivery(key: rsa.RSAPrivateKey, event_type: str, **overrides: object) -> bytes:
+    fields: dict[str, object] = {
+        "out_bill_no": "WD1",
+        "transfer_bill_no": "1330000071100999991182020050700019480001",
+        "amount": Decimal("20.00"),
+        "openid": OPENID,
+        "created_at": START - timedelta(minutes=5),
+        "updated_at": START - timedelta(minutes=1),
+        "mch_id": MCH_ID,
+    }
+    fields.update(overrides)
+    delivery = build_notification(
+        private_key=key,
+        serial=PLATFORM_SERIAL,
+        api_v3_key=API_V3_KEY,
+        resource=transfer_resource(**fields),  # type: ignore[arg-type]
+        sent_at=START,
+        event_type=event_type,
+    )
+    return delivery.body
+
+
+def test_transfer_notification_envelope_is_mch_payment(
+    platform_private_key: rsa.RSAPrivateKey,
+) -> None:
+    body = _transfer_delivery(platform_private_key, "MCHTRANSFER.BILL.FINISHED")
+    assert b'"original_type":"mch_payment"' in body
+    assert b'"associated_data":"mch_payment"' in body
+
+
+def test_transfer_notification_for_another_merchant_is_foreign(
+    verifier: WeChatPayNotifications, platform_private_key: rsa.RSAPrivateKey
+) -> None:
+    delivery = build_notification(
+        private_key=platform_private_key,
+        serial=PLATFORM_SERIAL,
+        api_v3_key=API_V3_KEY,
+        resource=transfer_resource(
+            out_bill_no="WD1",
+            transfer_bill_no="133",
+            amount=Decimal("1.00"),
+            openid=OPENID,
+            created_at=START,
+            updated_at=START,
+            mch_id="1900000999",
+        ),
+        sent_at=START,
+        event_type="MCHTRANSFER.BILL.FINISHED",
+    )
+    with pytest.raises(ForeignNotification):
+        verifier.parse_notification(delivery.headers, delivery.body)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "state"),
+    [("MCHTRANSFER.BATCH.FINISHED", "SUCCESS"), ("MCHTRANSFER.BILL.FINISHED", "PROCESSING")],
+)
+def test_transfer_events_that_are_not_final_bills_are_unsupported(
+    verifier: WeChatPayNotifications,
+    platform_private_key: rsa.RSAPrivateKey,
+    event_type: str,
+    state: str,
+) -> None:
+    delivery = build_notification(
+        private_key=platform_private_key,
+        serial=PLATFORM_SERIAL,
+        api_v3_key=API_V3_KEY,
+        resource=transfer_resource(
+            out_bill_no="WD1",
+            transfer_bill_no="133",
+            amount=Decimal("1.00"),
+            openid=OPENID,
+            created_at=START,
+            updated_at=START,
+            state=state,
+            mch_id=MCH_ID,
+        ),
+        sent_at=START,
+        event_type=event_type,
+    )
+    with pytest.raises(UnsupportedNotification):
+        verifier.parse_notification(delivery.headers, delivery.body)
