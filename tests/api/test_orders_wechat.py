@@ -290,3 +290,28 @@ def test_payer_needs_wechat_and_its_outbound_configuration(
     assert_error(r, 409, "provider_not_configured")
     pay = ok(client.post(url, json={"provider": "wechat"}, headers=mall.operator), 201)
     assert pay["pay_params"] is None
+
+
+def test_a_wechat_payment_for_a_cancelled_order_is_voided_and_refunded_at_wechat(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    order = create_order(client, mall)
+    url = mall.url(f"/orders/{order['ref']}/payments")
+    pay = ok(
+        client.post(url, json={"provider": "wechat", "payer": OPENID}, headers=mall.operator), 201
+    )
+    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    # the customer paid anyway: the money goes back through WeChat, once
+    got = _deliver(client, mall, wechat.pay(pay["provider_order_id"]))
+    assert got["outcome"] == "voided"
+    [payment] = read_order(client, mall, order["ref"])["payments"]
+    assert (payment["status"], payment["refund_status"]) == ("voided", "submitted")
+    assert wechat.refund_count() == 1
+    placed = wechat.transaction(pay["provider_order_id"])
+    assert placed["refunded_fen"] == placed["amount_fen"]
+    done = _deliver(client, mall, wechat.finish_refund(f"{pay['provider_order_id']}-void"))
+    assert done["outcome"] == "refund_succeeded"
+    [payment] = read_order(client, mall, order["ref"])["payments"]
+    assert payment["refund_status"] == "succeeded"
+    assert _deliver(client, mall, wechat.pay(pay["provider_order_id"]))["duplicate"] is True
+    assert wechat.refund_count() == 1

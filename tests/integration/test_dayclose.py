@@ -215,6 +215,26 @@ def test_the_scheduler_runs_the_orders_jobs_and_survives_a_failing_one(
     assert Scheduler(ledger.engine).tick(NOON).errors == []
 
 
+def test_the_scheduler_resends_refunds_and_survives_a_failing_resend(
+    ledger: Ledger, tenant_code: str
+) -> None:
+    make_tenant(ledger, tenant_code, created=NOON)
+    seen: list[float] = []
+
+    def resend(now: float) -> int:
+        seen.append(now)
+        return 2
+
+    report = Scheduler(ledger.engine, jobs=[], refunds=resend).tick(NOON)
+    assert (seen, report.refunds, report.errors) == ([NOON], 2, [])
+
+    def broken(now: float) -> int:
+        raise RuntimeError("provider down")
+
+    report = Scheduler(ledger.engine, jobs=[], refunds=broken).tick(NOON)
+    assert (report.refunds, report.errors) == (0, ["refunds: provider down"])
+
+
 def test_the_scheduler_thread_starts_and_stops(ledger: Ledger, tenant_code: str) -> None:
     tid = make_tenant(ledger, tenant_code, created=time.time() - 3 * 86400)
     jobs = Scheduler(ledger.engine, jobs=[], interval=0.05)
