@@ -552,15 +552,15 @@ def _merchant_key(pem: str) -> RSAPrivateKey:
     return key
 
 
-def _check_url(url: str, what: str) -> str:
-    """https, or http to this machine (a local gateway or test double): WeChat calls and is
-    called over TLS only, so a plain-http address elsewhere is a configuration mistake."""
+def _check_url(url: str, what: str, *, loopback_http: bool = False) -> str:
+    """An https URL (WeChat calls and is called over TLS only).  ``loopback_http`` also
+    admits plain http to this machine: a local gateway or a test double of the API."""
     parts = urlsplit(url)
-    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    local = loopback_http and parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts.scheme != "https" and not (parts.scheme == "http" and local):
         raise ProviderConfigError(f"{what} must be an https URL, got {url!r}")
-    if not parts.hostname:
-        raise ProviderConfigError(f"{what} has no host: {url!r}")
+    if not parts.hostname or parts.query:
+        raise ProviderConfigError(f"{what} must have a host and no query string: {url!r}")
     return url.rstrip("/")
 
 
@@ -2136,7 +2136,9 @@ class OrderService:
                     )
                 assert notify_url is not None
                 outbound["notify_url"] = _check_url(notify_url, "notify_url")
-                outbound["api_base_url"] = _check_url(api_base_url or WECHAT_API, "api_base_url")
+                outbound["api_base_url"] = _check_url(
+                    api_base_url or WECHAT_API, "api_base_url", loopback_http=True
+                )
                 config["outbound"] = outbound
             elif api_base_url:
                 raise ProviderConfigError("api_base_url is only used with outbound calls")
