@@ -26,14 +26,16 @@ from tokenmall.domain.economy import Purchase, Sell
 from tokenmall.payments import SignedDelivery, system_clock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from payments.wechat_fake import FakeWeChatPay, Fault
-
-MCH_ID = "1900000109"
-APP_ID = "wxd678efh567hg6787"
-MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD00000001"
-PLATFORM_SERIAL = "PUB_KEY_ID_0114232134912410000000000000"
-API_V3_KEY = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
-OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+from payments.wechat_fake import (
+    API_V3_KEY,
+    APP_ID,
+    MCH_ID,
+    MERCHANT_SERIAL,
+    OPENID,
+    PLATFORM_SERIAL,
+    FakeWeChatPay,
+    Fault,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +88,7 @@ def wechat(
 ) -> Iterator[FakeWeChatPay]:
     fake = FakeWeChatPay(
         merchant_public_key=merchant_key.public_key(),
-        merchant_serial=MERCHANT_SERIAL,
-        mch_id=MCH_ID,
-        app_id=APP_ID,
         platform_key=platform_key,
-        platform_serial=PLATFORM_SERIAL,
-        api_v3_key=API_V3_KEY,
         clock=system_clock,
     )
     with fake:

@@ -85,6 +85,7 @@ __all__ = [
     "build_notification",
     "decrypt_resource",
     "encrypt_resource",
+    "load_merchant_key",
     "load_platform_key",
     "refund_resource",
     "sign_message",
@@ -185,6 +186,20 @@ def load_platform_key(pem: bytes) -> RSAPublicKey:
         raise ProviderConfigError(f"not a PEM certificate or public key: {exc}") from None
     _check_rsa(key, "the platform key")
     assert isinstance(key, RSAPublicKey)
+    return key
+
+
+def load_merchant_key(pem: bytes) -> RSAPrivateKey:
+    """The merchant's API private key (apiclient_key.pem), unencrypted PEM: RSA, 2048 bits up."""
+    try:
+        key: object = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise ProviderConfigError(
+            "the merchant API key is not an unencrypted PEM private key"
+        ) from None
+    _check_rsa(key, "the merchant API key")
+    if not isinstance(key, RSAPrivateKey):
+        raise ProviderConfigError("the merchant API key must be an RSA private key")
     return key
 
 

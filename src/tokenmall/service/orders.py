@@ -65,8 +65,6 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -94,7 +92,7 @@ from tokenmall.payments import (
 )
 from tokenmall.payments.base import Clock, system_clock
 from tokenmall.payments.errors import PaymentStateError, ProviderUnavailable, UnknownPayment
-from tokenmall.payments.wechat import load_platform_key
+from tokenmall.payments.wechat import load_merchant_key, load_platform_key
 from tokenmall.payments.wechat_api import WeChatPayApi
 from tokenmall.service import catalog, members
 from tokenmall.service.errors import Conflict, OutOfStock
@@ -142,7 +140,6 @@ _REF_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _REFUNDABLE: Final = ("paid", "delivered", "settled")  # statuses a refund may start from
 _JOB_CHUNK: Final = 200
 _SANDBOX_DRAIN_ROUNDS: Final = 10
-_MIN_RSA_BITS: Final = 2048
 WECHAT_API: Final = "https://api.mch.weixin.qq.com"
 
 Provider = Literal["sandbox", "wechat"]
@@ -488,8 +485,7 @@ class PaymentHub:
             cached = self._wechat.get(tenant_id)
             if cached is not None and cached[0] == row.updated_at:
                 return cached[1]
-        config = json.loads(row.config)
-        entry = _WeChat(_wechat_verifier(config, self._clock), _wechat_api(config, self._clock))
+        entry = _wechat_entry(json.loads(row.config), self._clock)
         with self._lock:
             self._wechat[tenant_id] = (row.updated_at, entry)
         return entry
@@ -511,56 +507,41 @@ class _WeChat:
     api: WeChatPayApi | None
 
 
-def _wechat_verifier(config: Mapping[str, Any], clock: Clock) -> WeChatPayNotifications:
+def _wechat_entry(config: Mapping[str, Any], clock: Clock) -> _WeChat:
+    """The verifier and, with the merchant's key, the client of a stored configuration
+    (checks every key: :class:`ProviderConfigError` for one that is not usable)."""
     keys = {serial: load_platform_key(pem.encode()) for serial, pem in config["keys"].items()}
-    return WeChatPayNotifications(
+    verifier = WeChatPayNotifications(
         platform_keys=keys,
         api_v3_key=config["api_v3_key"],
         mch_id=config.get("mch_id"),
         clock=clock,
     )
-
-
-def _wechat_api(config: Mapping[str, Any], clock: Clock) -> WeChatPayApi | None:
     out = config.get("outbound")
     if not out:
-        return None
-    return WeChatPayApi(
+        return _WeChat(verifier, None)
+    api = WeChatPayApi(
         mch_id=config["mch_id"],
         app_id=out["app_id"],
-        merchant_key=_merchant_key(out["merchant_private_key"]),
+        merchant_key=load_merchant_key(out["merchant_private_key"].encode()),
         merchant_serial=out["merchant_serial"],
-        platform_keys={
-            serial: load_platform_key(pem.encode()) for serial, pem in config["keys"].items()
-        },
+        platform_keys=keys,
         notify_url=out["notify_url"],
         base_url=out["api_base_url"],
         clock=clock,
     )
+    return _WeChat(verifier, api)
 
 
-def _merchant_key(pem: str) -> RSAPrivateKey:
-    """The merchant's API private key (apiclient_key.pem): RSA, at least 2048 bits."""
-    try:
-        key = serialization.load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError):
-        raise ProviderConfigError(
-            "merchant_private_key is not an unencrypted PEM private key"
-        ) from None
-    if not isinstance(key, RSAPrivateKey) or key.key_size < _MIN_RSA_BITS:
-        raise ProviderConfigError("merchant_private_key must be an RSA key of 2048 bits or more")
-    return key
-
-
-def _check_url(url: str, what: str, *, loopback_http: bool = False) -> str:
-    """An https URL (WeChat calls and is called over TLS only).  ``loopback_http`` also
-    admits plain http to this machine: a local gateway or a test double of the API."""
+def _check_api_url(url: str) -> str:
+    """WeChat Pay's address: https, or plain http to this machine (a local gateway or a test
+    double).  The notify URL is checked by :class:`WeChatPayApi` (WeChat's own rules)."""
     parts = urlsplit(url)
-    local = loopback_http and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts.scheme != "https" and not (parts.scheme == "http" and local):
-        raise ProviderConfigError(f"{what} must be an https URL, got {url!r}")
+        raise ProviderConfigError(f"api_base_url must be an https URL, got {url!r}")
     if not parts.hostname or parts.query:
-        raise ProviderConfigError(f"{what} must have a host and no query string: {url!r}")
+        raise ProviderConfigError(f"api_base_url must have a host and no query string: {url!r}")
     return url.rstrip("/")
 
 
@@ -575,6 +556,12 @@ class _ProviderRefund:
     refund_id: str
     amount: Decimal
     total: Decimal  # the payment's CNY: WeChat's refund request states the original amount
+
+    @classmethod
+    def of_void(cls, pay: Any, refund_id: str) -> _ProviderRefund:
+        """All the CNY of a voided payment (its ``payments`` row) back, as ``refund_id``."""
+        cny = _cny(pay.cny_fen)
+        return cls("payments", pay.id, pay.provider, pay.intent_id, refund_id, cny, cny)
 
 
 # ----------------------------------------------------------------------------- row mapping
@@ -1590,17 +1577,7 @@ class OrderService:
             )
         )
         if status == "pending":
-            refunds.append(
-                _ProviderRefund(
-                    "payments",
-                    pay.id,
-                    pay.provider,
-                    pay.intent_id,
-                    refund_id,
-                    _cny(pay.cny_fen),
-                    _cny(pay.cny_fen),
-                )
-            )
+            refunds.append(_ProviderRefund.of_void(pay, refund_id))
 
     def _on_payment_failed(
         self, conn: Connection, tenant_id: int, n: Notification
@@ -1670,12 +1647,15 @@ class OrderService:
         the request is idempotent on the refund id, so asking the same refund again, or the
         scheduler's :meth:`retry_refunds`, sends it again.
         """
+        refunds = list(refunds)
+        api: WeChatPayApi | None = None
+        if any(r.provider == "wechat" for r in refunds):
+            with read_only(self.engine).connect() as conn:
+                api = self.hub.wechat_api(conn, tenant_id)
         for r in refunds:
             status, note = "submitted", None
             try:
                 if r.provider == "wechat":
-                    with read_only(self.engine).connect() as conn:
-                        api = self.hub.wechat_api(conn, tenant_id)
                     if api is None:
                         raise ProviderConfigError("WeChat Pay outbound calls are not configured")
                     api.refund(
@@ -1743,17 +1723,7 @@ class OrderService:
                         py.tenant_id == tid, py.refund_status == "pending", py.updated_at < cutoff
                     )
                 ):
-                    found.append(
-                        _ProviderRefund(
-                            "payments",
-                            pay.id,
-                            pay.provider,
-                            pay.intent_id,
-                            pay.provider_refund_id,
-                            _cny(pay.cny_fen),
-                            _cny(pay.cny_fen),
-                        )
-                    )
+                    found.append(_ProviderRefund.of_void(pay, pay.provider_refund_id))
                 for row in conn.execute(
                     select(s.order_refunds).where(
                         rf.tenant_id == tid,
@@ -2134,16 +2104,11 @@ class OrderService:
                         "outbound WeChat Pay calls need all of mch_id, app_id, merchant_serial, "
                         f"merchant_private_key and notify_url; missing: {', '.join(missing)}"
                     )
-                assert notify_url is not None
-                outbound["notify_url"] = _check_url(notify_url, "notify_url")
-                outbound["api_base_url"] = _check_url(
-                    api_base_url or WECHAT_API, "api_base_url", loopback_http=True
-                )
+                outbound["api_base_url"] = _check_api_url(api_base_url or WECHAT_API)
                 config["outbound"] = outbound
             elif api_base_url:
                 raise ProviderConfigError("api_base_url is only used with outbound calls")
-            _wechat_verifier(config, system_clock)
-            api = _wechat_api(config, system_clock)
+            api = _wechat_entry(config, system_clock).api
             if api is not None:
                 api.close()
         except ProviderConfigError as exc:

@@ -18,6 +18,7 @@ from tokenmall.payments import (
     PayoutRequest,
     PayoutStatus,
     RefundStatus,
+    SignedDelivery,
 )
 from tokenmall.payments.errors import (
     ForeignNotification,
@@ -36,15 +37,18 @@ from tokenmall.payments.wechat import (
 from tokenmall.payments.wechat_api import WeChatPayApi
 
 from .conftest import START
-from .wechat_fake import FakeWeChatPay, Fault
+from .wechat_fake import (
+    API_V3_KEY,
+    APP_ID,
+    MCH_ID,
+    MERCHANT_SERIAL,
+    OPENID,
+    PLATFORM_SERIAL,
+    FakeWeChatPay,
+    Fault,
+)
 
-MCH_ID = "1900000109"
-APP_ID = "wxd678efh567hg6787"
-MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD********"
-PLATFORM_SERIAL = "PUB_KEY_ID_0114232134912410000000000000"
-API_V3_KEY = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
 NOTIFY_URL = "https://tokenmall.example/wechat/notify"
-OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +64,7 @@ def fake(
 ) -> Iterator[FakeWeChatPay]:
     server = FakeWeChatPay(
         merchant_public_key=other_private_key.public_key(),
-        merchant_serial=MERCHANT_SERIAL,
-        mch_id=MCH_ID,
-        app_id=APP_ID,
         platform_key=platform_private_key,
-        platform_serial=PLATFORM_SERIAL,
-        api_v3_key=API_V3_KEY,
         clock=clock,
     )
     with server:
@@ -502,7 +501,9 @@ def test_configuration_is_checked(
 # -- transfer notifications, directly ---------------------------------------------------------
 
 
-def _transfer_delivery(key: rsa.RSAPrivateKey, event_type: str, **overrides: object) -> bytes:
+def _transfer_delivery(
+    key: rsa.RSAPrivateKey, event_type: str, **overrides: object
+) -> SignedDelivery:
     fields: dict[str, object] = {
         "out_bill_no": "WD1",
         "transfer_bill_no": "1330000071100999991182020050700019480001",
@@ -513,7 +514,7 @@ def _transfer_delivery(key: rsa.RSAPrivateKey, event_type: str, **overrides: obj
         "mch_id": MCH_ID,
     }
     fields.update(overrides)
-    delivery = build_notification(
+    return build_notification(
         private_key=key,
         serial=PLATFORM_SERIAL,
         api_v3_key=API_V3_KEY,
@@ -521,13 +522,12 @@ def _transfer_delivery(key: rsa.RSAPrivateKey, event_type: str, **overrides: obj
         sent_at=START,
         event_type=event_type,
     )
-    return delivery.body
 
 
 def test_transfer_notification_envelope_is_mch_payment(
     platform_private_key: rsa.RSAPrivateKey,
 ) -> None:
-    body = _transfer_delivery(platform_private_key, "MCHTRANSFER.BILL.FINISHED")
+    body = _transfer_delivery(platform_private_key, "MCHTRANSFER.BILL.FINISHED").body
     assert b'"original_type":"mch_payment"' in body
     assert b'"associated_data":"mch_payment"' in body
 
@@ -535,21 +535,8 @@ def test_transfer_notification_envelope_is_mch_payment(
 def test_transfer_notification_for_another_merchant_is_foreign(
     verifier: WeChatPayNotifications, platform_private_key: rsa.RSAPrivateKey
 ) -> None:
-    delivery = build_notification(
-        private_key=platform_private_key,
-        serial=PLATFORM_SERIAL,
-        api_v3_key=API_V3_KEY,
-        resource=transfer_resource(
-            out_bill_no="WD1",
-            transfer_bill_no="133",
-            amount=Decimal("1.00"),
-            openid=OPENID,
-            created_at=START,
-            updated_at=START,
-            mch_id="1900000999",
-        ),
-        sent_at=START,
-        event_type="MCHTRANSFER.BILL.FINISHED",
+    delivery = _transfer_delivery(
+        platform_private_key, "MCHTRANSFER.BILL.FINISHED", mch_id="1900000999"
     )
     with pytest.raises(ForeignNotification):
         verifier.parse_notification(delivery.headers, delivery.body)
@@ -565,22 +552,6 @@ def test_transfer_events_that_are_not_final_bills_are_unsupported(
     event_type: str,
     state: str,
 ) -> None:
-    delivery = build_notification(
-        private_key=platform_private_key,
-        serial=PLATFORM_SERIAL,
-        api_v3_key=API_V3_KEY,
-        resource=transfer_resource(
-            out_bill_no="WD1",
-            transfer_bill_no="133",
-            amount=Decimal("1.00"),
-            openid=OPENID,
-            created_at=START,
-            updated_at=START,
-            state=state,
-            mch_id=MCH_ID,
-        ),
-        sent_at=START,
-        event_type=event_type,
-    )
+    delivery = _transfer_delivery(platform_private_key, event_type, state=state)
     with pytest.raises(UnsupportedNotification):
         verifier.parse_notification(delivery.headers, delivery.body)

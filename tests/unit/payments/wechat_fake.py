@@ -50,6 +50,13 @@ from tokenmall.payments.wechat import (
 
 _AUTH = re.compile(r"^WECHATPAY2-SHA256-RSA2048 (.+)$")
 _AUTH_PARAM = re.compile(r'(\w+)="([^"]*)"')
+# one merchant's identifiers, shared by the tests that talk to the fake
+MCH_ID = "1900000109"
+APP_ID = "wxd678efh567hg6787"
+MERCHANT_SERIAL = "3775B6A45ACD588826D15E583A95F5DD********"
+PLATFORM_SERIAL = "PUB_KEY_ID_0114232134912410000000000000"
+API_V3_KEY = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
+OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 REQUEST_TOLERANCE = timedelta(minutes=5)  # WeChat: "refuses requests made long ago" (assumed 5 min)
 
 
@@ -132,13 +139,13 @@ class FakeWeChatPay:
         self,
         *,
         merchant_public_key: rsa.RSAPublicKey,
-        merchant_serial: str,
-        mch_id: str,
-        app_id: str,
         platform_key: rsa.RSAPrivateKey,
-        platform_serial: str,
-        api_v3_key: str,
         clock: Clock,
+        merchant_serial: str = MERCHANT_SERIAL,
+        mch_id: str = MCH_ID,
+        app_id: str = APP_ID,
+        platform_serial: str = PLATFORM_SERIAL,
+        api_v3_key: str = API_V3_KEY,
     ) -> None:
         self.merchant_public_key = merchant_public_key
         self.merchant_serial = merchant_serial
