@@ -1,4 +1,5 @@
-"""WeChat Pay API v3 outbound calls (微信支付 APIv3): JSAPI prepay, refunds, transfers.
+"""WeChat Pay API v3 outbound calls (微信支付 APIv3): JSAPI prepay, order query and close,
+refunds, transfers.
 
 The inbound half (notifications) is :mod:`tokenmall.payments.wechat`; this is the half that
 asks WeChat to do something.  Every call is one signed HTTPS request and one signed answer:
@@ -36,6 +37,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -49,6 +51,7 @@ from tokenmall.payments import _wire
 from tokenmall.payments.base import (
     CURRENCY,
     Clock,
+    Notification,
     PayoutRequest,
     PayoutResult,
     PayoutStatus,
@@ -71,7 +74,9 @@ from tokenmall.payments.wechat import (
     DEFAULT_TOLERANCE,
     PROVIDER,
     SIGNATURE_TYPE,
+    WECHATPAY_SIGNATURE,
     _check_rsa,
+    _transaction_notification,
     verify_signature,
     wechat_time,
 )
@@ -79,14 +84,18 @@ from tokenmall.payments.wechat import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "JSAPI_PATH",
+    "ORDER_NOT_EXIST",
     "REFUND_PATH",
+    "TRADE_PATH",
     "TRANSFER_PATH",
     "TRANSFER_SCENE_CASH_MARKETING",
+    "TradeQuery",
     "WeChatPayApi",
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.mch.weixin.qq.com"
 JSAPI_PATH: Final = "/v3/pay/transactions/jsapi"
+TRADE_PATH: Final = "/v3/pay/transactions/out-trade-no/"  # + out_trade_no [+ "/close"]
 REFUND_PATH: Final = "/v3/refund/domestic/refunds"
 TRANSFER_PATH: Final = "/v3/fund-app/mch-transfer/transfer-bills"
 USER_AGENT: Final = "tokenmall-wechatpay/0.1 (+httpx)"
@@ -111,6 +120,11 @@ _OUT_REFUND_NO: Final = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
 # out_bill_no: at most 32 digits and letters only ("只能由数字、大小写字母组成").
 _OUT_BILL_NO: Final = re.compile(r"[0-9A-Za-z]{1,32}")
 
+ORDER_NOT_EXIST: Final = "ORDER_NOT_EXIST"
+"""The error code of a query for an order WeChat does not have (HTTP 404, "订单不存在"), and
+the ``trade_state`` :meth:`WeChatPayApi.query_order` reports for it."""
+_OPEN_TRADE_STATES: Final = frozenset({"NOTPAY", "USERPAYING"})
+
 _REFUND_STATUSES: Final[Mapping[str, RefundStatus]] = {
     "SUCCESS": RefundStatus.SUCCEEDED,
     "PROCESSING": RefundStatus.PENDING,
@@ -122,6 +136,28 @@ _TRANSFER_STATES: Final[Mapping[str, PayoutStatus]] = {
     "FAIL": PayoutStatus.FAILED,
     "CANCELLED": PayoutStatus.FAILED,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class TradeQuery:
+    """What WeChat says of one order (商户订单号查询订单), verified like a notification.
+
+    ``trade_state`` is WeChat's word: ``NOTPAY`` or ``USERPAYING`` (still open), a final state
+    (``SUCCESS``, ``REFUND``, ``CLOSED``, ``REVOKED``, ``PAYERROR``), or :data:`ORDER_NOT_EXIST`
+    when WeChat has no order of that out_trade_no (the prepay never reached it).  For a final
+    state, ``notification`` is the same :class:`~tokenmall.payments.Notification` the
+    TRANSACTION notification would have produced, with the same ``event_id``: applying both
+    (the query's and a late delivery) applies the payment once.
+    """
+
+    out_trade_no: str
+    trade_state: str
+    notification: Notification | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """WeChat has the order and it can still be paid."""
+        return self.trade_state in _OPEN_TRADE_STATES
 
 
 def _check_id(value: str, pattern: re.Pattern[str], what: str) -> str:
@@ -298,6 +334,46 @@ class WeChatPayApi:
             "paySign": self._sign(message),
         }
 
+    def query_order(self, out_trade_no: str) -> TradeQuery:
+        """Ask WeChat for the state of ``out_trade_no`` (GET .../out-trade-no/{no}?mchid=..).
+
+        What WeChat's documentation prescribes when a payment notification does not arrive,
+        and before closing an order.  A signed 404 ``ORDER_NOT_EXIST`` is an answer, not an
+        error: :data:`ORDER_NOT_EXIST`.  An answer about another merchant or another order is
+        treated as no answer (:class:`ProviderUnavailable`).
+        """
+        _check_id(out_trade_no, _OUT_TRADE_NO, "out_trade_no")
+        try:
+            data = self._call("GET", f"{TRADE_PATH}{out_trade_no}?mchid={self._mch_id}", None)
+        except ProviderRefused as exc:
+            if exc.provider_code == ORDER_NOT_EXIST:
+                return TradeQuery(out_trade_no, ORDER_NOT_EXIST)
+            raise
+        if data.get("mchid") != self._mch_id or data.get("out_trade_no") != out_trade_no:
+            raise ProviderUnavailable(
+                f"WeChat Pay answered about order {data.get('out_trade_no')!r} of merchant "
+                f"{data.get('mchid')!r}, not {out_trade_no!r} of {self._mch_id!r}"
+            )
+        state = self._str(data, "trade_state")
+        if state in _OPEN_TRADE_STATES:
+            return TradeQuery(out_trade_no, state)
+        try:
+            notification = _transaction_notification(data, self._clock())
+        except NotificationRejected as exc:  # an unknown state, a foreign currency
+            raise ProviderUnavailable(f"unexpected WeChat Pay order answer: {exc}") from exc
+        return TradeQuery(out_trade_no, state, notification)
+
+    def close_order(self, out_trade_no: str) -> None:
+        """Close the unpaid order ``out_trade_no`` so that it can no longer be paid.
+
+        POST .../out-trade-no/{no}/close, answered ``204 No Content``.  Closing a closed order
+        again is accepted; a paid one is refused (:class:`ProviderRefused`).  The answer has no
+        body to act on, so whatever the caller records should come from a :meth:`query_order`
+        afterwards (a signed ``CLOSED``), not from this call returning.
+        """
+        _check_id(out_trade_no, _OUT_TRADE_NO, "out_trade_no")
+        self._call("POST", f"{TRADE_PATH}{out_trade_no}/close", {"mchid": self._mch_id}, body=False)
+
     # -- refunds ------------------------------------------------------------------------------
 
     def refund(
@@ -419,14 +495,21 @@ class WeChatPayApi:
         signature = self._key.sign(message, padding.PKCS1v15(), hashes.SHA256())
         return base64.b64encode(signature).decode("ascii")
 
-    def _call(self, method: str, path: str, payload: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Send one signed request and return the verified JSON object WeChat answered."""
-        body = b"" if payload is None else _json_body(payload)
-        request = self._http.build_request(method, path, content=body if body else None)
+    def _call(
+        self, method: str, path: str, payload: Mapping[str, Any] | None, *, body: bool = True
+    ) -> dict[str, Any]:
+        """Send one signed request and return the verified JSON object WeChat answered.
+
+        ``body=False``: the call is answered ``204 No Content`` (close); that answer returns
+        ``{}``, and is accepted unsigned only if it carries no signature at all (WeChat's pages
+        do not say whether a 204 is signed; it carries nothing the caller acts on).
+        """
+        sent = b"" if payload is None else _json_body(payload)
+        request = self._http.build_request(method, path, content=sent if sent else None)
         target = request.url.raw_path.decode("ascii")  # path and query exactly as sent
         timestamp = str(int(self._clock().timestamp()))
         nonce = secrets.token_hex(16)
-        message = f"{method}\n{target}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        message = f"{method}\n{target}\n{timestamp}\n{nonce}\n".encode() + sent + b"\n"
         request.headers["Authorization"] = (
             f'{SIGNATURE_TYPE} mchid="{self._mch_id}",nonce_str="{nonce}",'
             f'signature="{self._sign(message)}",timestamp="{timestamp}",'
@@ -443,6 +526,8 @@ class WeChatPayApi:
         if status >= 500:
             code, text = _provider_error(raw)
             raise ProviderUnavailable(f"WeChat Pay {method} {path}: HTTP {status} {code} {text}")
+        if not body and status == 204 and not raw and WECHATPAY_SIGNATURE not in response.headers:
+            return {}
         try:
             verify_signature(
                 response.headers,
@@ -461,6 +546,8 @@ class WeChatPayApi:
             raise ProviderRefused(text or f"HTTP {status}", provider_code=code or f"HTTP_{status}")
         if not 200 <= status < 300:
             raise ProviderUnavailable(f"WeChat Pay {method} {path}: unexpected HTTP {status}")
+        if not body:
+            return {}
         try:
             return _wire.json_object(raw, what="response")
         except NotificationRejected as exc:

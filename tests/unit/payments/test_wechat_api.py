@@ -34,7 +34,7 @@ from tokenmall.payments.wechat import (
     build_notification,
     transfer_resource,
 )
-from tokenmall.payments.wechat_api import WeChatPayApi
+from tokenmall.payments.wechat_api import ORDER_NOT_EXIST, WeChatPayApi
 
 from .conftest import START
 from .wechat_fake import (
@@ -210,6 +210,130 @@ def test_payment_notification_from_the_fake_parses(
     assert note.kind is NotificationKind.PAYMENT_SUCCEEDED
     assert note.order_id == "TM2024052000004"
     assert note.amount == Decimal("0.01")
+
+
+# -- order query and close -----------------------------------------------------------------------
+
+
+def test_query_follows_the_order_from_open_to_paid_with_the_notifications_event_id(
+    api: WeChatPayApi, fake: FakeWeChatPay, verifier: WeChatPayNotifications
+) -> None:
+    no = "TM2024052000030"
+    api.jsapi_prepay(out_trade_no=no, amount=Decimal("12.34"), description="d", openid=OPENID)
+    open_ = api.query_order(no)
+    assert (open_.trade_state, open_.is_open, open_.notification) == ("NOTPAY", True, None)
+    query = fake.requests[-1]
+    assert (query.method, query.path) == (
+        "GET",
+        f"/v3/pay/transactions/out-trade-no/{no}?mchid={MCH_ID}",
+    )
+    assert query.body == b""
+    delivery = fake.pay(no)
+    paid = api.query_order(no)
+    assert (paid.trade_state, paid.is_open) == ("SUCCESS", False)
+    assert paid.notification is not None
+    assert paid.notification.kind is NotificationKind.PAYMENT_SUCCEEDED
+    assert paid.notification.amount == Decimal("12.34")
+    # the same event as the notification WeChat sends: applying both applies it once
+    assert paid.notification == verifier.parse_notification(delivery.headers, delivery.body)
+
+
+def test_query_of_an_order_wechat_does_not_have_is_an_answer(api: WeChatPayApi) -> None:
+    absent = api.query_order("TM2024052000031")
+    assert (absent.trade_state, absent.is_open, absent.notification) == (
+        ORDER_NOT_EXIST,
+        False,
+        None,
+    )
+
+
+def test_close_makes_the_order_unpayable_and_the_query_says_closed(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    no = "TM2024052000032"
+    api.jsapi_prepay(out_trade_no=no, amount=Decimal("5.00"), description="d", openid=OPENID)
+    api.close_order(no)
+    close = fake.requests[-1]
+    assert (close.method, close.path, close.status) == (
+        "POST",
+        f"/v3/pay/transactions/out-trade-no/{no}/close",
+        204,
+    )
+    assert close.json() == {"mchid": MCH_ID}
+    api.close_order(no)  # closing again is accepted
+    closed = api.query_order(no)
+    assert closed.trade_state == "CLOSED"
+    assert closed.notification is not None
+    assert closed.notification.kind is NotificationKind.PAYMENT_FAILED
+    assert closed.notification.provider_transaction_id is None
+    with pytest.raises(ValueError, match="closed"):
+        fake.pay(no)
+
+
+def test_closing_a_paid_order_is_refused_and_an_unknown_one_is_not_found(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    paid_order(api, fake, "TM2024052000033", Decimal("5.00"))
+    with pytest.raises(ProviderRefused) as refused:
+        api.close_order("TM2024052000033")
+    assert refused.value.provider_code == "ORDERPAID"
+    with pytest.raises(ProviderRefused) as absent:
+        api.close_order("TM2024052000034")
+    assert absent.value.provider_code == ORDER_NOT_EXIST
+
+
+def test_an_unsigned_204_is_accepted_but_an_unsigned_query_answer_is_not(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    no = "TM2024052000035"
+    api.jsapi_prepay(out_trade_no=no, amount=Decimal("5.00"), description="d", openid=OPENID)
+    fake.fail_next(1, Fault.UNSIGNED)
+    api.close_order(no)  # nothing in a bodiless 204 is acted on: the query confirms
+    fake.fail_next(1, Fault.UNSIGNED)
+    with pytest.raises(ProviderUnavailable, match="does not verify"):
+        api.query_order(no)
+    fake.fail_next(1, Fault.TAMPER)
+    with pytest.raises(ProviderUnavailable):
+        api.query_order(no)
+    assert api.query_order(no).trade_state == "CLOSED"
+
+
+def test_a_query_answer_about_another_merchant_is_no_answer(
+    fake: FakeWeChatPay,
+    clock: ManualClock,
+    other_private_key: rsa.RSAPrivateKey,
+    platform_private_key: rsa.RSAPrivateKey,
+) -> None:
+    no = "TM2024052000036"
+    with make_api(fake, clock, other_private_key, platform_private_key) as api:
+        api.jsapi_prepay(out_trade_no=no, amount=Decimal("5.00"), description="d", openid=OPENID)
+        fake.answer_mch_id = "1900000999"  # signed, but about another merchant's order
+        with pytest.raises(ProviderUnavailable, match="1900000999"):
+            api.query_order(no)
+        fake.answer_mch_id = None
+        assert api.query_order(no).trade_state == "NOTPAY"
+
+
+def test_a_refunded_order_queries_as_paid(api: WeChatPayApi, fake: FakeWeChatPay) -> None:
+    paid_order(api, fake, "TM2024052000037", Decimal("8.00"))
+    api.refund(
+        out_trade_no="TM2024052000037",
+        out_refund_no="RF37",
+        amount=Decimal("3.00"),
+        total=Decimal("8.00"),
+    )
+    refunded = api.query_order("TM2024052000037")
+    assert refunded.trade_state == "REFUND"
+    assert refunded.notification is not None
+    assert refunded.notification.kind is NotificationKind.PAYMENT_SUCCEEDED
+
+
+def test_query_and_close_refuse_an_id_wechat_would_reject(api: WeChatPayApi) -> None:
+    for bad in ("", "has space", "x" * 33):
+        with pytest.raises(InvalidPaymentRequest):
+            api.query_order(bad)
+        with pytest.raises(InvalidPaymentRequest):
+            api.close_order(bad)
 
 
 # -- refunds ------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ The request signature is checked here from WeChat's documented format, written o
 independently of the client's code, so a client that signs the wrong string fails here.
 
 Error codes the fake uses (WeChat's documented codes where known; marked where assumed):
-SIGN_ERROR 401, PARAM_ERROR 400, RESOURCE_NOT_EXISTS 404 (unknown order),
-ORDERPAID 403 (prepay of a paid order), INVALID_REQUEST 400 for a reused id with different
+SIGN_ERROR 401, PARAM_ERROR 400, RESOURCE_NOT_EXISTS 404 (a refund of an unknown order),
+ORDER_NOT_EXIST 404 (query or close of an unknown order, as WeChat's query page lists it),
+ORDERPAID 403 (prepay of a paid order; close of a paid order, assumed), ORDER_CLOSED 400
+(prepay of a closed order, assumed), INVALID_REQUEST 400 for a reused id with different
 content, a refund of an unpaid order, and a refund above what is left (WeChat's v2 API
 answered INVALID_REQUEST "refund_fee大于可退金额" for the latter; the v3 code is assumed).
 """
@@ -28,6 +30,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -48,6 +51,7 @@ from tokenmall.payments.wechat import (
     wechat_time,
 )
 
+_TRADE_PATH = "/v3/pay/transactions/out-trade-no/"
 _AUTH = re.compile(r"^WECHATPAY2-SHA256-RSA2048 (.+)$")
 _AUTH_PARAM = re.compile(r'(\w+)="([^"]*)"')
 # one merchant's identifiers, shared by the tests that talk to the fake
@@ -155,6 +159,8 @@ class FakeWeChatPay:
         self.platform_serial = platform_serial
         self.api_v3_key = api_v3_key
         self.clock = clock
+        self.answer_mch_id: str | None = None
+        """When set, order query answers name this merchant (a misrouted or forged answer)."""
         self.transfers_need_confirmation = False
         """When True, new transfer bills answer WAIT_USER_CONFIRM with a package_info."""
         self._lock = threading.Lock()
@@ -235,6 +241,11 @@ class FakeWeChatPay:
         """The payer pays: the order becomes SUCCESS; returns TRANSACTION.SUCCESS."""
         with self._lock:
             t = self._transactions[out_trade_no]
+            if t.state == "CLOSED":
+                raise ValueError(f"order {out_trade_no} is closed: WeChat would not take payment")
+            deadline = t.request.get("time_expire")
+            if t.state == "NOTPAY" and deadline and self.clock() > datetime.fromisoformat(deadline):
+                raise ValueError(f"order {out_trade_no} is past its time_expire {deadline}")
             if t.state == "NOTPAY":
                 t.state = "SUCCESS"
                 t.transaction_id = f"42000{self._next():023d}"
@@ -359,7 +370,11 @@ class FakeWeChatPay:
         except (binascii.Error, InvalidSignature):
             raise _Refusal(401, "SIGN_ERROR", "signature does not verify") from None
 
-    def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any] | None]:
+        url = urlsplit(path)
+        if method == "GET" and url.path.startswith(_TRADE_PATH):
+            mchid = parse_qs(url.query).get("mchid", [""])[0]
+            return 200, self._query(url.path.removeprefix(_TRADE_PATH), mchid)
         if method != "POST":
             raise _Refusal(404, "RESOURCE_NOT_EXISTS", f"no {method} {path}")
         try:
@@ -370,6 +385,9 @@ class FakeWeChatPay:
             raise _Refusal(400, "PARAM_ERROR", "body is not a JSON object")
         if path == "/v3/pay/transactions/jsapi":
             return 200, self._jsapi(data)
+        if path.startswith(_TRADE_PATH) and path.endswith("/close"):
+            self._close(path.removeprefix(_TRADE_PATH).removesuffix("/close"), data)
+            return 204, None
         if path == "/v3/refund/domestic/refunds":
             return 200, self._refund(data)
         if path == "/v3/fund-app/mch-transfer/transfer-bills":
@@ -392,12 +410,53 @@ class FakeWeChatPay:
         if existing is not None:
             if existing.request != data:
                 raise _Refusal(400, "INVALID_REQUEST", "out_trade_no reused with other content")
+            if existing.state == "CLOSED":
+                raise _Refusal(400, "ORDER_CLOSED", "订单已关闭")
             if existing.state != "NOTPAY":
                 raise _Refusal(403, "ORDERPAID", "the order is already paid")
             return {"prepay_id": existing.prepay_id}
         prepay_id = f"wx{self._next():030d}"
         self._transactions[out_trade_no] = _Transaction(data, total, openid, prepay_id)
         return {"prepay_id": prepay_id}
+
+    def _order(self, out_trade_no: str, mchid: object) -> _Transaction:
+        if mchid != self.mch_id:
+            raise _Refusal(400, "PARAM_ERROR", "mchid does not match")
+        t = self._transactions.get(out_trade_no)
+        if t is None:
+            raise _Refusal(404, "ORDER_NOT_EXIST", "订单不存在")
+        return t
+
+    def _query(self, out_trade_no: str, mchid: str) -> dict[str, Any]:
+        t = self._order(out_trade_no, mchid)
+        state = "REFUND" if t.state == "SUCCESS" and t.refunded_fen else t.state
+        if t.transaction_id is not None and t.paid_at is not None:
+            return transaction_resource(
+                order_id=out_trade_no,
+                amount=from_fen(t.amount_fen),
+                transaction_id=t.transaction_id,
+                success_time=t.paid_at,
+                trade_state=state,
+                mch_id=self.answer_mch_id or self.mch_id,
+                app_id=self.app_id,
+                openid=t.openid,
+            )
+        return {
+            "appid": self.app_id,
+            "mchid": self.answer_mch_id or self.mch_id,
+            "out_trade_no": out_trade_no,
+            "trade_type": "JSAPI",
+            "trade_state": state,
+            "trade_state_desc": {"NOTPAY": "未支付", "CLOSED": "已关闭"}.get(state, state),
+            "payer": {"openid": t.openid},
+            "amount": {"total": t.amount_fen, "currency": "CNY"},
+        }
+
+    def _close(self, out_trade_no: str, data: dict[str, Any]) -> None:
+        t = self._order(out_trade_no, data.get("mchid"))
+        if t.state == "SUCCESS":
+            raise _Refusal(403, "ORDERPAID", "订单已支付")
+        t.state = "CLOSED"
 
     def _refund(self, data: dict[str, Any]) -> dict[str, Any]:
         out_trade_no, out_refund_no = data.get("out_trade_no"), data.get("out_refund_no")
@@ -515,12 +574,16 @@ class FakeWeChatPay:
     def _signed(
         self,
         status: int,
-        payload: dict[str, Any],
+        payload: dict[str, Any] | None,
         *,
         key: rsa.RSAPrivateKey | None = None,
         serial: str | None = None,
     ) -> _Answer:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = (
+            b""
+            if payload is None
+            else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        )
         timestamp = str(int(self.clock().timestamp()))
         nonce = f"fake{self._next():028d}"
         headers = {
@@ -533,7 +596,7 @@ class FakeWeChatPay:
         }
         return _Answer(status, headers, body)
 
-    def _faulty(self, fault: Fault, status: int, payload: dict[str, Any]) -> _Answer:
+    def _faulty(self, fault: Fault, status: int, payload: dict[str, Any] | None) -> _Answer:
         if fault is Fault.ERROR_500:
             return self._signed(500, {"code": "SYSTEM_ERROR", "message": "系统错误"})
         if fault is Fault.DROP:
