@@ -636,6 +636,7 @@ def worker(
             providers=providers,
             interval=interval,
             refunds=lambda now: orders.retry_refunds(now=now),
+            payments=lambda now: orders.reconcile_payments(now=now),
         )
         typer.echo(f"tokenmall worker: database {_safe_url(url)}", err=True)
         try:

@@ -2,6 +2,10 @@
 
 One :meth:`Scheduler.tick` does, in this order:
 
+0. open WeChat payments are checked with WeChat Pay (``OrderService.reconcile_payments``),
+   when the scheduler was given it: a payment whose notification was lost is applied, and
+   the WeChat order of an order that can no longer be paid is closed; first, so that an order
+   paid in time is found paid before the expiry below looks at it;
 1. for every tenant, close each past local date not closed yet, oldest first
    (:func:`tokenmall.service.dayclose.catch_up`): at start-up this is the crash recovery and
    the catch-up of missed days; afterwards it is the midnight close;
@@ -72,6 +76,7 @@ class TickReport:
     jobs: dict[str, Any] = field(default_factory=dict)
     payouts: int = 0
     refunds: int = 0
+    reconciled: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -87,8 +92,11 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         jobs: list[tuple[str, Job]] | None = None,
         refunds: Callable[[float], int] | None = None,
+        payments: Callable[[float], int] | None = None,
     ) -> None:
         self.engine = engine
+        # asks the provider about open payments (OrderService.reconcile_payments)
+        self.payments = payments
         # sends again provider refunds that never got through (OrderService.retry_refunds)
         self.refunds = refunds
         self.ledger = Ledger(engine)
@@ -107,6 +115,12 @@ class Scheduler:
     def tick(self, now: float | None = None) -> TickReport:
         now = self.clock() if now is None else now
         report = TickReport()
+        if self.payments is not None:
+            try:
+                report.reconciled = self.payments(now)
+            except Exception as exc:  # logged; the next tick retries
+                log.exception("payment reconciliation failed")
+                report.errors.append(f"payments: {exc}")
         try:
             with read_only(self.engine).connect() as conn:
                 clocks = dayclose.tenant_clocks(conn)

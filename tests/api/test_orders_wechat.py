@@ -20,7 +20,7 @@ from api_helpers import Mall, assert_error, ok
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi.testclient import TestClient
-from orders_helpers import create_order, read_order, service, tenant_id
+from orders_helpers import create_order, engine, read_order, run_expiry, service, tenant_id
 
 from tokenmall.domain.economy import Purchase, Sell
 from tokenmall.payments import SignedDelivery, system_clock
@@ -312,3 +312,199 @@ def test_a_wechat_payment_for_a_cancelled_order_is_voided_and_refunded_at_wechat
     assert payment["refund_status"] == "succeeded"
     assert _deliver(client, mall, wechat.pay(pay["provider_order_id"]))["duplicate"] is True
     assert wechat.refund_count() == 1
+
+
+# -- reconciliation: asking WeChat when a notification does not come ---------------------------
+
+
+def _prepay(client: TestClient, mall: Mall, ref: str, **body: Any) -> Any:
+    body = {"provider": "wechat", "payer": OPENID, **body}
+    return ok(
+        client.post(mall.url(f"/orders/{ref}/payments"), json=body, headers=mall.operator), 201
+    )
+
+
+def _payment(client: TestClient, mall: Mall, ref: str) -> Any:
+    [payment] = read_order(client, mall, ref)["payments"]
+    return payment
+
+
+def test_a_lost_payment_notification_is_found_by_query_and_applied_once(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    order = create_order(client, mall, qty=2)
+    pay = _prepay(client, mall, order["ref"])
+    late = wechat.pay(pay["provider_order_id"])  # the customer paid; the delivery is lost
+    assert svc.reconcile_payments(now=time.time()) == 0  # too young to ask about
+    assert read_order(client, mall, order["ref"])["status"] == "pending_payment"
+    assert svc.reconcile_payments(now=time.time() + 120) == 1
+    assert read_order(client, mall, order["ref"])["status"] == "paid"
+    assert _payment(client, mall, order["ref"])["status"] == "paid"
+    queries = [r for r in wechat.requests if r.method == "GET"]
+    assert len(queries) == 1
+    # nothing left to ask about; the deadline passing changes nothing
+    assert svc.reconcile_payments(now=time.time() + 300) == 0
+    assert len([r for r in wechat.requests if r.method == "GET"]) == 1
+    assert run_expiry(client, mall, 16 * 60) == 0
+    # WeChat's late delivery is the same event: a replay
+    got = _deliver(client, mall, late)
+    assert (got["outcome"], got["duplicate"]) == ("applied", True)
+    assert read_order(client, mall, order["ref"])["status"] == "paid"
+
+
+def test_an_order_paid_in_time_waits_for_its_notification_past_the_deadline(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    paid = create_order(client, mall)
+    late = wechat.pay(_prepay(client, mall, paid["ref"])["provider_order_id"])
+    unpaid = create_order(client, mall)
+    _prepay(client, mall, unpaid["ref"])
+    plain = create_order(client, mall)  # no WeChat payment: expires at its deadline
+    # past the deadline, within PAYMENT_GRACE: only the order without a WeChat payment expires
+    assert run_expiry(client, mall, 16 * 60) == 1
+    assert read_order(client, mall, plain["ref"])["status"] == "expired"
+    assert read_order(client, mall, paid["ref"])["status"] == "pending_payment"
+    # nor does a lazy expiry, and no new payment attempt starts
+    real = svc.clock
+    svc.clock = lambda: real() + 16 * 60
+    try:
+        assert read_order(client, mall, unpaid["ref"])["status"] == "pending_payment"
+        r = client.post(
+            mall.url(f"/orders/{unpaid['ref']}/payments"),
+            json={"provider": "wechat", "payer": OPENID},
+            headers=mall.operator,
+        )
+        assert_error(r, 409)
+        assert "being confirmed" in r.json()["error"]["message"]
+    finally:
+        svc.clock = real
+    # the notification arrives late: the customer paid in time, so the order is paid
+    assert _deliver(client, mall, late)["outcome"] == "applied"
+    assert read_order(client, mall, paid["ref"])["status"] == "paid"
+    # past the grace, the unpaid one expires anyway
+    assert run_expiry(client, mall, 16 * 60 + 901) == 1
+    assert read_order(client, mall, unpaid["ref"])["status"] == "expired"
+    assert read_order(client, mall, paid["ref"])["status"] == "paid"
+
+
+def test_the_wechat_order_of_a_cancelled_order_is_closed_and_cannot_be_paid(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    order = create_order(client, mall)
+    pay = _prepay(client, mall, order["ref"])
+    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    assert svc.reconcile_payments(now=time.time() + 120) == 1
+    assert wechat.transaction(pay["provider_order_id"])["state"] == "CLOSED"
+    assert _payment(client, mall, order["ref"])["status"] == "failed"
+    with pytest.raises(ValueError, match="closed"):
+        wechat.pay(pay["provider_order_id"])
+    closes = [r for r in wechat.requests if r.path.endswith("/close")]
+    assert len(closes) == 1
+    assert svc.reconcile_payments(now=time.time() + 600) == 0
+    assert len([r for r in wechat.requests if r.path.endswith("/close")]) == 1
+    assert read_order(client, mall, order["ref"])["status"] == "cancelled"
+
+
+def test_a_payment_made_as_its_order_was_closed_is_voided_and_refunded_once(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    order = create_order(client, mall)
+    pay = _prepay(client, mall, order["ref"])
+    no = pay["provider_order_id"]
+    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    with engine(client).connect() as conn:
+        api = svc.hub.wechat_api(conn, tenant_id(client, mall))
+    assert api is not None
+    close = api.close_order
+
+    def customer_pays_first(out_trade_no: str) -> None:
+        wechat.pay(out_trade_no)  # between the query (NOTPAY) and the close
+        close(out_trade_no)
+
+    api.close_order = customer_pays_first  # type: ignore[method-assign]
+    try:
+        assert svc.reconcile_payments(now=time.time() + 120) == 1
+    finally:
+        del api.close_order
+    assert [r.status for r in wechat.requests if r.path.endswith("/close")] == [403]
+    payment = _payment(client, mall, order["ref"])
+    assert (payment["status"], payment["refund_status"]) == ("voided", "submitted")
+    assert wechat.refund_count() == 1
+    assert wechat.transaction(no)["refunded_fen"] == wechat.transaction(no)["amount_fen"]
+    assert svc.reconcile_payments(now=time.time() + 600) == 0
+    assert wechat.refund_count() == 1
+
+
+def test_a_payment_wechat_never_received_fails_once_its_order_ended(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    order = create_order(client, mall)
+    # without payer the integrator places the order at WeChat itself; here it never did
+    ok(
+        client.post(
+            mall.url(f"/orders/{order['ref']}/payments"),
+            json={"provider": "wechat"},
+            headers=mall.operator,
+        ),
+        201,
+    )
+    assert svc.reconcile_payments(now=time.time() + 120) == 0
+    assert _payment(client, mall, order["ref"])["status"] == "requires_payment"
+    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    assert svc.reconcile_payments(now=time.time() + 240) == 1
+    payment = _payment(client, mall, order["ref"])
+    assert payment["status"] == "failed"
+    assert "no order" in payment["note"]
+    assert not [r for r in wechat.requests if r.path.endswith("/close")]
+
+
+def test_wechat_unreachable_changes_nothing_and_is_asked_again_later(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    order = create_order(client, mall)
+    wechat.pay(_prepay(client, mall, order["ref"])["provider_order_id"])
+    wechat.fail_next(1, Fault.UNSIGNED)
+    t0 = time.time()
+    assert svc.reconcile_payments(now=t0 + 120) == 0
+    assert read_order(client, mall, order["ref"])["status"] == "pending_payment"
+    # asked a moment ago: not asked again until `recheck` (60 s) has passed
+    assert svc.reconcile_payments(now=t0 + 150) == 0
+    assert len([r for r in wechat.requests if r.method == "GET"]) == 1
+    assert svc.reconcile_payments(now=t0 + 190) == 1
+    assert read_order(client, mall, order["ref"])["status"] == "paid"
+
+
+def test_the_mini_program_syncs_its_payment_after_wx_request_payment(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    order = create_order(client, mall, member=mall.member_code, headers=mall.member)
+    url = mall.url(f"/orders/{order['ref']}/payments")
+    pay = ok(
+        client.post(url, json={"provider": "wechat", "payer": OPENID}, headers=mall.member), 201
+    )
+    sync = mall.url(f"/orders/{order['ref']}/payments/sync")
+    # not paid yet: the order as it is
+    assert ok(client.post(sync, headers=mall.member))["status"] == "pending_payment"
+    late = wechat.pay(pay["provider_order_id"])
+    wechat.fail_next(1, Fault.ERROR_500, after_processing=False)
+    assert_error(client.post(sync, headers=mall.member), 502, "provider_unavailable")
+    assert read_order(client, mall, order["ref"])["status"] == "pending_payment"
+    synced = ok(client.post(sync, headers=mall.member))
+    assert (synced["status"], synced["payments"][0]["status"]) == ("paid", "paid")
+    assert _deliver(client, mall, late)["duplicate"] is True
+    # another member's order is not there
+    other = create_order(client, mall, member=mall.other_member)
+    r = client.post(mall.url(f"/orders/{other['ref']}/payments/sync"), headers=mall.member)
+    assert_error(r, 404)
+
+
+def test_sync_needs_the_outbound_configuration(client: TestClient, mall: Mall) -> None:
+    order = create_order(client, mall)
+    r = client.post(mall.url(f"/orders/{order['ref']}/payments/sync"), headers=mall.operator)
+    assert_error(r, 409, "provider_not_configured")

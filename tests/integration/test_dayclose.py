@@ -235,6 +235,32 @@ def test_the_scheduler_resends_refunds_and_survives_a_failing_resend(
     assert (report.refunds, report.errors) == (0, ["refunds: provider down"])
 
 
+def test_the_scheduler_reconciles_payments_before_the_order_jobs(ledger: Ledger) -> None:
+    calls: list[tuple[str, float]] = []
+
+    def reconcile(now: float) -> int:
+        calls.append(("payments", now))
+        return 3
+
+    def expire(_engine: Any, now: float) -> int:
+        calls.append(("expire_orders", now))
+        return 0
+
+    report = Scheduler(ledger.engine, jobs=[("expire_orders", expire)], payments=reconcile).tick(
+        NOON
+    )
+    # first: a payment found made in time must be applied before its order could expire
+    assert calls == [("payments", NOON), ("expire_orders", NOON)]
+    assert (report.reconciled, report.errors) == (3, [])
+
+    def broken(now: float) -> int:
+        raise RuntimeError("WeChat down")
+
+    report = Scheduler(ledger.engine, jobs=[("expire_orders", expire)], payments=broken).tick(NOON)
+    assert (report.reconciled, report.errors) == (0, ["payments: WeChat down"])
+    assert calls[-1] == ("expire_orders", NOON)  # the other jobs still ran
+
+
 def test_the_scheduler_thread_starts_and_stops(ledger: Ledger, tenant_code: str) -> None:
     tid = make_tenant(ledger, tenant_code, created=time.time() - 3 * 86400)
     jobs = Scheduler(ledger.engine, jobs=[], interval=0.05)

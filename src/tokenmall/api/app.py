@@ -85,6 +85,7 @@ def create_app(
                 db,
                 providers=payout_providers_of(app_),
                 refunds=lambda now: orders.retry_refunds(now=now),
+                payments=lambda now: orders.reconcile_payments(now=now),
             )
             if scheduler
             else None

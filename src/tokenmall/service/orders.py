@@ -91,7 +91,12 @@ from tokenmall.payments import (
     WeChatPayNotifications,
 )
 from tokenmall.payments.base import Clock, system_clock
-from tokenmall.payments.errors import PaymentStateError, ProviderUnavailable, UnknownPayment
+from tokenmall.payments.errors import (
+    PaymentStateError,
+    ProviderRefused,
+    ProviderUnavailable,
+    UnknownPayment,
+)
 from tokenmall.payments.wechat import load_merchant_key, load_platform_key
 from tokenmall.payments.wechat_api import WeChatPayApi
 from tokenmall.service import catalog, members
@@ -107,6 +112,7 @@ __all__ = [
     "MAX_ORDER_TOTAL",
     "MAX_QUANTITY",
     "ORDER_STATUSES",
+    "PAYMENT_GRACE",
     "NotificationResult",
     "Order",
     "OrderLine",
@@ -141,6 +147,14 @@ _REFUNDABLE: Final = ("paid", "delivered", "settled")  # statuses a refund may s
 _JOB_CHUNK: Final = 200
 _SANDBOX_DRAIN_ROUNDS: Final = 10
 WECHAT_API: Final = "https://api.mch.weixin.qq.com"
+PAYMENT_GRACE: Final = 900.0
+"""Seconds past ``expires_at`` that an order with an open WeChat payment stays unexpired.
+
+A customer who paid before the deadline gets the order even if WeChat's notification comes
+late (its retries: 15 s, 15 s, 30 s, 3 min, 10 min, ...), or never and the scheduler's query
+(:meth:`OrderService.reconcile_payments`) finds the payment instead: expiring at the deadline
+would void and refund a payment made in time.  Past the grace the order expires anyway, and a
+payment that still arrives is voided and refunded."""
 
 Provider = Literal["sandbox", "wechat"]
 Handler = Callable[[Connection, int, Notification], tuple[str, str | None]]
@@ -366,6 +380,40 @@ _WAITING = select(s.payments).where(
 )
 _PAYMENT_BY_ID = select(s.payments).where(
     _py.tenant_id == bindparam("t"), _py.id == bindparam("id")
+)
+# a WeChat payment of the order that may still be paid (the expiry waits for it, PAYMENT_GRACE)
+_OPEN_WECHAT_OF_ORDER = select(_py.id).where(
+    _py.tenant_id == bindparam("t"),
+    _py.order_id == bindparam("id"),
+    _py.provider == "wechat",
+    _py.status == "requires_payment",
+)
+# open WeChat payments to ask WeChat about, least recently asked first
+_TO_RECONCILE = (
+    select(
+        _py.id,
+        _py.provider_order_id,
+        _o.ref,
+        _o.status.label("order_status"),
+        _o.expires_at,
+    )
+    .select_from(
+        s.payments.join(s.orders, (_o.tenant_id == _py.tenant_id) & (_o.id == _py.order_id))
+    )
+    .where(
+        _py.tenant_id == bindparam("t"),
+        _py.provider == "wechat",
+        _py.status == "requires_payment",
+        _py.created_at <= bindparam("created"),
+        (_py.checked_at.is_(None)) | (_py.checked_at <= bindparam("checked")),
+    )
+    .order_by(func.coalesce(_py.checked_at, 0.0), _py.id)
+    .limit(bindparam("limit"))
+)
+_PAYMENT_CHECKED = (
+    update(s.payments)
+    .where(_py.tenant_id == bindparam("t"), _py.id == bindparam("b_id"))
+    .values(checked_at=bindparam("at"))
 )
 _PAYMENT_PAID = (
     update(s.payments)
@@ -732,9 +780,22 @@ def _restock(conn: Connection, tenant_id: int, order_id: int, ref: str) -> None:
             )
 
 
-def _expire_if_due(conn: Connection, tenant_id: int, row: Any, at: float) -> Any:
-    """Lazy expiry: an unpaid order touched after ``expires_at`` expires now."""
+def _awaits_provider(conn: Connection, tenant_id: int, row: Any, at: float) -> bool:
+    """``row`` is past ``expires_at`` but within :data:`PAYMENT_GRACE` of it with an open
+    WeChat payment: its payment may have been made in time and not be known here yet."""
+    return at < row.expires_at + PAYMENT_GRACE and (
+        conn.execute(_OPEN_WECHAT_OF_ORDER, {"t": tenant_id, "id": row.id}).first() is not None
+    )
+
+
+def _expire_if_due(
+    conn: Connection, tenant_id: int, row: Any, at: float, *, grace: bool = True
+) -> Any:
+    """Lazy expiry: an unpaid order touched after ``expires_at`` expires now (with ``grace``,
+    not while an open WeChat payment may still turn out paid: :data:`PAYMENT_GRACE`)."""
     if row.status == "pending_payment" and row.expires_at <= at:
+        if grace and _awaits_provider(conn, tenant_id, row, at):
+            return row
         _close_unpaid(
             conn, tenant_id, [row.id], status="expired", reason="not paid in time", now=at
         )
@@ -1184,6 +1245,11 @@ class OrderService:
                 row = _expire_if_due(
                     conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now
                 )
+            if row.status == "pending_payment":
+                raise OrderStateError(
+                    f"order {ref!r} is past its payment deadline; its WeChat payment is being "
+                    "confirmed"
+                )
             raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
         attempt = int(last or 0) + 1
         provider_order_id = f"{ref}-{attempt}"
@@ -1461,6 +1527,13 @@ class OrderService:
         n = verifier.parse_notification(headers, body)
         if n.kind.is_payout and n.kind not in self.handlers:
             raise UnsupportedNotification(f"{n.kind} notifications are not handled here")
+        return self._apply_event(tenant_id, tenant, n, pump=pump)
+
+    def _apply_event(
+        self, tenant_id: int, tenant: str, n: Notification, *, pump: bool = True
+    ) -> NotificationResult:
+        """Apply one verified event once (a notification, or what a query of the provider
+        found: both carry the same ``event_id``, so whichever comes second is a replay)."""
         refunds: list[_ProviderRefund] = []
         try:
             with self.engine.begin() as conn:
@@ -1539,7 +1612,7 @@ class OrderService:
             return "already_applied", f"payment {pay.provider_order_id} is {pay.status}", row.ref
         now = self.clock()
         # the customer paid at occurred_at: in time if that was before expires_at
-        row = _expire_if_due(conn, tenant_id, row, n.occurred_at.timestamp())
+        row = _expire_if_due(conn, tenant_id, row, n.occurred_at.timestamp(), grace=False)
         if row.status == "pending_payment":
             refused = self._apply_payment(conn, tenant_id, row, pay, now)
             if refused is None:
@@ -1738,6 +1811,164 @@ class OrderService:
                 if any(r.provider == "sandbox" for r in refunds):
                     self.pump_sandbox(tid, code)
         return sum(len(v) for v in todo.values())
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def reconcile_payments(
+        self,
+        *,
+        now: float | None = None,
+        older_than: float = 60.0,
+        recheck: float = 60.0,
+        limit: int = 200,
+    ) -> int:
+        """Ask WeChat Pay about open WeChat payments; returns how many changed state.
+
+        For every tenant whose outbound WeChat Pay calls are configured, each payment still
+        ``requires_payment`` ``older_than`` seconds after it started (and not asked about in
+        the last ``recheck`` seconds; at most ``limit`` per tenant and run, least recently
+        asked first) is queried, as WeChat's documentation prescribes when a notification
+        does not come:
+
+        * paid (or closed) at WeChat: applied exactly as its notification would be, with the
+          same event id, so a notification arriving later is a replay;
+        * still open, and the order can no longer take it (expired, cancelled, paid by another
+          attempt): the order is closed at WeChat so that it can never be paid, and the
+          payment is recorded failed once a query confirms ``CLOSED``;
+        * unknown to WeChat (the prepay never reached it) while the order can no longer take
+          it: recorded failed.
+
+        A provider that cannot be reached or refuses is logged; the next run asks again.  The
+        scheduler runs this before expiring orders, so an order whose payment was made in time
+        is found paid rather than expired.
+        """
+        at = self.clock() if now is None else now
+        todo: list[tuple[int, str, WeChatPayApi, Sequence[Any]]] = []
+        with read_only(self.engine).connect() as conn:
+            for r in conn.execute(select(_t.id, _t.code)).all():
+                api = self.hub.wechat_api(conn, r.id)
+                if api is None:
+                    continue
+                rows = conn.execute(
+                    _TO_RECONCILE,
+                    {
+                        "t": r.id,
+                        "created": at - older_than,
+                        "checked": at - recheck,
+                        "limit": limit,
+                    },
+                ).all()
+                if rows:
+                    todo.append((int(r.id), str(r.code), api, rows))
+        changed = 0
+        for tid, code, api, rows in todo:
+            for pay in rows:
+                try:
+                    changed += self._reconcile(tid, code, api, pay, at)
+                except PaymentError as exc:
+                    log.warning(
+                        "WeChat payment %s of order %s not reconciled, will ask again: %s",
+                        pay.provider_order_id,
+                        pay.ref,
+                        exc,
+                    )
+                    self._checked(tid, pay.id, at)
+        return changed
+
+    def sync_payments(
+        self, tenant_id: int, tenant: str, ref: str, *, member: str | None = None
+    ) -> Order:
+        """Ask WeChat Pay now about the order's open WeChat payments and return the order.
+
+        What a mini-program calls after ``wx.requestPayment`` succeeds, so the customer sees
+        the order paid without waiting for WeChat's notification.  Same rules as
+        :meth:`reconcile_payments`; a provider error is raised (the caller may ask again).
+        With ``member``, another member's order is answered as absent.
+        """
+        at = self.clock()
+        with read_only(self.engine).connect() as conn:
+            row = _order_row(conn, tenant_id, ref)
+            if member is not None and row.member != member:
+                raise NotFound(f"no order {ref!r}")
+            api = self.hub.wechat_api(conn, tenant_id)
+            if api is None:
+                raise ProviderNotConfigured(
+                    "WeChat Pay outbound calls are not configured for this tenant"
+                )
+            pays = conn.execute(
+                select(
+                    _py.id,
+                    _py.provider_order_id,
+                    _o.ref,
+                    _o.status.label("order_status"),
+                    _o.expires_at,
+                )
+                .select_from(
+                    s.payments.join(
+                        s.orders, (_o.tenant_id == _py.tenant_id) & (_o.id == _py.order_id)
+                    )
+                )
+                .where(
+                    _py.tenant_id == tenant_id,
+                    _py.order_id == row.id,
+                    _py.provider == "wechat",
+                    _py.status == "requires_payment",
+                )
+                .order_by(_py.id)
+            ).all()
+        for pay in pays:
+            self._reconcile(tenant_id, tenant, api, pay, at)
+        return self.get_order(tenant_id, ref)
+
+    def _reconcile(
+        self, tenant_id: int, tenant: str, api: WeChatPayApi, pay: Any, at: float
+    ) -> int:
+        """One open WeChat payment against what WeChat says of it; 1 if its state changed."""
+        no = pay.provider_order_id
+        found = api.query_order(no)
+        if found.notification is not None:
+            return self._applied(tenant_id, tenant, found.notification)
+        if pay.order_status == "pending_payment" and at < pay.expires_at:
+            self._checked(tenant_id, pay.id, at)  # the customer may still pay
+            return 0
+        if found.is_open:
+            # The order can no longer take this payment: make sure it is never made.  A close
+            # refused because the customer paid just now is fine: the query below sees it.
+            try:
+                api.close_order(no)
+            except ProviderRefused as exc:
+                log.info("WeChat order %s not closed (%s); asking its state", no, exc)
+            found = api.query_order(no)
+            if found.notification is not None:
+                return self._applied(tenant_id, tenant, found.notification)
+            self._checked(tenant_id, pay.id, at)
+            return 0
+        # WeChat has no such order (its signed answer says so): nothing was or can be paid
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(s.payments)
+                .where(
+                    _py.tenant_id == tenant_id,
+                    _py.id == pay.id,
+                    _py.status == "requires_payment",
+                )
+                .values(
+                    status="failed",
+                    note=f"WeChat Pay has no order {no} ({found.trade_state})",
+                    checked_at=at,
+                    updated_at=self.clock(),
+                )
+            )
+        return int(done.rowcount == 1)
+
+    def _applied(self, tenant_id: int, tenant: str, n: Notification) -> int:
+        result = self._apply_event(tenant_id, tenant, n, pump=False)
+        log.info("WeChat order %s: %s by query (%s)", n.order_id, result.outcome, n.event_id)
+        return int(not result.duplicate)
+
+    def _checked(self, tenant_id: int, payment_id: int, at: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_PAYMENT_CHECKED, {"t": tenant_id, "b_id": payment_id, "at": at})
 
     # ------------------------------------------------------------------ sandbox customer
 
@@ -2169,11 +2400,25 @@ def expire_orders(
 ) -> int:
     """Expire every unpaid order past ``expires_at`` and release its stock; the count.
 
+    An order with an open WeChat payment waits :data:`PAYMENT_GRACE` longer (its payment may
+    have been made in time; the scheduler's reconciliation finds out first).
+
     Safe to run from several processes at once and next to lazy expiry: each order moves out
     of ``pending_payment`` by a conditional update, so its stock comes back once.
     """
     at = _ts(now)
-    o = s.orders.c
+    o, py = s.orders.c, s.payments.c
+    # an open WeChat payment holds its order for PAYMENT_GRACE past the deadline
+    awaiting = (
+        select(py.id)
+        .where(
+            py.tenant_id == o.tenant_id,
+            py.order_id == o.id,
+            py.provider == "wechat",
+            py.status == "requires_payment",
+        )
+        .exists()
+    )
     count = 0
     with engine.connect() as conn:
         tenants = _tenant_ids(conn, tenant_id)
@@ -2189,6 +2434,7 @@ def expire_orders(
                             o.status == "pending_payment",
                             o.expires_at <= at,
                             o.id > after,
+                            (o.expires_at <= at - PAYMENT_GRACE) | ~awaiting,
                         )
                         .order_by(o.id)
                         .limit(_JOB_CHUNK)

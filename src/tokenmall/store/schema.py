@@ -520,11 +520,15 @@ payments = Table(
     Column("provider_refund_id", String(64), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # when the provider was last asked about this payment (OrderService.reconcile_payments)
+    Column("checked_at", Float, nullable=True),
     ForeignKeyConstraint(
         ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_payments_order"
     ),
     # the scheduler's retry of provider refunds that never reached the provider
     Index("ix_payments_tenant_refund_status", "tenant_id", "refund_status"),
+    # the scheduler's reconciliation of open provider payments (and the expiry's grace check)
+    Index("ix_payments_tenant_provider_status", "tenant_id", "provider", "status"),
     UniqueConstraint("tenant_id", "order_id", "attempt", name="uq_payments_tenant_order_attempt"),
     UniqueConstraint(
         "tenant_id", "provider", "provider_order_id", name="uq_payments_tenant_provider_order"
