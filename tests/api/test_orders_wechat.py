@@ -22,8 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi.testclient import TestClient
 from orders_helpers import create_order, engine, read_order, run_expiry, service, tenant_id
 
+from tokenmall.api.routes.wallet import payout_providers_of
 from tokenmall.domain.economy import Purchase, Sell
 from tokenmall.payments import SignedDelivery, system_clock
+from tokenmall.service.wallet import retry_payouts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from payments.wechat_fake import (
@@ -508,3 +510,87 @@ def test_sync_needs_the_outbound_configuration(client: TestClient, mall: Mall) -
     order = create_order(client, mall)
     r = client.post(mall.url(f"/orders/{order['ref']}/payments/sync"), headers=mall.operator)
     assert_error(r, 409, "provider_not_configured")
+
+
+def _refund_queries(fake: FakeWeChatPay) -> int:
+    return len([r for r in fake.requests if r.method == "GET" and r.path.startswith("/v3/refund/")])
+
+
+def test_a_refund_whose_notification_is_lost_is_settled_by_query(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    order, _ = _wechat_paid_order(client, mall, wechat)
+    refunds = mall.url(f"/orders/{order['ref']}/refunds")
+    refund = ok(client.post(refunds, json={"refund_id": "rf-1"}, headers=mall.operator), 201)
+    assert refund["provider_status"] == "submitted"
+    lost = wechat.finish_refund(refund["provider_refund_id"])  # WeChat refunded; never told us
+    t0 = time.time()
+    assert svc.reconcile_payments(now=t0 + 60) == 0  # a notification may still come
+    assert _refund_queries(wechat) == 0
+    assert svc.reconcile_payments(now=t0 + 700) == 1
+    listed = ok(client.get(refunds, headers=mall.operator))
+    assert listed[0]["provider_status"] == "succeeded"
+    assert _deliver(client, mall, lost)["duplicate"] is True
+    assert svc.reconcile_payments(now=t0 + 2000) == 0
+    assert _refund_queries(wechat) == 1
+
+
+def test_a_refund_still_processing_is_asked_again_each_ten_minutes(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    order, _ = _wechat_paid_order(client, mall, wechat)
+    refunds = mall.url(f"/orders/{order['ref']}/refunds")
+    refund = ok(client.post(refunds, json={"refund_id": "rf-1"}, headers=mall.operator), 201)
+    t0 = time.time()
+    assert svc.reconcile_payments(now=t0 + 700) == 0  # PROCESSING
+    assert svc.reconcile_payments(now=t0 + 800) == 0
+    assert _refund_queries(wechat) == 1
+    wechat.finish_refund(refund["provider_refund_id"], success=False)  # to a closed card
+    assert svc.reconcile_payments(now=t0 + 1400) == 1
+    assert _refund_queries(wechat) == 2
+    listed = ok(client.get(refunds, headers=mall.operator))
+    assert listed[0]["provider_status"] == "failed"
+
+
+def test_the_refund_of_a_voided_payment_is_settled_by_query(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    order = create_order(client, mall)
+    pay = _prepay(client, mall, order["ref"])
+    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    assert _deliver(client, mall, wechat.pay(pay["provider_order_id"]))["outcome"] == "voided"
+    assert _payment(client, mall, order["ref"])["refund_status"] == "submitted"
+    wechat.finish_refund(f"{pay['provider_order_id']}-void")  # its notification is lost
+    assert svc.reconcile_payments(now=time.time() + 700) == 1
+    assert _payment(client, mall, order["ref"])["refund_status"] == "succeeded"
+    assert svc.reconcile_payments(now=time.time() + 1400) == 0
+    assert _refund_queries(wechat) == 1
+
+
+def test_a_transfer_whose_notification_is_lost_finishes_by_the_resend(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    app: Any = client.app
+    ctx = app.state.tokenmall
+    tid = tenant_id(client, mall)
+    out = ctx.ledger.submit(
+        tid,
+        [("buy", Purchase("o-alice", "alice", Decimal(100))), ("sell", Sell("alice", Decimal(21)))],
+    )
+    assert all(o.status == "applied" for o in out), out
+    headers = {**mall.member, "Idempotency-Key": "w1"}
+    body = {"amount": "10.00", "account": OPENID}
+    wd = ok(client.post(mall.url("/members/alice/withdrawals"), json=body, headers=headers), 201)
+    ok(client.post(mall.url(f"/withdrawals/{wd['id']}/approve"), headers=mall.operator))
+    wechat.finish_transfer(wd["id"].replace("_", ""))  # paid; the notification is lost
+    providers = payout_providers_of(app)
+    assert retry_payouts(ctx.ledger, providers, now=time.time()) == 0  # sent just now
+    # the resend, 5 minutes on, names the same bill: WeChat answers its state, nothing new
+    assert retry_payouts(ctx.ledger, providers, now=time.time() + 400) == 1
+    assert wechat.transfer_count() == 1
+    done = ok(client.get(mall.url(f"/withdrawals/{wd['id']}"), headers=mall.operator))
+    assert done["status"] == "paid"
+    assert retry_payouts(ctx.ledger, providers, now=time.time() + 800) == 0

@@ -76,6 +76,7 @@ from tokenmall.payments.wechat import (
     SIGNATURE_TYPE,
     WECHATPAY_SIGNATURE,
     _check_rsa,
+    _refund_notification,
     _transaction_notification,
     verify_signature,
     wechat_time,
@@ -89,6 +90,7 @@ __all__ = [
     "TRADE_PATH",
     "TRANSFER_PATH",
     "TRANSFER_SCENE_CASH_MARKETING",
+    "RefundQuery",
     "TradeQuery",
     "WeChatPayApi",
 ]
@@ -158,6 +160,20 @@ class TradeQuery:
     def is_open(self) -> bool:
         """WeChat has the order and it can still be paid."""
         return self.trade_state in _OPEN_TRADE_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class RefundQuery:
+    """What WeChat says of one refund (查询单笔退款), verified like a notification.
+
+    ``status`` is WeChat's word (``PROCESSING``, ``SUCCESS``, ``CLOSED``, ``ABNORMAL``); for a
+    final one, ``notification`` is what the REFUND.* notification would have produced, with
+    the same ``event_id``.
+    """
+
+    out_refund_no: str
+    status: str
+    notification: Notification | None = None
 
 
 def _check_id(value: str, pattern: re.Pattern[str], what: str) -> str:
@@ -432,6 +448,32 @@ class WeChatPayApi:
             status=status,
             provider_refund_id=self._str(data, "refund_id"),
         )
+
+    def query_refund(self, out_refund_no: str) -> RefundQuery:
+        """Ask WeChat for the state of refund ``out_refund_no`` (GET .../refunds/{no}).
+
+        For a refund whose notification does not come.  An answer about another refund is
+        treated as no answer (:class:`ProviderUnavailable`); an unknown refund is WeChat's
+        refusal (:class:`ProviderRefused`, ``RESOURCE_NOT_EXISTS``).
+        """
+        _check_id(out_refund_no, _OUT_REFUND_NO, "out_refund_no")
+        data = self._call("GET", f"{REFUND_PATH}/{out_refund_no}", None)
+        if data.get("out_refund_no") != out_refund_no:
+            raise ProviderUnavailable(
+                f"WeChat Pay answered about refund {data.get('out_refund_no')!r}, "
+                f"not {out_refund_no!r}"
+            )
+        status = self._str(data, "status")
+        if _REFUND_STATUSES.get(status, RefundStatus.PENDING) is RefundStatus.PENDING:
+            if status not in _REFUND_STATUSES:
+                raise ProviderUnavailable(f"unknown WeChat Pay refund status {status!r}")
+            return RefundQuery(out_refund_no, status)
+        try:
+            # the query names the state "status", the notification "refund_status"
+            notification = _refund_notification({**data, "refund_status": status}, self._clock())
+        except NotificationRejected as exc:
+            raise ProviderUnavailable(f"unexpected WeChat Pay refund answer: {exc}") from exc
+        return RefundQuery(out_refund_no, status, notification)
 
     # -- transfers (商家转账) -------------------------------------------------------------------
 

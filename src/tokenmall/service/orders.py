@@ -415,6 +415,42 @@ _PAYMENT_CHECKED = (
     .where(_py.tenant_id == bindparam("t"), _py.id == bindparam("b_id"))
     .values(checked_at=bindparam("at"))
 )
+_rf = s.order_refunds.c
+# WeChat refunds submitted a while ago and still without their notification
+_REFUNDS_TO_CHECK = (
+    select(_rf.id, _rf.provider_refund_id)
+    .select_from(
+        s.order_refunds.join(
+            s.payments, (_py.tenant_id == _rf.tenant_id) & (_py.id == _rf.payment_id)
+        )
+    )
+    .where(
+        _rf.tenant_id == bindparam("t"),
+        _rf.provider_status == "submitted",
+        _py.provider == "wechat",
+        _rf.updated_at <= bindparam("since"),
+        (_rf.checked_at.is_(None)) | (_rf.checked_at <= bindparam("checked")),
+    )
+    .order_by(func.coalesce(_rf.checked_at, 0.0), _rf.id)
+    .limit(bindparam("limit"))
+)
+_VOID_REFUNDS_TO_CHECK = (
+    select(_py.id, _py.provider_refund_id)
+    .where(
+        _py.tenant_id == bindparam("t"),
+        _py.provider == "wechat",
+        _py.refund_status == "submitted",
+        _py.updated_at <= bindparam("since"),
+        (_py.checked_at.is_(None)) | (_py.checked_at <= bindparam("checked")),
+    )
+    .order_by(func.coalesce(_py.checked_at, 0.0), _py.id)
+    .limit(bindparam("limit"))
+)
+_REFUND_CHECKED = (
+    update(s.order_refunds)
+    .where(_rf.tenant_id == bindparam("t"), _rf.id == bindparam("b_id"))
+    .values(checked_at=bindparam("at"))
+)
 _PAYMENT_PAID = (
     update(s.payments)
     .where(_py.tenant_id == bindparam("t"), _py.id == bindparam("b_id"))
@@ -1821,8 +1857,9 @@ class OrderService:
         older_than: float = 60.0,
         recheck: float = 60.0,
         limit: int = 200,
+        refund_after: float = 600.0,
     ) -> int:
-        """Ask WeChat Pay about open WeChat payments; returns how many changed state.
+        """Ask WeChat Pay about open WeChat payments and refunds; returns how many changed.
 
         For every tenant whose outbound WeChat Pay calls are configured, each payment still
         ``requires_payment`` ``older_than`` seconds after it started (and not asked about in
@@ -1838,12 +1875,17 @@ class OrderService:
         * unknown to WeChat (the prepay never reached it) while the order can no longer take
           it: recorded failed.
 
+        Refunds WeChat accepted (``submitted``, of an order or of a voided payment) whose
+        notification has not come ``refund_after`` seconds later are queried too (each at most
+        once per ``refund_after``): a final state is applied as its REFUND notification would
+        be, under the same event id.
+
         A provider that cannot be reached or refuses is logged; the next run asks again.  The
         scheduler runs this before expiring orders, so an order whose payment was made in time
         is found paid rather than expired.
         """
         at = self.clock() if now is None else now
-        todo: list[tuple[int, str, WeChatPayApi, Sequence[Any]]] = []
+        todo: list[tuple[int, str, WeChatPayApi, Sequence[Any], list[tuple[str, Any]]]] = []
         with read_only(self.engine).connect() as conn:
             for r in conn.execute(select(_t.id, _t.code)).all():
                 api = self.hub.wechat_api(conn, r.id)
@@ -1858,10 +1900,33 @@ class OrderService:
                         "limit": limit,
                     },
                 ).all()
-                if rows:
-                    todo.append((int(r.id), str(r.code), api, rows))
+                late = {"t": r.id, "since": at - refund_after, "checked": at - refund_after}
+                refunds = [
+                    ("order_refunds", row)
+                    for row in conn.execute(_REFUNDS_TO_CHECK, {**late, "limit": limit})
+                ] + [
+                    ("payments", row)
+                    for row in conn.execute(_VOID_REFUNDS_TO_CHECK, {**late, "limit": limit})
+                ]
+                if rows or refunds:
+                    todo.append((int(r.id), str(r.code), api, rows, refunds))
         changed = 0
-        for tid, code, api, rows in todo:
+        for tid, code, api, rows, refunds in todo:
+            for table, refund in refunds:
+                try:
+                    found = api.query_refund(refund.provider_refund_id)
+                    if found.notification is not None:
+                        changed += self._applied(tid, code, found.notification)
+                        continue
+                except PaymentError as exc:
+                    log.warning(
+                        "WeChat refund %s not reconciled, will ask again: %s",
+                        refund.provider_refund_id,
+                        exc,
+                    )
+                with self.engine.begin() as conn:
+                    stamp = _PAYMENT_CHECKED if table == "payments" else _REFUND_CHECKED
+                    conn.execute(stamp, {"t": tid, "b_id": refund.id, "at": at})
             for pay in rows:
                 try:
                     changed += self._reconcile(tid, code, api, pay, at)
@@ -1963,7 +2028,7 @@ class OrderService:
 
     def _applied(self, tenant_id: int, tenant: str, n: Notification) -> int:
         result = self._apply_event(tenant_id, tenant, n, pump=False)
-        log.info("WeChat order %s: %s by query (%s)", n.order_id, result.outcome, n.event_id)
+        log.info("WeChat %s of %s: %s by query", n.event_id, n.order_id, result.outcome)
         return int(not result.duplicate)
 
     def _checked(self, tenant_id: int, payment_id: int, at: float) -> None:

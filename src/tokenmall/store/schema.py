@@ -520,7 +520,8 @@ payments = Table(
     Column("provider_refund_id", String(64), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    # when the provider was last asked about this payment (OrderService.reconcile_payments)
+    # when the provider was last asked about this payment, or about the refund of it once
+    # voided (OrderService.reconcile_payments)
     Column("checked_at", Float, nullable=True),
     ForeignKeyConstraint(
         ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_payments_order"
@@ -555,6 +556,8 @@ order_refunds = Table(
     Column("provider_refund_id", String(64), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # when the provider was last asked about this refund (OrderService.reconcile_payments)
+    Column("checked_at", Float, nullable=True),
     ForeignKeyConstraint(
         ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_order_refunds_order"
     ),

@@ -376,6 +376,54 @@ def test_refund_round_trip_and_its_notification(
     assert note.occurred_at == START + timedelta(seconds=30)
 
 
+def test_refund_query_follows_the_refund_with_the_notifications_event_id(
+    api: WeChatPayApi, fake: FakeWeChatPay, verifier: WeChatPayNotifications
+) -> None:
+    paid_order(api, fake, "TM2024052000040", Decimal("30.00"))
+    api.refund(
+        out_trade_no="TM2024052000040",
+        out_refund_no="RF40",
+        amount=Decimal("10.00"),
+        total=Decimal("30.00"),
+    )
+    waiting = api.query_refund("RF40")
+    assert (waiting.status, waiting.notification) == ("PROCESSING", None)
+    assert (fake.requests[-1].method, fake.requests[-1].path) == (
+        "GET",
+        "/v3/refund/domestic/refunds/RF40",
+    )
+    delivery = fake.finish_refund("RF40")
+    done = api.query_refund("RF40")
+    assert done.status == "SUCCESS"
+    assert done.notification == verifier.parse_notification(delivery.headers, delivery.body)
+    assert done.notification is not None
+    assert done.notification.kind is NotificationKind.REFUND_SUCCEEDED
+    assert done.notification.amount == Decimal("10.00")
+
+
+def test_refund_query_of_an_abnormal_refund_and_of_an_unknown_one(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    paid_order(api, fake, "TM2024052000041", Decimal("30.00"))
+    api.refund(
+        out_trade_no="TM2024052000041",
+        out_refund_no="RF41",
+        amount=Decimal("30.00"),
+        total=Decimal("30.00"),
+    )
+    fake.finish_refund("RF41", success=False)
+    abnormal = api.query_refund("RF41")
+    assert abnormal.status == "ABNORMAL"
+    assert abnormal.notification is not None
+    assert abnormal.notification.kind is NotificationKind.REFUND_FAILED
+    with pytest.raises(ProviderRefused) as unknown:
+        api.query_refund("RF42")
+    assert unknown.value.provider_code == "RESOURCE_NOT_EXISTS"
+    fake.fail_next(1, Fault.TAMPER)
+    with pytest.raises(ProviderUnavailable):
+        api.query_refund("RF41")
+
+
 def test_over_refund_is_refused_with_wechats_code(api: WeChatPayApi, fake: FakeWeChatPay) -> None:
     paid_order(api, fake, "TM2024052000011", Decimal("50.00"))
     api.refund(

@@ -52,6 +52,7 @@ from tokenmall.payments.wechat import (
 )
 
 _TRADE_PATH = "/v3/pay/transactions/out-trade-no/"
+_REFUND_PATH = "/v3/refund/domestic/refunds"
 _AUTH = re.compile(r"^WECHATPAY2-SHA256-RSA2048 (.+)$")
 _AUTH_PARAM = re.compile(r'(\w+)="([^"]*)"')
 # one merchant's identifiers, shared by the tests that talk to the fake
@@ -375,6 +376,11 @@ class FakeWeChatPay:
         if method == "GET" and url.path.startswith(_TRADE_PATH):
             mchid = parse_qs(url.query).get("mchid", [""])[0]
             return 200, self._query(url.path.removeprefix(_TRADE_PATH), mchid)
+        if method == "GET" and url.path.startswith(_REFUND_PATH + "/"):
+            out_refund_no = url.path.removeprefix(_REFUND_PATH + "/")
+            if out_refund_no not in self._refunds:
+                raise _Refusal(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+            return 200, self._refund_json(out_refund_no, self._refunds[out_refund_no])
         if method != "POST":
             raise _Refusal(404, "RESOURCE_NOT_EXISTS", f"no {method} {path}")
         try:
@@ -388,7 +394,7 @@ class FakeWeChatPay:
         if path.startswith(_TRADE_PATH) and path.endswith("/close"):
             self._close(path.removeprefix(_TRADE_PATH).removesuffix("/close"), data)
             return 204, None
-        if path == "/v3/refund/domestic/refunds":
+        if path == _REFUND_PATH:
             return 200, self._refund(data)
         if path == "/v3/fund-app/mch-transfer/transfer-bills":
             return 200, self._transfer(data)
