@@ -2,19 +2,21 @@
 
 One :meth:`Scheduler.tick` does, in this order:
 
-0. open WeChat payments are checked with WeChat Pay (``OrderService.reconcile_payments``),
-   when the scheduler was given it: a payment whose notification was lost is applied, and
-   the WeChat order of an order that can no longer be paid is closed; first, so that an order
-   paid in time is found paid before the expiry below looks at it;
 1. for every tenant, close each past local date not closed yet, oldest first
    (:func:`tokenmall.service.dayclose.catch_up`): at start-up this is the crash recovery and
-   the catch-up of missed days; afterwards it is the midnight close;
-2. ``expire_orders(engine, now)`` and ``settle_due(engine, now)`` of the orders service, when
+   the catch-up of missed days; afterwards it is the midnight close (first: nothing that
+   waits on a payment provider may delay it);
+2. open WeChat payments and refunds are checked with WeChat Pay
+   (``OrderService.reconcile_payments``), when the scheduler was given it: a payment or
+   refund whose notification was lost is applied, and the WeChat order of an order that can
+   no longer be paid is closed; before the expiry below, so that an order paid in time is
+   found paid rather than expired;
+3. ``expire_orders(engine, now)`` and ``settle_due(engine, now)`` of the orders service, when
    that module provides them (unpaid orders release their stock; orders past their return
    window settle, R11);
-3. payouts of approved withdrawals that were never sent or never answered
+4. payouts of approved withdrawals that were never sent or never answered
    (:func:`tokenmall.service.wallet.retry_payouts`);
-4. provider refunds that never got through (a timeout, a 5xx), sent again with the same
+5. provider refunds that never got through (a timeout, a 5xx), sent again with the same
    refund id (``OrderService.retry_refunds``), when the scheduler was given it.
 
 Between ticks it sleeps until the earliest next local midnight of any tenant or ``interval``
@@ -115,12 +117,6 @@ class Scheduler:
     def tick(self, now: float | None = None) -> TickReport:
         now = self.clock() if now is None else now
         report = TickReport()
-        if self.payments is not None:
-            try:
-                report.reconciled = self.payments(now)
-            except Exception as exc:  # logged; the next tick retries
-                log.exception("payment reconciliation failed")
-                report.errors.append(f"payments: {exc}")
         try:
             with read_only(self.engine).connect() as conn:
                 clocks = dayclose.tenant_clocks(conn)
@@ -148,6 +144,12 @@ class Scheduler:
             except Exception as exc:  # logged with its traceback
                 log.exception("day close of tenant %s failed", clock.code)
                 report.errors.append(f"close {clock.code}: {exc}")
+        if self.payments is not None:
+            try:
+                report.reconciled = self.payments(now)
+            except Exception as exc:  # logged; the next tick retries
+                log.exception("payment reconciliation failed")
+                report.errors.append(f"payments: {exc}")
         for name, job in self.jobs:
             try:
                 report.jobs[name] = job(self.engine, now)

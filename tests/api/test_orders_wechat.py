@@ -594,3 +594,24 @@ def test_a_transfer_whose_notification_is_lost_finishes_by_the_resend(
     done = ok(client.get(mall.url(f"/withdrawals/{wd['id']}"), headers=mall.operator))
     assert done["status"] == "paid"
     assert retry_payouts(ctx.ledger, providers, now=time.time() + 800) == 0
+
+
+def test_wechat_down_ends_the_tenants_run_after_one_call(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    first, second = create_order(client, mall), create_order(client, mall)
+    for order in (first, second):
+        wechat.pay(_prepay(client, mall, order["ref"])["provider_order_id"])
+    wechat.fail_next(1, Fault.DROP, after_processing=False)
+    t0 = time.time()
+    # the first query gets no answer: the rest would wait out their timeouts too
+    assert svc.reconcile_payments(now=t0 + 120) == 0
+    assert [r.status for r in wechat.requests if r.method == "GET"] == [0]  # one, dropped
+    statuses = {read_order(client, mall, o["ref"])["status"] for o in (first, second)}
+    assert statuses == {"pending_payment"}
+    # the next run asks the one not asked yet; the dropped one waits its interval
+    assert svc.reconcile_payments(now=t0 + 130) == 1
+    assert svc.reconcile_payments(now=t0 + 200) == 1
+    statuses = {read_order(client, mall, o["ref"])["status"] for o in (first, second)}
+    assert statuses == {"paid"}

@@ -1910,34 +1910,46 @@ class OrderService:
                 ]
                 if rows or refunds:
                     todo.append((int(r.id), str(r.code), api, rows, refunds))
+        return sum(self._reconcile_tenant(*entry, at=at) for entry in todo)
+
+    def _reconcile_tenant(
+        self,
+        tenant_id: int,
+        tenant: str,
+        api: WeChatPayApi,
+        payments: Sequence[Any],
+        refunds: Sequence[tuple[str, Any]],
+        *,
+        at: float,
+    ) -> int:
+        """One tenant's share of :meth:`reconcile_payments`; how many changed.
+
+        WeChat unreachable (a timeout, a 5xx, an answer that does not verify) ends the
+        tenant's run: every further call would wait out its timeout too, and the scheduler's
+        other work (and other tenants) should not wait behind them.  The rest are asked on the
+        next run.  A refusal concerns one payment or refund: the others go on.
+        """
         changed = 0
-        for tid, code, api, rows, refunds in todo:
-            for table, refund in refunds:
-                try:
-                    found = api.query_refund(refund.provider_refund_id)
-                    if found.notification is not None:
-                        changed += self._applied(tid, code, found.notification)
-                        continue
-                except PaymentError as exc:
-                    log.warning(
-                        "WeChat refund %s not reconciled, will ask again: %s",
-                        refund.provider_refund_id,
-                        exc,
-                    )
-                with self.engine.begin() as conn:
-                    stamp = _PAYMENT_CHECKED if table == "payments" else _REFUND_CHECKED
-                    conn.execute(stamp, {"t": tid, "b_id": refund.id, "at": at})
-            for pay in rows:
-                try:
-                    changed += self._reconcile(tid, code, api, pay, at)
-                except PaymentError as exc:
-                    log.warning(
-                        "WeChat payment %s of order %s not reconciled, will ask again: %s",
-                        pay.provider_order_id,
-                        pay.ref,
-                        exc,
-                    )
-                    self._checked(tid, pay.id, at)
+        items: list[tuple[str, Any]] = [*refunds, *(("order", pay) for pay in payments)]
+        for kind, row in items:
+            failed: PaymentError | None = None
+            try:
+                if kind == "order":
+                    changed += self._reconcile(tenant_id, tenant, api, row, at)
+                    continue
+                found = api.query_refund(row.provider_refund_id)
+                if found.notification is not None:
+                    changed += self._applied(tenant_id, tenant, found.notification)
+                    continue
+            except PaymentError as exc:
+                what = row.provider_order_id if kind == "order" else row.provider_refund_id
+                log.warning("WeChat %s not reconciled, will ask again: %s", what, exc)
+                failed = exc
+            with self.engine.begin() as conn:  # asked: not again before the next interval
+                stamp = _REFUND_CHECKED if kind == "order_refunds" else _PAYMENT_CHECKED
+                conn.execute(stamp, {"t": tenant_id, "b_id": row.id, "at": at})
+            if isinstance(failed, ProviderUnavailable):
+                return changed
         return changed
 
     def sync_payments(
