@@ -74,6 +74,7 @@ from tokenmall.payments.wechat import (
     DEFAULT_TOLERANCE,
     PROVIDER,
     SIGNATURE_TYPE,
+    WECHATPAY_SERIAL,
     WECHATPAY_SIGNATURE,
     _check_rsa,
     _refund_notification,
@@ -88,8 +89,10 @@ __all__ = [
     "ORDER_NOT_EXIST",
     "REFUND_PATH",
     "TRADE_PATH",
+    "TRANSFER_NAME_REQUIRED_FROM",
     "TRANSFER_PATH",
     "TRANSFER_SCENE_CASH_MARKETING",
+    "EncryptedField",
     "RefundQuery",
     "TradeQuery",
     "WeChatPayApi",
@@ -112,9 +115,11 @@ request examples and SDK code; a merchant must also have the scene enabled in it
 """
 _TRANSFER_TEXT_MAX: Final = 32  # transfer_remark and info_content: "最多允许32个字符"
 _DEFAULT_TRANSFER_REMARK: Final = "积分提现"
-# WeChat requires the payee's (encrypted) real name from 2,000 CNY up; this client does not
-# send names, so it refuses such transfers before they reach WeChat.
-_TRANSFER_NAME_REQUIRED_FROM: Final = Decimal(2000)
+TRANSFER_NAME_REQUIRED_FROM: Final = Decimal(2000)
+"""WeChat requires the payee's real name (``user_name``, encrypted) on transfers from this
+many CNY up ("转账金额 >= 2,000 元时, 该笔明细必须填写收款用户姓名"); below it the name is
+optional and, when sent, checked against the payee's real-name record."""
+_NAME_MAX: Final = 64
 # out_trade_no: at most 32 of digits, letters and _-|* (WeChat's documented alphabet).
 _OUT_TRADE_NO: Final = re.compile(r"[0-9A-Za-z_\-|*]{1,32}")
 # out_refund_no: at most 64 of digits, letters and _-|*@ (documented alphabet).
@@ -160,6 +165,17 @@ class TradeQuery:
     def is_open(self) -> bool:
         """WeChat has the order and it can still be paid."""
         return self.trade_state in _OPEN_TRADE_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedField:
+    """A sensitive field encrypted for WeChat Pay (敏感信息加密): ``ciphertext`` is base64
+    RSA-OAEP (SHA-1, MGF1 with SHA-1) under the platform key ``serial``, which the request
+    names in its ``Wechatpay-Serial`` header.  Only WeChat can read it, so it may be stored
+    and sent again as is (a resend of the same transfer)."""
+
+    serial: str
+    ciphertext: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +493,23 @@ class WeChatPayApi:
 
     # -- transfers (商家转账) -------------------------------------------------------------------
 
-    def transfer(self, request: PayoutRequest) -> PayoutResult:
+    def encrypt(self, text: str) -> EncryptedField:
+        """Encrypt ``text`` (a payee's real name) with the first configured platform key.
+
+        List the newest platform key first in the configuration when WeChat rotates them: a
+        field encrypted with a key WeChat has retired cannot be read there.
+        """
+        if not isinstance(text, str) or not text.strip() or len(text) > _NAME_MAX:
+            raise InvalidPaymentRequest(f"the text to encrypt must be 1..{_NAME_MAX} characters")
+        serial, key = next(iter(self._platform_keys.items()))
+        sha1 = hashes.SHA1()  # noqa: S303 - WeChat's scheme (OAEPWithSHA-1AndMGF1Padding)
+        oaep = padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None)
+        sealed = key.encrypt(text.encode("utf-8"), oaep)
+        return EncryptedField(serial, base64.b64encode(sealed).decode("ascii"))
+
+    def transfer(
+        self, request: PayoutRequest, *, user_name: EncryptedField | None = None
+    ) -> PayoutResult:
         """Send ``request.amount`` to the openid ``request.account`` (POST .../transfer-bills).
 
         ``payout_id`` becomes out_bill_no (digits and letters only, at most 32), so a retried
@@ -490,10 +522,10 @@ class WeChatPayApi:
         arrives as a MCHTRANSFER.BILL.FINISHED notification.
         """
         out_bill_no = _check_id(request.payout_id, _OUT_BILL_NO, "out_bill_no")
-        if request.amount >= _TRANSFER_NAME_REQUIRED_FROM:
+        if request.amount >= TRANSFER_NAME_REQUIRED_FROM and user_name is None:
             raise InvalidPaymentRequest(
-                f"WeChat Pay transfers of {_TRANSFER_NAME_REQUIRED_FROM} CNY or more need the "
-                "payee's encrypted name, which this client does not send"
+                f"WeChat Pay transfers of {TRANSFER_NAME_REQUIRED_FROM} CNY or more need the "
+                "payee's real name (user_name)"
             )
         remark = (request.description or _DEFAULT_TRANSFER_REMARK)[:_TRANSFER_TEXT_MAX]
         payload: dict[str, Any] = {
@@ -510,7 +542,11 @@ class WeChatPayApi:
                 {"info_type": "奖励说明", "info_content": self._transfer_reward},
             ],
         }
-        data = self._call("POST", TRANSFER_PATH, payload)
+        headers: dict[str, str] = {}
+        if user_name is not None:
+            payload["user_name"] = user_name.ciphertext
+            headers[WECHATPAY_SERIAL] = user_name.serial  # the key the name is sealed with
+        data = self._call("POST", TRANSFER_PATH, payload, headers=headers)
         echoed = self._str(data, "out_bill_no")
         if echoed != out_bill_no:
             raise ProviderUnavailable(
@@ -538,7 +574,13 @@ class WeChatPayApi:
         return base64.b64encode(signature).decode("ascii")
 
     def _call(
-        self, method: str, path: str, payload: Mapping[str, Any] | None, *, body: bool = True
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None,
+        *,
+        body: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send one signed request and return the verified JSON object WeChat answered.
 
@@ -547,7 +589,9 @@ class WeChatPayApi:
         do not say whether a 204 is signed; it carries nothing the caller acts on).
         """
         sent = b"" if payload is None else _json_body(payload)
-        request = self._http.build_request(method, path, content=sent if sent else None)
+        request = self._http.build_request(
+            method, path, content=sent if sent else None, headers=headers
+        )
         target = request.url.raw_path.decode("ascii")  # path and query exactly as sent
         timestamp = str(int(self._clock().timestamp()))
         nonce = secrets.token_hex(16)

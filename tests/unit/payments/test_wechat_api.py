@@ -613,6 +613,40 @@ def test_transfer_waiting_for_the_payee_returns_the_confirm_package(
     assert result.confirm_package.startswith("ABBQO")
 
 
+def test_a_transfer_from_2000_cny_carries_the_payee_name_sealed_for_wechat(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    name = api.encrypt("张三")
+    assert name.serial == PLATFORM_SERIAL
+    assert "张三" not in name.ciphertext
+    assert api.encrypt("张三").ciphertext != name.ciphertext  # OAEP is randomised
+    request = PayoutRequest("WD0000000000000000000000000002", OPENID, Decimal("2500.00"), "x")
+    result = api.transfer(request, user_name=name)
+    assert result.status is PayoutStatus.PENDING
+    sent = fake.requests[-1]
+    assert sent.headers["Wechatpay-Serial"] == PLATFORM_SERIAL
+    assert sent.json()["user_name"] == name.ciphertext
+    assert fake.transfer_payee_name("WD0000000000000000000000000002") == "张三"
+    # the same sealed name again: the same bill, no second transfer
+    assert api.transfer(request, user_name=name).payout_id == result.payout_id
+    assert fake.transfer_count() == 1
+
+
+def test_a_name_sealed_with_an_unknown_key_is_refused_by_wechat(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    name = api.encrypt("李四")
+    forged = type(name)("PUB_KEY_ID_RETIRED", name.ciphertext)
+    request = PayoutRequest("WD0000000000000000000000000003", OPENID, Decimal("2000.00"), "x")
+    with pytest.raises(ProviderRefused) as refused:
+        api.transfer(request, user_name=forged)
+    assert refused.value.provider_code == "PARAM_ERROR"
+    assert fake.transfer_count() == 0
+    for bad in ("", " ", "x" * 65):
+        with pytest.raises(InvalidPaymentRequest):
+            api.encrypt(bad)
+
+
 def test_a_reused_payout_id_with_another_amount_is_refused(
     api: WeChatPayApi, fake: FakeWeChatPay
 ) -> None:

@@ -124,6 +124,7 @@ class _Transfer:
     package_info: str | None = None
     updated_at: datetime | None = None
     fail_reason: str | None = None
+    payee_name: str | None = None  # decrypted user_name, for the tests to check
 
 
 class _Refusal(Exception):
@@ -236,6 +237,11 @@ class FakeWeChatPay:
         with self._lock:
             return len(self._transfers)
 
+    def transfer_payee_name(self, out_bill_no: str) -> str | None:
+        """The payee name a transfer carried, as WeChat decrypted it."""
+        with self._lock:
+            return self._transfers[out_bill_no].payee_name
+
     # -- what WeChat does later, as notifications -----------------------------------------------
 
     def pay(self, out_trade_no: str, *, openid: str | None = None) -> SignedDelivery:
@@ -337,7 +343,7 @@ class FakeWeChatPay:
             else:
                 try:
                     self._authenticate(method, path, headers, body)
-                    status, payload = self._route(method, path, body)
+                    status, payload = self._route(method, path, body, headers)
                 except _Refusal as exc:
                     status, payload = exc.status, {"code": exc.code, "message": exc.message}
                 if fault is None:
@@ -371,7 +377,9 @@ class FakeWeChatPay:
         except (binascii.Error, InvalidSignature):
             raise _Refusal(401, "SIGN_ERROR", "signature does not verify") from None
 
-    def _route(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any] | None]:
+    def _route(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any] | None]:
         url = urlsplit(path)
         if method == "GET" and url.path.startswith(_TRADE_PATH):
             mchid = parse_qs(url.query).get("mchid", [""])[0]
@@ -397,7 +405,7 @@ class FakeWeChatPay:
         if path == _REFUND_PATH:
             return 200, self._refund(data)
         if path == "/v3/fund-app/mch-transfer/transfer-bills":
-            return 200, self._transfer(data)
+            return 200, self._transfer(data, headers)
         raise _Refusal(404, "RESOURCE_NOT_EXISTS", f"no POST {path}")
 
     def _jsapi(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -520,9 +528,10 @@ class FakeWeChatPay:
             answer["success_time"] = wechat_time(r.success_time)
         return answer
 
-    def _transfer(self, data: dict[str, Any]) -> dict[str, Any]:
+    def _transfer(self, data: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         if data.get("appid") != self.app_id:
             raise _Refusal(400, "PARAM_ERROR", "appid does not match")
+        payee_name = self._payee_name(data, headers)
         out_bill_no, openid = data.get("out_bill_no"), data.get("openid")
         amount, remark = data.get("transfer_amount"), data.get("transfer_remark")
         if not isinstance(out_bill_no, str) or not re.fullmatch(r"[0-9A-Za-z]{1,32}", out_bill_no):
@@ -531,6 +540,8 @@ class FakeWeChatPay:
             raise _Refusal(400, "PARAM_ERROR", "openid and transfer_amount are required")
         if not isinstance(remark, str) or not remark or len(remark) > 32:
             raise _Refusal(400, "PARAM_ERROR", "transfer_remark must be 1..32 characters")
+        if amount >= 200_000 and payee_name is None:
+            raise _Refusal(400, "PARAM_ERROR", "转账金额>=2000元时,收款用户姓名必填")
         if data.get("transfer_scene_id") != "1000":
             raise _Refusal(403, "NO_AUTH", "transfer scene not enabled for this merchant")
         infos = {
@@ -558,8 +569,27 @@ class FakeWeChatPay:
         )
         if self.transfers_need_confirmation:
             b.package_info = f"ABBQO+oYAAABAAAAAAAk{number:08d}"
+        b.payee_name = payee_name
         self._transfers[out_bill_no] = b
         return self._transfer_json(out_bill_no, b)
+
+    def _payee_name(self, data: dict[str, Any], headers: dict[str, str]) -> str | None:
+        """``user_name``, decrypted with the platform key the ``Wechatpay-Serial`` names."""
+        sealed = data.get("user_name")
+        if sealed is None:
+            return None
+        serial = {k.lower(): v for k, v in headers.items()}.get(WECHATPAY_SERIAL.lower())
+        if serial != self.platform_serial:
+            raise _Refusal(400, "PARAM_ERROR", f"Wechatpay-Serial {serial!r} is not a key of ours")
+        sha1 = hashes.SHA1()
+        try:
+            plain = self.platform_key.decrypt(
+                base64.b64decode(sealed, validate=True),
+                padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None),
+            )
+        except (binascii.Error, ValueError, TypeError):
+            raise _Refusal(400, "PARAM_ERROR", "user_name cannot be decrypted") from None
+        return plain.decode("utf-8")
 
     @staticmethod
     def _transfer_json(out_bill_no: str, b: _Transfer) -> dict[str, Any]:
