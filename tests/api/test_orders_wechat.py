@@ -20,7 +20,15 @@ from api_helpers import Mall, assert_error, ok
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi.testclient import TestClient
-from orders_helpers import create_order, engine, read_order, run_expiry, service, tenant_id
+from orders_helpers import (
+    create_order,
+    engine,
+    figures,
+    read_order,
+    run_expiry,
+    service,
+    tenant_id,
+)
 
 from tokenmall.api.routes.wallet import payout_providers_of
 from tokenmall.domain.economy import Purchase, Sell
@@ -615,3 +623,72 @@ def test_wechat_down_ends_the_tenants_run_after_one_call(
     assert svc.reconcile_payments(now=t0 + 200) == 1
     statuses = {read_order(client, mall, o["ref"])["status"] for o in (first, second)}
     assert statuses == {"paid"}
+
+
+def _rich_alice(client: TestClient, mall: Mall) -> None:
+    """alice buys for 20,000 CNY and sells every point: several thousand SP in her wallet."""
+    app: Any = client.app
+    ledger = app.state.tokenmall.ledger
+    tid = tenant_id(client, mall)
+    assert (
+        ledger.submit(tid, [("buy", Purchase("o-alice", "alice", Decimal(20000)))])[0].status
+        == "applied"
+    )
+    points = figures(client, mall, "alice")["points"]
+    assert ledger.submit(tid, [("sell", Sell("alice", points))])[0].status == "applied"
+    assert figures(client, mall, "alice")["stable"] > Decimal(2100)
+
+
+def test_a_withdrawal_from_2000_cny_needs_the_payee_name_and_carries_it_sealed(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    _rich_alice(client, mall)
+    url = mall.url("/members/alice/withdrawals")
+    big = {"amount": "2100.00", "account": OPENID}
+    r = client.post(url, json=big, headers={**mall.member, "Idempotency-Key": "w0"})
+    assert_error(r, 422)
+    assert "payee_name" in r.json()["error"]["message"]
+    assert figures(client, mall, "alice")["stable"] > Decimal(2100)  # nothing was taken
+    headers = {**mall.member, "Idempotency-Key": "w1"}
+    wd = ok(client.post(url, json={**big, "payee_name": "王小明"}, headers=headers), 201)
+    assert wd["payee_named"] is True
+    assert (
+        "王小明" not in client.get(mall.url(f"/withdrawals/{wd['id']}"), headers=mall.operator).text
+    )
+    with engine(client).connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT payee_name_cipher, payee_name_serial FROM withdrawals WHERE ref = ?"
+            if conn.dialect.name == "sqlite"
+            else "SELECT payee_name_cipher, payee_name_serial FROM withdrawals WHERE ref = %s",
+            (wd["id"],),
+        ).one()
+    assert stored[1] == PLATFORM_SERIAL
+    assert "王小明" not in stored[0]
+    ok(client.post(mall.url(f"/withdrawals/{wd['id']}/approve"), headers=mall.operator))
+    bill_no = wd["id"].replace("_", "")
+    # WeChat read the name with its platform key; the resend sends the same sealed bytes
+    assert wechat.transfer_payee_name(bill_no) == "王小明"
+    app: Any = client.app
+    providers = payout_providers_of(app)
+    assert retry_payouts(app.state.tokenmall.ledger, providers, now=time.time() + 400) == 1
+    assert wechat.transfer_count() == 1
+    got = _deliver(client, mall, wechat.finish_transfer(bill_no))
+    assert got["outcome"] == "applied"
+    done = ok(client.get(mall.url(f"/withdrawals/{wd['id']}"), headers=mall.operator))
+    assert done["status"] == "paid"
+    # under 2,000 CNY paid out the name is optional
+    small = {"amount": "100.00", "account": OPENID}
+    h2 = {**mall.member, "Idempotency-Key": "w2"}
+    assert ok(client.post(url, json=small, headers=h2), 201)["payee_named"] is False
+
+
+def test_payee_name_without_wechat_transfers_is_refused(client: TestClient, mall: Mall) -> None:
+    _rich_alice(client, mall)
+    body = {"amount": "2100.00", "account": OPENID, "payee_name": "王小明"}
+    headers = {**mall.member, "Idempotency-Key": "w1"}
+    r = client.post(mall.url("/members/alice/withdrawals"), json=body, headers=headers)
+    assert_error(r, 409, "provider_not_configured")
+    # the sandbox pays any amount without a name
+    del body["payee_name"]
+    wd = ok(client.post(mall.url("/members/alice/withdrawals"), json=body, headers=headers), 201)
+    assert wd["payee_named"] is False

@@ -59,6 +59,7 @@ from tokenmall.payments.errors import (
     ProviderRefused,
 )
 from tokenmall.payments.sandbox import DeliveryChaos, SandboxGateway, SandboxProvider
+from tokenmall.payments.wechat_api import EncryptedField
 from tokenmall.service.errors import Conflict
 from tokenmall.service.ledger import Ledger, Outcome
 from tokenmall.service.members import get_profile
@@ -266,6 +267,7 @@ class Withdrawal:
     provider_payout_id: str | None
     finished_at: float | None
     payout_package: str | None = None  # for wx.requestMerchantTransfer, while WeChat waits
+    payee_named: bool = False  # carries the payee's real name, sealed for WeChat Pay
 
     @property
     def net(self) -> Decimal:
@@ -289,6 +291,7 @@ def _withdrawal(row: Any) -> Withdrawal:
         provider_payout_id=row.provider_payout_id,
         finished_at=row.finished_at,
         payout_package=row.payout_package,
+        payee_named=row.payee_name_cipher is not None,
     )
 
 
@@ -382,6 +385,8 @@ def request_withdrawal(
     amount: Decimal,
     account: str,
     key: str,
+    payee_name: EncryptedField | None = None,
+    name_required_from: Decimal | None = None,
 ) -> tuple[Withdrawal, bool]:
     """Ask to withdraw ``amount`` SP to ``account``; returns (withdrawal, created).
 
@@ -389,6 +394,11 @@ def request_withdrawal(
     :func:`withdrawal_fee`; the whole amount leaves the wallet now.  The same key again returns
     the first request (``created`` False); the same key for another amount or account is an
     :class:`IdempotencyConflict`.
+
+    ``payee_name``: the payee's real name sealed for WeChat Pay, stored and sent with the
+    transfer.  ``name_required_from``: a net amount (after the fee) from which the name is
+    required (the tenant pays by WeChat transfer, which needs it from 2,000 CNY): refused here
+    rather than at the payout, so the member learns it while asking.
     """
     check_idempotency_key(key)
     _check_account(account)
@@ -413,6 +423,12 @@ def request_withdrawal(
         fee = withdrawal_fee(amount, params.withdraw_fee_rate)
         if fee >= amount:
             raise InvalidCommand(f"the fee ({fee}) would take the whole amount")
+        needs_name = name_required_from is not None and amount - fee >= name_required_from
+        if needs_name and payee_name is None:
+            raise InvalidCommand(
+                f"payee_name is required: a payout of {name_required_from} CNY or more "
+                "needs the payee's real name (WeChat Pay)"
+            )
         if member_no(conn, tenant_id, member) is None:
             raise InsufficientBalance(f"member {member!r} holds no SP")
         _submit_in(ledger, conn, tenant_id, f"withdraw:{ref}", Withdraw(ref, member, amount, fee))
@@ -428,6 +444,8 @@ def request_withdrawal(
                 status="requested",
                 idempotency_key=key,
                 requested_at=now,
+                payee_name_cipher=None if payee_name is None else payee_name.ciphertext,
+                payee_name_serial=None if payee_name is None else payee_name.serial,
             )
         )
         return _withdrawal(_row(conn, tenant_id, ref)), True
@@ -689,8 +707,15 @@ class HubPayouts:
         if wechat is not None:
             # a tenant that can call WeChat Pay pays withdrawals with its transfers; the
             # outcome comes later to the WeChat notification route, like a payment's
+            with read_only(self.ledger.engine).connect() as conn:
+                row = _row(conn, tenant_id, payout_id)
+            name = (
+                None
+                if row.payee_name_cipher is None
+                else EncryptedField(row.payee_name_serial, row.payee_name_cipher)
+            )
             request = PayoutRequest(wechat_bill_no(payout_id), account, amount, "积分提现")
-            transfer: ProviderPayout = wechat.transfer(request)
+            transfer: ProviderPayout = wechat.transfer(request, user_name=name)
             return transfer
         box = service.hub.sandbox(tenant)
         with box.lock:

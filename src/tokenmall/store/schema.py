@@ -369,6 +369,10 @@ withdrawals = Table(
     # WeChat transfers that wait for the payee (WAIT_USER_CONFIRM): what the mini-program
     # passes to wx.requestMerchantTransfer (since migration 0007)
     Column("payout_package", String(1024), nullable=True),
+    # the payee's real name sealed for WeChat Pay (base64 RSA-OAEP under the platform key
+    # ``payee_name_serial``): only WeChat can read it, a resend sends it as is (migration 0009)
+    Column("payee_name_cipher", Text, nullable=True),
+    Column("payee_name_serial", String(64), nullable=True),
     UniqueConstraint("tenant_id", "ref", name="uq_withdrawals_tenant_ref"),
     UniqueConstraint(
         "tenant_id", "member", "idempotency_key", name="uq_withdrawals_tenant_member_key"

@@ -21,11 +21,14 @@ from pydantic_core import PydanticCustomError
 
 from tokenmall.api.deps import AppContext, Caller, Context, OperatorCaller, Paging, TenantCaller
 from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.routes.orders import Orders
 from tokenmall.api.schemas import FenIn, Page
 from tokenmall.errors import NotFound
+from tokenmall.payments.wechat_api import TRANSFER_NAME_REQUIRED_FROM
 from tokenmall.service import reads, wallet
 from tokenmall.service.codec import dec
 from tokenmall.service.members import get_profile
+from tokenmall.service.orders import ProviderNotConfigured
 from tokenmall.service.wallet import HubPayouts, PayoutProviders, SandboxPayouts
 from tokenmall.store.db import read_only
 
@@ -117,6 +120,14 @@ class WithdrawalCreate(_In):
         pattern=r"^[!-~]+$",
         description="The payee at the provider (e.g. the member's WeChat openid).",
     )
+    payee_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The payee's real name, for WeChat Pay transfers (required from 2,000 CNY "
+        "paid out). Sealed for WeChat at once with its platform key: never stored or shown "
+        "in the clear.",
+    )
 
 
 class ReviewBody(_In):
@@ -169,6 +180,9 @@ class WithdrawalOut(BaseModel):
         description="WeChat transfers waiting for the payee (WAIT_USER_CONFIRM): the "
         "package for wx.requestMerchantTransfer in the mini-program.",
     )
+    payee_named: bool = Field(
+        default=False, description="The payee's real name goes with the transfer (sealed)."
+    )
 
     @classmethod
     def of(cls, w: wallet.Withdrawal) -> WithdrawalOut:
@@ -187,6 +201,7 @@ class WithdrawalOut(BaseModel):
             payout_sent_at=_utc(w.payout_sent_at),
             finished_at=_utc(w.finished_at),
             payout_package=w.payout_package,
+            payee_named=w.payee_named,
         )
 
 
@@ -370,6 +385,7 @@ def request_withdrawal(
     *,
     caller: TenantCaller,
     ctx: Context,
+    orders: Orders,
     member: MemberCode,
     body: WithdrawalCreate,
     key: IdempotencyKey,
@@ -377,10 +393,30 @@ def request_withdrawal(
 ) -> WithdrawalOut:
     """Ask to withdraw SP.  The amount leaves the wallet now and waits for the operator's
     review; a rejection or a failed payout returns it.  The tenant's ``withdraw_min`` and
-    ``withdraw_fee_rate`` apply (fee = amount x rate, cut down to the fen)."""
+    ``withdraw_fee_rate`` apply (fee = amount x rate, cut down to the fen).  A tenant that pays
+    by WeChat transfer needs ``payee_name`` from 2,000 CNY paid out (422 without it); without
+    WeChat Pay's outbound configuration ``payee_name`` is refused (409)."""
     self_or_operator(caller, member)
+    payee_name, required_from = None, None
+    with read_only(ctx.engine).connect() as conn:
+        wechat = orders.hub.wechat_api(conn, caller.tenant_id)
+    if wechat is not None:  # withdrawals are paid by WeChat transfer
+        required_from = TRANSFER_NAME_REQUIRED_FROM
+        if body.payee_name is not None:
+            payee_name = wechat.encrypt(body.payee_name)
+    elif body.payee_name is not None:
+        raise ProviderNotConfigured(
+            "payee_name goes to WeChat Pay transfers, which this tenant has not configured"
+        )
     wd, created = wallet.request_withdrawal(
-        ctx.ledger, caller.tenant_id, member, amount=body.amount, account=body.account, key=key
+        ctx.ledger,
+        caller.tenant_id,
+        member,
+        amount=body.amount,
+        account=body.account,
+        key=key,
+        payee_name=payee_name,
+        name_required_from=required_from,
     )
     if not created:
         response.status_code = 200
