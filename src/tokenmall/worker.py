@@ -34,7 +34,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -52,6 +53,7 @@ DEFAULT_INTERVAL = 30.0
 _MIDNIGHT_SLACK = 0.5  # wake just after midnight, never just before it
 
 Job = Callable[[Engine, float], Any]
+T = TypeVar("T")
 
 
 def orders_jobs() -> list[tuple[str, Job]]:
@@ -70,6 +72,20 @@ def orders_jobs() -> list[tuple[str, Job]]:
         if callable(fn):
             jobs.append((name, fn))
     return jobs
+
+
+_FAILED = object()
+
+
+def _guarded(report: TickReport, name: str, run: Callable[[], T], failed: T) -> T:
+    """``run()``, or ``failed`` with the failure logged and in ``report.errors``: the next
+    tick retries, and one failing job never stops the others."""
+    try:
+        return run()
+    except Exception as exc:  # logged with its traceback
+        log.exception("scheduled job %s failed", name)
+        report.errors.append(f"{name}: {exc}")
+        return failed
 
 
 @dataclass(slots=True)
@@ -144,30 +160,18 @@ class Scheduler:
             except Exception as exc:  # logged with its traceback
                 log.exception("day close of tenant %s failed", clock.code)
                 report.errors.append(f"close {clock.code}: {exc}")
-        if self.payments is not None:
-            try:
-                report.reconciled = self.payments(now)
-            except Exception as exc:  # logged; the next tick retries
-                log.exception("payment reconciliation failed")
-                report.errors.append(f"payments: {exc}")
+        payments, providers, refunds = self.payments, self.providers, self.refunds
+        if payments is not None:
+            report.reconciled = _guarded(report, "payments", partial(payments, now), 0)
         for name, job in self.jobs:
-            try:
-                report.jobs[name] = job(self.engine, now)
-            except Exception as exc:  # logged; the next tick retries
-                log.exception("scheduled job %s failed", name)
-                report.errors.append(f"{name}: {exc}")
-        if self.providers is not None:
-            try:
-                report.payouts = retry_payouts(self.ledger, self.providers, now=now)
-            except Exception as exc:  # logged; the next tick retries
-                log.exception("payout retry failed")
-                report.errors.append(f"payouts: {exc}")
-        if self.refunds is not None:
-            try:
-                report.refunds = self.refunds(now)
-            except Exception as exc:  # logged; the next tick retries
-                log.exception("refund retry failed")
-                report.errors.append(f"refunds: {exc}")
+            done = _guarded(report, name, partial(job, self.engine, now), _FAILED)
+            if done is not _FAILED:
+                report.jobs[name] = done
+        if providers is not None:
+            send = partial(retry_payouts, self.ledger, providers, now=now)
+            report.payouts = _guarded(report, "payouts", send, 0)
+        if refunds is not None:
+            report.refunds = _guarded(report, "refunds", partial(refunds, now), 0)
         return report
 
     def next_wakeup(self, now: float) -> float:

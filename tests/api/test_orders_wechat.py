@@ -216,14 +216,7 @@ def test_refund_wechat_could_not_take_stays_pending_and_is_sent_again_once(
 def test_withdrawal_paid_by_wechat_transfer(
     client: TestClient, mall: Mall, wechat: FakeWeChatPay
 ) -> None:
-    app: Any = client.app
-    ctx = app.state.tokenmall
-    tid = tenant_id(client, mall)
-    out = ctx.ledger.submit(
-        tid,
-        [("buy", Purchase("o-alice", "alice", Decimal(100))), ("sell", Sell("alice", Decimal(21)))],
-    )
-    assert all(o.status == "applied" for o in out), out
+    _alice_with_sp(client, mall, Decimal(100))
     wechat.transfers_need_confirmation = True
     body = {"amount": "10.00", "account": OPENID}
     headers = {**mall.member, "Idempotency-Key": "w1"}
@@ -384,6 +377,14 @@ def test_an_order_paid_in_time_waits_for_its_notification_past_the_deadline(
         r = client.post(
             mall.url(f"/orders/{unpaid['ref']}/payments"),
             json={"provider": "wechat", "payer": OPENID},
+            headers=mall.operator,
+        )
+        assert_error(r, 409)
+        assert "being confirmed" in r.json()["error"]["message"]
+        # nor does paying it from the wallet
+        r = client.post(
+            mall.url(f"/orders/{unpaid['ref']}/payments"),
+            json={"sp": unpaid["total"]},
             headers=mall.operator,
         )
         assert_error(r, 409)
@@ -581,27 +582,26 @@ def test_the_refund_of_a_voided_payment_is_settled_by_query(
 def test_a_transfer_whose_notification_is_lost_finishes_by_the_resend(
     client: TestClient, mall: Mall, wechat: FakeWeChatPay
 ) -> None:
-    app: Any = client.app
-    ctx = app.state.tokenmall
-    tid = tenant_id(client, mall)
-    out = ctx.ledger.submit(
-        tid,
-        [("buy", Purchase("o-alice", "alice", Decimal(100))), ("sell", Sell("alice", Decimal(21)))],
-    )
-    assert all(o.status == "applied" for o in out), out
+    _alice_with_sp(client, mall, Decimal(100))
     headers = {**mall.member, "Idempotency-Key": "w1"}
     body = {"amount": "10.00", "account": OPENID}
     wd = ok(client.post(mall.url("/members/alice/withdrawals"), json=body, headers=headers), 201)
     ok(client.post(mall.url(f"/withdrawals/{wd['id']}/approve"), headers=mall.operator))
     wechat.finish_transfer(wd["id"].replace("_", ""))  # paid; the notification is lost
-    providers = payout_providers_of(app)
-    assert retry_payouts(ctx.ledger, providers, now=time.time()) == 0  # sent just now
+    assert _resend_payouts(client, later=0) == 0  # sent just now
     # the resend, 5 minutes on, names the same bill: WeChat answers its state, nothing new
-    assert retry_payouts(ctx.ledger, providers, now=time.time() + 400) == 1
+    assert _resend_payouts(client, later=400) == 1
     assert wechat.transfer_count() == 1
     done = ok(client.get(mall.url(f"/withdrawals/{wd['id']}"), headers=mall.operator))
     assert done["status"] == "paid"
-    assert retry_payouts(ctx.ledger, providers, now=time.time() + 800) == 0
+    assert _resend_payouts(client, later=800) == 0
+
+
+def _resend_payouts(client: TestClient, *, later: float) -> int:
+    """The scheduler's payout resend, ``later`` seconds from now."""
+    app: Any = client.app
+    ledger = app.state.tokenmall.ledger
+    return retry_payouts(ledger, payout_providers_of(app), now=time.time() + later)
 
 
 def test_wechat_down_ends_the_tenants_run_after_one_call(
@@ -625,24 +625,23 @@ def test_wechat_down_ends_the_tenants_run_after_one_call(
     assert statuses == {"paid"}
 
 
-def _rich_alice(client: TestClient, mall: Mall) -> None:
-    """alice buys for 20,000 CNY and sells every point: several thousand SP in her wallet."""
+def _alice_with_sp(client: TestClient, mall: Mall, spend: Decimal) -> Decimal:
+    """alice buys for ``spend`` CNY and sells every point; returns the SP in her wallet."""
     app: Any = client.app
     ledger = app.state.tokenmall.ledger
     tid = tenant_id(client, mall)
-    assert (
-        ledger.submit(tid, [("buy", Purchase("o-alice", "alice", Decimal(20000)))])[0].status
-        == "applied"
+    assert ledger.submit(tid, [("buy", Purchase("o-alice", "alice", spend))])[0].status == (
+        "applied"
     )
     points = figures(client, mall, "alice")["points"]
     assert ledger.submit(tid, [("sell", Sell("alice", points))])[0].status == "applied"
-    assert figures(client, mall, "alice")["stable"] > Decimal(2100)
+    return figures(client, mall, "alice")["stable"]
 
 
 def test_a_withdrawal_from_2000_cny_needs_the_payee_name_and_carries_it_sealed(
     client: TestClient, mall: Mall, wechat: FakeWeChatPay
 ) -> None:
-    _rich_alice(client, mall)
+    assert _alice_with_sp(client, mall, Decimal(20000)) > Decimal(2100)
     url = mall.url("/members/alice/withdrawals")
     big = {"amount": "2100.00", "account": OPENID}
     r = client.post(url, json=big, headers={**mall.member, "Idempotency-Key": "w0"})
@@ -668,9 +667,7 @@ def test_a_withdrawal_from_2000_cny_needs_the_payee_name_and_carries_it_sealed(
     bill_no = wd["id"].replace("_", "")
     # WeChat read the name with its platform key; the resend sends the same sealed bytes
     assert wechat.transfer_payee_name(bill_no) == "王小明"
-    app: Any = client.app
-    providers = payout_providers_of(app)
-    assert retry_payouts(app.state.tokenmall.ledger, providers, now=time.time() + 400) == 1
+    assert _resend_payouts(client, later=400) == 1
     assert wechat.transfer_count() == 1
     got = _deliver(client, mall, wechat.finish_transfer(bill_no))
     assert got["outcome"] == "applied"
@@ -683,7 +680,7 @@ def test_a_withdrawal_from_2000_cny_needs_the_payee_name_and_carries_it_sealed(
 
 
 def test_payee_name_without_wechat_transfers_is_refused(client: TestClient, mall: Mall) -> None:
-    _rich_alice(client, mall)
+    assert _alice_with_sp(client, mall, Decimal(20000)) > Decimal(2100)
     body = {"amount": "2100.00", "account": OPENID, "payee_name": "王小明"}
     headers = {**mall.member, "Idempotency-Key": "w1"}
     r = client.post(mall.url("/members/alice/withdrawals"), json=body, headers=headers)

@@ -44,8 +44,9 @@ EP redemption (R4, ``Pay.points``): a payment names the CNY *value* to pay with 
 number of points.  The points are priced when the payment applies (under the tenant's lock, the
 fewest points whose sell payout is exactly that value), because the CNY part is fixed when the
 intent is created and the price moves before the notification arrives; priced any earlier, the
-parts would not add up to the total.  The price only rises, so the member never needs more
-points than were quoted.  EP-paid value earns no reward at settlement (it came from the pool).
+parts would not add up to the total.  No rule of the engine lowers the price (the property
+tests check it after every step), so the member never needs more points than were quoted.
+EP-paid value earns no reward at settlement (it came from the pool).
 """
 
 from __future__ import annotations
@@ -388,8 +389,20 @@ _OPEN_WECHAT_OF_ORDER = select(_py.id).where(
     _py.provider == "wechat",
     _py.status == "requires_payment",
 )
-# open WeChat payments to ask WeChat about, least recently asked first
-_TO_RECONCILE = (
+
+
+def _due_for_check(q: Select[Any], checked_at: Any, row_id: Any) -> Select[Any]:
+    """``q`` limited to rows not asked about since ``:checked``, least recently asked first,
+    at most ``:limit`` (the reconciliation's queries of payments and refunds)."""
+    return (
+        q.where(checked_at.is_(None) | (checked_at <= bindparam("checked")))
+        .order_by(func.coalesce(checked_at, 0.0), row_id)
+        .limit(bindparam("limit"))
+    )
+
+
+# open WeChat payments with what reconciling one needs to know of its order
+_OPEN_WECHAT = (
     select(
         _py.id,
         _py.provider_order_id,
@@ -404,12 +417,12 @@ _TO_RECONCILE = (
         _py.tenant_id == bindparam("t"),
         _py.provider == "wechat",
         _py.status == "requires_payment",
-        _py.created_at <= bindparam("created"),
-        (_py.checked_at.is_(None)) | (_py.checked_at <= bindparam("checked")),
     )
-    .order_by(func.coalesce(_py.checked_at, 0.0), _py.id)
-    .limit(bindparam("limit"))
 )
+_TO_RECONCILE = _due_for_check(
+    _OPEN_WECHAT.where(_py.created_at <= bindparam("created")), _py.checked_at, _py.id
+)
+_OPEN_WECHAT_OF = _OPEN_WECHAT.where(_py.order_id == bindparam("id")).order_by(_py.id)
 _PAYMENT_CHECKED = (
     update(s.payments)
     .where(_py.tenant_id == bindparam("t"), _py.id == bindparam("b_id"))
@@ -417,7 +430,7 @@ _PAYMENT_CHECKED = (
 )
 _rf = s.order_refunds.c
 # WeChat refunds submitted a while ago and still without their notification
-_REFUNDS_TO_CHECK = (
+_REFUNDS_TO_CHECK = _due_for_check(
     select(_rf.id, _rf.provider_refund_id)
     .select_from(
         s.order_refunds.join(
@@ -429,22 +442,19 @@ _REFUNDS_TO_CHECK = (
         _rf.provider_status == "submitted",
         _py.provider == "wechat",
         _rf.updated_at <= bindparam("since"),
-        (_rf.checked_at.is_(None)) | (_rf.checked_at <= bindparam("checked")),
-    )
-    .order_by(func.coalesce(_rf.checked_at, 0.0), _rf.id)
-    .limit(bindparam("limit"))
+    ),
+    _rf.checked_at,
+    _rf.id,
 )
-_VOID_REFUNDS_TO_CHECK = (
-    select(_py.id, _py.provider_refund_id)
-    .where(
+_VOID_REFUNDS_TO_CHECK = _due_for_check(
+    select(_py.id, _py.provider_refund_id).where(
         _py.tenant_id == bindparam("t"),
         _py.provider == "wechat",
         _py.refund_status == "submitted",
         _py.updated_at <= bindparam("since"),
-        (_py.checked_at.is_(None)) | (_py.checked_at <= bindparam("checked")),
-    )
-    .order_by(func.coalesce(_py.checked_at, 0.0), _py.id)
-    .limit(bindparam("limit"))
+    ),
+    _py.checked_at,
+    _py.id,
 )
 _REFUND_CHECKED = (
     update(s.order_refunds)
@@ -1095,7 +1105,10 @@ class OrderService:
         """The order with its lines, payments and refunds (an overdue unpaid one expires)."""
         with read_only(self.engine).connect() as conn:
             row = _order_row(conn, tenant_id, ref)
-            if not (row.status == "pending_payment" and row.expires_at <= self.clock()):
+            now = self.clock()
+            overdue = row.status == "pending_payment" and row.expires_at <= now
+            # an order kept open for its WeChat payment (PAYMENT_GRACE) is read, not written
+            if not overdue or _awaits_provider(conn, tenant_id, row, now):
                 return self._load(conn, tenant_id, row)
         with self.engine.begin() as conn:
             row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref), self.clock())
@@ -1452,6 +1465,11 @@ class OrderService:
             row = _expire_if_due(conn, tenant_id, _order_row(conn, tenant_id, ref, lock=True), now)
             if row.status != "pending_payment":
                 raise OrderStateError(f"order {ref!r} is {row.status}, not waiting for payment")
+            if row.expires_at <= now:  # kept open past its deadline for a WeChat payment
+                raise OrderStateError(
+                    f"order {ref!r} is past its payment deadline; its WeChat payment is being "
+                    "confirmed"
+                )
             if sp_fen:
                 self._check_sp(conn, tenant_id, row, sp_fen)
             pay = self._new_payment(
@@ -1972,27 +1990,7 @@ class OrderService:
                 raise ProviderNotConfigured(
                     "WeChat Pay outbound calls are not configured for this tenant"
                 )
-            pays = conn.execute(
-                select(
-                    _py.id,
-                    _py.provider_order_id,
-                    _o.ref,
-                    _o.status.label("order_status"),
-                    _o.expires_at,
-                )
-                .select_from(
-                    s.payments.join(
-                        s.orders, (_o.tenant_id == _py.tenant_id) & (_o.id == _py.order_id)
-                    )
-                )
-                .where(
-                    _py.tenant_id == tenant_id,
-                    _py.order_id == row.id,
-                    _py.provider == "wechat",
-                    _py.status == "requires_payment",
-                )
-                .order_by(_py.id)
-            ).all()
+            pays = conn.execute(_OPEN_WECHAT_OF, {"t": tenant_id, "id": row.id}).all()
         for pay in pays:
             self._reconcile(tenant_id, tenant, api, pay, at)
         return self.get_order(tenant_id, ref)

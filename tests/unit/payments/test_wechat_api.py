@@ -117,6 +117,16 @@ def paid_order(api: WeChatPayApi, fake: FakeWeChatPay, out_trade_no: str, amount
     fake.pay(out_trade_no)
 
 
+def refunded_order(
+    api: WeChatPayApi, fake: FakeWeChatPay, no: str, total: str, *, refund_no: str, refund: str
+) -> None:
+    """A paid order ``no`` of ``total`` CNY with a refund ``refund_no`` of ``refund`` asked."""
+    paid_order(api, fake, no, Decimal(total))
+    api.refund(
+        out_trade_no=no, out_refund_no=refund_no, amount=Decimal(refund), total=Decimal(total)
+    )
+
+
 # -- requests on the wire ---------------------------------------------------------------------
 
 
@@ -315,13 +325,7 @@ def test_a_query_answer_about_another_merchant_is_no_answer(
 
 
 def test_a_refunded_order_queries_as_paid(api: WeChatPayApi, fake: FakeWeChatPay) -> None:
-    paid_order(api, fake, "TM2024052000037", Decimal("8.00"))
-    api.refund(
-        out_trade_no="TM2024052000037",
-        out_refund_no="RF37",
-        amount=Decimal("3.00"),
-        total=Decimal("8.00"),
-    )
+    refunded_order(api, fake, "TM2024052000037", "8.00", refund_no="RF37", refund="3.00")
     refunded = api.query_order("TM2024052000037")
     assert refunded.trade_state == "REFUND"
     assert refunded.notification is not None
@@ -379,13 +383,7 @@ def test_refund_round_trip_and_its_notification(
 def test_refund_query_follows_the_refund_with_the_notifications_event_id(
     api: WeChatPayApi, fake: FakeWeChatPay, verifier: WeChatPayNotifications
 ) -> None:
-    paid_order(api, fake, "TM2024052000040", Decimal("30.00"))
-    api.refund(
-        out_trade_no="TM2024052000040",
-        out_refund_no="RF40",
-        amount=Decimal("10.00"),
-        total=Decimal("30.00"),
-    )
+    refunded_order(api, fake, "TM2024052000040", "30.00", refund_no="RF40", refund="10.00")
     waiting = api.query_refund("RF40")
     assert (waiting.status, waiting.notification) == ("PROCESSING", None)
     assert (fake.requests[-1].method, fake.requests[-1].path) == (
@@ -404,13 +402,7 @@ def test_refund_query_follows_the_refund_with_the_notifications_event_id(
 def test_refund_query_of_an_abnormal_refund_and_of_an_unknown_one(
     api: WeChatPayApi, fake: FakeWeChatPay
 ) -> None:
-    paid_order(api, fake, "TM2024052000041", Decimal("30.00"))
-    api.refund(
-        out_trade_no="TM2024052000041",
-        out_refund_no="RF41",
-        amount=Decimal("30.00"),
-        total=Decimal("30.00"),
-    )
+    refunded_order(api, fake, "TM2024052000041", "30.00", refund_no="RF41", refund="30.00")
     fake.finish_refund("RF41", success=False)
     abnormal = api.query_refund("RF41")
     assert abnormal.status == "ABNORMAL"
@@ -425,13 +417,7 @@ def test_refund_query_of_an_abnormal_refund_and_of_an_unknown_one(
 
 
 def test_over_refund_is_refused_with_wechats_code(api: WeChatPayApi, fake: FakeWeChatPay) -> None:
-    paid_order(api, fake, "TM2024052000011", Decimal("50.00"))
-    api.refund(
-        out_trade_no="TM2024052000011",
-        out_refund_no="RF1",
-        amount=Decimal("40.00"),
-        total=Decimal("50.00"),
-    )
+    refunded_order(api, fake, "TM2024052000011", "50.00", refund_no="RF1", refund="40.00")
     with pytest.raises(ProviderRefused) as refused:
         api.refund(
             out_trade_no="TM2024052000011",
