@@ -689,3 +689,70 @@ def test_payee_name_without_wechat_transfers_is_refused(client: TestClient, mall
     del body["payee_name"]
     wd = ok(client.post(mall.url("/members/alice/withdrawals"), json=body, headers=headers), 201)
     assert wd["payee_named"] is False
+
+
+# -- the payments desk: what an operator must look at -------------------------------------------
+
+
+def _all_pages(client: TestClient, url: str, headers: dict[str, str]) -> list[Any]:
+    """Every item of a list, one item per page, following next_cursor."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = ok(client.get(url, params=params, headers=headers))
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def test_the_payments_desk_lists_what_needs_an_operator(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    paid, _ = _wechat_paid_order(client, mall, wechat)
+    cancelled = create_order(client, mall)
+    pay = _prepay(client, mall, cancelled["ref"])
+    ok(client.post(mall.url(f"/orders/{cancelled['ref']}/cancel"), headers=mall.operator))
+    assert _deliver(client, mall, wechat.pay(pay["provider_order_id"]))["outcome"] == "voided"
+    # money at WeChat for an out_trade_no tokenmall never issued
+    with engine(client).connect() as conn:
+        api = service(client).hub.wechat_api(conn, tenant_id(client, mall))
+    assert api is not None
+    api.jsapi_prepay(
+        out_trade_no="stranger-1", amount=Decimal("3.00"), description="d", openid=OPENID
+    )
+    assert _deliver(client, mall, wechat.pay("stranger-1"))["outcome"] == "unknown_payment"
+    refunds = mall.url(f"/orders/{paid['ref']}/refunds")
+    ok(client.post(refunds, json={"refund_id": "rf-1"}, headers=mall.operator), 201)
+
+    events = mall.url("/payments/events")
+    every = ok(client.get(events, headers=mall.operator))["items"]
+    assert [e["outcome"] for e in every] == ["applied", "voided", "unknown_payment"]
+    assert _all_pages(client, events, mall.operator) == every
+    [odd] = ok(client.get(events, params={"outcome": "unknown_payment"}, headers=mall.operator))[
+        "items"
+    ]
+    assert (odd["provider_order_id"], odd["amount"], odd["kind"]) == (
+        "stranger-1",
+        "3.00",
+        "payment_succeeded",
+    )
+    r = client.get(events, params={"cursor": "not-a-cursor"}, headers=mall.operator)
+    assert_error(r, 422, "invalid_cursor")
+
+    payments = mall.url("/payments")
+    [voided] = ok(client.get(payments, params={"status": "voided"}, headers=mall.operator))["items"]
+    assert (voided["order_ref"], voided["refund_status"]) == (cancelled["ref"], "submitted")
+    assert len(_all_pages(client, payments, mall.operator)) == 2
+    [refund] = ok(
+        client.get(
+            mall.url("/refunds"), params={"provider_status": "submitted"}, headers=mall.operator
+        )
+    )["items"]
+    assert (refund["order_ref"], refund["refund_id"]) == (paid["ref"], "rf-1")
+    # the desk is the operator's: a member's token is refused
+    for url in (events, payments, mall.url("/refunds")):
+        assert_error(client.get(url, headers=mall.member), 403)

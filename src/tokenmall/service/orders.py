@@ -51,10 +51,13 @@ EP-paid value earns no reward at settlement (it came from the pool).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import threading
@@ -66,7 +69,18 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from tokenmall.domain.economy import Command, Economy, Join, Pay, Refund, Settle
@@ -101,9 +115,9 @@ from tokenmall.payments.errors import (
 from tokenmall.payments.wechat import load_merchant_key, load_platform_key
 from tokenmall.payments.wechat_api import WeChatPayApi
 from tokenmall.service import catalog, members
-from tokenmall.service.errors import Conflict, OutOfStock
+from tokenmall.service.errors import Conflict, InvalidCursor, OutOfStock
 from tokenmall.service.ledger import Ledger, Outcome
-from tokenmall.service.pages import Page, fetch_page
+from tokenmall.service.pages import MAX_LIMIT, Page, fetch_page
 from tokenmall.service.reads import tenant_params as _params
 from tokenmall.store import schema as s
 from tokenmall.store.db import read_only
@@ -122,6 +136,7 @@ __all__ = [
     "OrderStateError",
     "Payment",
     "PaymentHub",
+    "ProviderEvent",
     "ProviderNotConfigured",
     "SandboxCompletion",
     "SettleReport",
@@ -232,6 +247,20 @@ class OrderRefund:
     ledger_seq: int
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """One provider notification (or query result) as applied: what it was and what it did."""
+
+    provider: str
+    event_id: str
+    kind: str
+    provider_order_id: str | None
+    amount: Decimal
+    outcome: str
+    detail: str | None
+    received_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,6 +688,35 @@ class _ProviderRefund:
 
 
 # ----------------------------------------------------------------------------- row mapping
+
+
+_EVENT_CURSOR = "e1:"
+
+
+def _encode_event_cursor(row: Any) -> str:
+    """The keyset cursor of a provider event: (received_at, provider, event_id), opaque."""
+    raw = _EVENT_CURSOR + json.dumps([row.received_at, row.provider, row.event_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_event_cursor(cursor: str) -> tuple[float, str, str]:
+    bad = InvalidCursor("cursor is not one this service handed out")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith(_EVENT_CURSOR):
+            raise bad
+        at, provider, event_id = json.loads(raw[len(_EVENT_CURSOR) :])
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        raise bad from None
+    if not (
+        isinstance(at, float | int)
+        and not isinstance(at, bool)
+        and math.isfinite(at)
+        and isinstance(provider, str)
+        and isinstance(event_id, str)
+    ):
+        raise bad
+    return float(at), provider, event_id
 
 
 def _line(row: Any) -> OrderLine:
@@ -2362,6 +2420,119 @@ class OrderService:
                     .order_by(rf.id)
                 )
             ]
+
+    # ------------------------------------------------------------------ the payments desk
+
+    def list_payments(
+        self,
+        tenant_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: str | None = None,
+        refund_status: str | None = None,
+        provider: str | None = None,
+    ) -> Page[Payment]:
+        """Payment attempts of every order, oldest first.  ``?status=voided&refund_status=
+        manual`` (or ``failed``) is money an operator must give back by hand."""
+        q = select(s.payments, _o.ref.label("order_ref"), _o.total_fen.label("order_total"))
+        q = q.select_from(
+            s.payments.join(s.orders, (_o.tenant_id == _py.tenant_id) & (_o.id == _py.order_id))
+        ).where(_py.tenant_id == tenant_id)
+        for col, value in (
+            (_py.status, status),
+            (_py.refund_status, refund_status),
+            (_py.provider, provider),
+        ):
+            if value is not None:
+                q = q.where(col == value)
+        with read_only(self.engine).connect() as conn:
+            return fetch_page(
+                conn,
+                q,
+                _py.id,
+                limit=limit,
+                cursor=cursor,
+                convert=lambda r: _payment(r, r.order_ref, r.order_total),
+            )
+
+    def list_all_refunds(
+        self,
+        tenant_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        provider_status: str | None = None,
+    ) -> Page[OrderRefund]:
+        """Refunds of every order, oldest first.  ``?provider_status=failed`` (or ``manual``)
+        is CNY the provider did not return, for an operator to settle by hand."""
+        q = (
+            select(s.order_refunds, _o.ref.label("order_ref"))
+            .select_from(
+                s.order_refunds.join(
+                    s.orders, (_o.tenant_id == _rf.tenant_id) & (_o.id == _rf.order_id)
+                )
+            )
+            .where(_rf.tenant_id == tenant_id)
+        )
+        if provider_status is not None:
+            q = q.where(_rf.provider_status == provider_status)
+        with read_only(self.engine).connect() as conn:
+            return fetch_page(
+                conn,
+                q,
+                _rf.id,
+                limit=limit,
+                cursor=cursor,
+                convert=lambda r: _refund(r, r.order_ref),
+            )
+
+    def list_provider_events(
+        self,
+        tenant_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        outcome: str | None = None,
+        provider: str | None = None,
+    ) -> Page[ProviderEvent]:
+        """Every provider event applied, in the order received.  Outcomes other than
+        ``applied`` and the like are for an operator: ``amount_mismatch`` (paid another amount
+        than asked), ``unknown_payment``/``unknown_refund``/``unknown_payout`` (nothing here
+        matches it), ``voided`` (money for an order that could not take it, refunded),
+        ``conflict`` (contradicts an earlier outcome)."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidCursor(f"limit must be between 1 and {MAX_LIMIT}")
+        pe = s.provider_events.c
+        key = (pe.received_at, pe.provider, pe.event_id)
+        q = select(s.provider_events).where(pe.tenant_id == tenant_id)
+        if outcome is not None:
+            q = q.where(pe.outcome == outcome)
+        if provider is not None:
+            q = q.where(pe.provider == provider)
+        if cursor is not None:
+            after = _decode_event_cursor(cursor)
+            q = q.where(tuple_(*key) > tuple_(*(literal(v) for v in after)))
+        with read_only(self.engine).connect() as conn:
+            rows = conn.execute(q.order_by(*key).limit(limit + 1)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            [
+                ProviderEvent(
+                    provider=r.provider,
+                    event_id=r.event_id,
+                    kind=r.kind,
+                    provider_order_id=r.provider_order_id,
+                    amount=_cny(r.amount_fen),
+                    outcome=r.outcome,
+                    detail=r.detail,
+                    received_at=r.received_at,
+                )
+                for r in rows
+            ],
+            _encode_event_cursor(rows[-1]) if more else None,
+        )
 
     # ------------------------------------------------------------------ provider settings
 

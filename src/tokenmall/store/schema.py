@@ -588,6 +588,8 @@ provider_events = Table(
     Column("outcome", String(32), nullable=False),
     Column("detail", String(300), nullable=True),
     Column("received_at", Float, nullable=False),
+    # the operator's list of events in the order received (migration 0010)
+    Index("ix_provider_events_tenant_received", "tenant_id", "received_at"),
     sqlite_with_rowid=False,
 )
 

@@ -41,6 +41,7 @@ from tokenmall.service.orders import (
     OrderService,
     Payment,
     PaymentHub,
+    ProviderEvent,
     SandboxCompletion,
     WeChatConfig,
 )
@@ -65,6 +66,10 @@ Status = Literal[
     "expired",
     "failed",
 ]
+
+PaymentStatus = Literal["requires_payment", "paid", "failed", "voided"]
+ProviderRefundStatus = Literal["none", "pending", "submitted", "succeeded", "failed", "manual"]
+ProviderName = Literal["sandbox", "wechat", "wallet"]
 
 _init = threading.Lock()
 
@@ -283,6 +288,34 @@ class RefundOut(BaseModel):
             provider_status=r.provider_status,
             provider_refund_id=r.provider_refund_id,
             created_at=datetime.fromtimestamp(r.created_at, tz=UTC),
+        )
+
+
+class ProviderEventOut(BaseModel):
+    provider: str
+    event_id: str = Field(description="The provider's event, the same on every redelivery.")
+    kind: str = Field(description="payment_succeeded, refund_failed, payout_succeeded, ...")
+    provider_order_id: str | None = Field(description="out_trade_no of a payment or refund.")
+    amount: MoneyOut
+    outcome: str = Field(
+        description="What it did: applied, voided, payment_failed, refund_succeeded, ...; "
+        "amount_mismatch, unknown_payment, unknown_refund, unknown_payout and conflict "
+        "changed nothing and are for an operator to look at."
+    )
+    detail: str | None
+    received_at: datetime
+
+    @classmethod
+    def of(cls, e: ProviderEvent) -> ProviderEventOut:
+        return cls(
+            provider=e.provider,
+            event_id=e.event_id,
+            kind=e.kind,
+            provider_order_id=e.provider_order_id,
+            amount=e.amount,
+            outcome=e.outcome,
+            detail=e.detail,
+            received_at=datetime.fromtimestamp(e.received_at, tz=UTC),
         )
 
 
@@ -612,6 +645,70 @@ def refund_order(
 def list_refunds(caller: TenantCaller, orders: Orders, order_ref: OrderRef) -> list[RefundOut]:
     _may_act_on(caller, orders, order_ref)
     return [RefundOut.of(r) for r in orders.list_refunds(caller.tenant_id, order_ref)]
+
+
+# ----------------------------------------------------------------------------- payments desk
+
+
+@router.get("/tenants/{tenant}/payments")
+def list_payments(
+    *,
+    caller: OperatorCaller,
+    orders: Orders,
+    page: Paging,
+    status: PaymentStatus | None = None,
+    refund_status: ProviderRefundStatus | None = None,
+    provider: ProviderName | None = None,
+) -> Page[PaymentOut]:
+    """Payment attempts of every order, oldest first.  ``?status=voided&refund_status=manual``
+    (or ``failed``): money that came for an order that could not take it and that the
+    provider did not give back; an operator refunds it by hand."""
+    found = orders.list_payments(
+        caller.tenant_id,
+        limit=page.limit,
+        cursor=page.cursor,
+        status=status,
+        refund_status=refund_status,
+        provider=provider,
+    )
+    return Page(items=[PaymentOut.of(p) for p in found.items], next_cursor=found.next_cursor)
+
+
+@router.get("/tenants/{tenant}/refunds")
+def list_all_refunds(
+    caller: OperatorCaller,
+    orders: Orders,
+    page: Paging,
+    provider_status: ProviderRefundStatus | None = None,
+) -> Page[RefundOut]:
+    """Refunds of every order, oldest first.  ``?provider_status=failed`` (or ``manual``):
+    the CNY part did not go back through the provider; an operator settles it by hand."""
+    found = orders.list_all_refunds(
+        caller.tenant_id, limit=page.limit, cursor=page.cursor, provider_status=provider_status
+    )
+    return Page(items=[RefundOut.of(r) for r in found.items], next_cursor=found.next_cursor)
+
+
+@router.get("/tenants/{tenant}/payments/events")
+def list_provider_events(
+    caller: OperatorCaller,
+    orders: Orders,
+    page: Paging,
+    outcome: Annotated[str | None, Query(max_length=32)] = None,
+    provider: Annotated[str | None, Query(max_length=16)] = None,
+) -> Page[ProviderEventOut]:
+    """Every provider notification applied (or found by a query of the provider), in the
+    order received, with what it did.  ``?outcome=amount_mismatch`` (or ``unknown_payment``,
+    ``unknown_refund``, ``unknown_payout``, ``conflict``): authentic events that changed
+    nothing and need an operator."""
+    found = orders.list_provider_events(
+        caller.tenant_id,
+        limit=page.limit,
+        cursor=page.cursor,
+        outcome=outcome,
+        provider=provider,
+    )
+    return Page(items=[ProviderEventOut.of(e) for e in found.items], next_cursor=found.next_cursor)
 
 
 # ----------------------------------------------------------------------------- providers
