@@ -36,13 +36,14 @@ import base64
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
@@ -79,11 +80,13 @@ from tokenmall.payments.wechat import (
     _check_rsa,
     _refund_notification,
     _transaction_notification,
+    decrypt_resource,
     verify_signature,
     wechat_time,
 )
 
 __all__ = [
+    "CERTIFICATES_PATH",
     "DEFAULT_BASE_URL",
     "JSAPI_PATH",
     "ORDER_NOT_EXIST",
@@ -93,6 +96,7 @@ __all__ = [
     "TRANSFER_PATH",
     "TRANSFER_SCENE_CASH_MARKETING",
     "EncryptedField",
+    "PlatformCertificate",
     "RefundQuery",
     "TradeQuery",
     "WeChatPayApi",
@@ -100,6 +104,7 @@ __all__ = [
 
 DEFAULT_BASE_URL: Final = "https://api.mch.weixin.qq.com"
 JSAPI_PATH: Final = "/v3/pay/transactions/jsapi"
+CERTIFICATES_PATH: Final = "/v3/certificates"
 TRADE_PATH: Final = "/v3/pay/transactions/out-trade-no/"  # + out_trade_no [+ "/close"]
 REFUND_PATH: Final = "/v3/refund/domestic/refunds"
 TRANSFER_PATH: Final = "/v3/fund-app/mch-transfer/transfer-bills"
@@ -179,6 +184,18 @@ class EncryptedField:
 
 
 @dataclass(frozen=True, slots=True)
+class PlatformCertificate:
+    """One WeChat Pay platform certificate (平台证书) as downloaded: its serial (what the
+    ``Wechatpay-Serial`` header names), its public key, the PEM, and its validity."""
+
+    serial: str
+    public_key: RSAPublicKey
+    pem: str
+    effective: datetime
+    expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RefundQuery:
     """What WeChat says of one refund (查询单笔退款), verified like a notification.
 
@@ -190,6 +207,46 @@ class RefundQuery:
     out_refund_no: str
     status: str
     notification: Notification | None = None
+
+
+def _certificates(data: Mapping[str, Any], api_v3_key: bytes | str) -> list[PlatformCertificate]:
+    """The certificates of a /v3/certificates answer, decrypted and checked; any defect is
+    :class:`ProviderUnavailable` (not an answer we can use)."""
+    try:
+        entries = data.get("data")
+        if not isinstance(entries, list) or not entries:
+            raise ProviderUnavailable("WeChat Pay listed no platform certificate")
+        out = []
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise ProviderUnavailable("a WeChat Pay certificate entry is not an object")
+            serial = _wire.str_field(entry, "serial_no", what="certificate")
+            sealed = _wire.object_field(entry, "encrypt_certificate", what="certificate")
+            pem = decrypt_resource(
+                api_v3_key,
+                ciphertext=_wire.str_field(sealed, "ciphertext", what="certificate"),
+                nonce=_wire.str_field(sealed, "nonce", what="certificate"),
+                associated_data=str(sealed.get("associated_data") or ""),
+            )
+            cert = x509.load_pem_x509_certificate(pem)
+            if f"{cert.serial_number:X}" != serial.upper().lstrip("0"):
+                raise ProviderUnavailable(f"certificate listed as {serial} has another serial")
+            key = cert.public_key()
+            if not isinstance(key, RSAPublicKey):
+                raise ProviderUnavailable(f"certificate {serial} has no RSA key")
+            _check_rsa(key, f"platform certificate {serial}")
+            out.append(
+                PlatformCertificate(
+                    serial=serial,
+                    public_key=key,
+                    pem=pem.decode("ascii"),
+                    effective=_wire.time_field(entry, "effective_time", what="certificate"),
+                    expires=_wire.time_field(entry, "expire_time", what="certificate"),
+                )
+            )
+    except (NotificationRejected, ProviderConfigError, ValueError) as exc:
+        raise ProviderUnavailable(f"unusable WeChat Pay certificate list: {exc}") from exc
+    return out
 
 
 def _check_id(value: str, pattern: re.Pattern[str], what: str) -> str:
@@ -491,6 +548,30 @@ class WeChatPayApi:
             raise ProviderUnavailable(f"unexpected WeChat Pay refund answer: {exc}") from exc
         return RefundQuery(out_refund_no, status, notification)
 
+    # -- platform certificates -------------------------------------------------------------------
+
+    def download_certificates(self, api_v3_key: bytes | str) -> list[PlatformCertificate]:
+        """The platform certificates WeChat currently uses (GET /v3/certificates).
+
+        For merchants in certificate mode, whose platform certificate WeChat rotates: a
+        notification signed with a certificate the configuration lacks is refused, so the new
+        one must be fetched before WeChat starts signing with it.  Each certificate arrives
+        encrypted with the APIv3 key (AES-256-GCM, associated data ``certificate``): only
+        WeChat can have produced one that decrypts, which is what makes it trusted, even
+        before any key of it is configured (WeChat's documented bootstrap).  The answer's
+        signature is then checked with the configured keys and the ones just decrypted, and
+        each certificate's serial must match the one it is listed under.
+        """
+
+        def keys_in(raw: bytes) -> dict[str, RSAPublicKey]:
+            try:
+                data = _wire.json_object(raw, what="response")
+            except NotificationRejected as exc:
+                raise ProviderUnavailable(f"unusable WeChat Pay certificate list: {exc}") from exc
+            return {c.serial: c.public_key for c in _certificates(data, api_v3_key)}
+
+        return _certificates(self._call("GET", CERTIFICATES_PATH, None, trust=keys_in), api_v3_key)
+
     # -- transfers (商家转账) -------------------------------------------------------------------
 
     def encrypt(self, text: str) -> EncryptedField:
@@ -581,12 +662,15 @@ class WeChatPayApi:
         *,
         body: bool = True,
         headers: Mapping[str, str] | None = None,
+        trust: Callable[[bytes], Mapping[str, RSAPublicKey]] | None = None,
     ) -> dict[str, Any]:
         """Send one signed request and return the verified JSON object WeChat answered.
 
         ``body=False``: the call is answered ``204 No Content`` (close); that answer returns
         ``{}``, and is accepted unsigned only if it carries no signature at all (WeChat's pages
         do not say whether a 204 is signed; it carries nothing the caller acts on).
+        ``trust``: more keys to verify a 2xx answer with, taken from the answer itself by a
+        check the caller trusts (the certificates' authenticated encryption).
         """
         sent = b"" if payload is None else _json_body(payload)
         request = self._http.build_request(
@@ -614,11 +698,14 @@ class WeChatPayApi:
             raise ProviderUnavailable(f"WeChat Pay {method} {path}: HTTP {status} {code} {text}")
         if not body and status == 204 and not raw and WECHATPAY_SIGNATURE not in response.headers:
             return {}
+        keys: Mapping[str, RSAPublicKey] = self._platform_keys
+        if trust is not None and 200 <= status < 300:
+            keys = {**keys, **trust(raw)}
         try:
             verify_signature(
                 response.headers,
                 raw,
-                platform_keys=self._platform_keys,
+                platform_keys=keys,
                 now=self._clock(),
                 tolerance=DEFAULT_TOLERANCE,
             )

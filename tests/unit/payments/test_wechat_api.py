@@ -747,3 +747,42 @@ def test_transfer_events_that_are_not_final_bills_are_unsupported(
     delivery = _transfer_delivery(platform_private_key, event_type, state=state)
     with pytest.raises(UnsupportedNotification):
         verifier.parse_notification(delivery.headers, delivery.body)
+
+
+# -- platform certificates ------------------------------------------------------------------------
+
+
+def test_certificates_download_trusts_a_rotated_key_through_the_apiv3_key(
+    api: WeChatPayApi, fake: FakeWeChatPay, clock: ManualClock
+) -> None:
+    serial = fake.rotate_certificate()
+    no = "TM2024052000050"
+    # the client does not know the new key yet: WeChat's answer signed with it is refused
+    with pytest.raises(ProviderUnavailable, match="does not verify"):
+        api.jsapi_prepay(out_trade_no=no, amount=Decimal("1.00"), description="d", openid=OPENID)
+    [cert] = api.download_certificates(API_V3_KEY)
+    assert (fake.requests[-1].path, fake.requests[-1].status) == ("/v3/certificates", 200)
+    assert cert.serial == serial
+    assert cert.pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert cert.expires > cert.effective
+    # the downloaded key is the one WeChat now signs its notifications with
+    delivery = fake.pay(no)
+    verifier = WeChatPayNotifications(
+        platform_keys={cert.serial: cert.public_key},
+        api_v3_key=API_V3_KEY,
+        mch_id=MCH_ID,
+        clock=clock,
+    )
+    note = verifier.parse_notification(delivery.headers, delivery.body)
+    assert note.kind is NotificationKind.PAYMENT_SUCCEEDED
+
+
+def test_certificates_that_do_not_decrypt_with_our_apiv3_key_are_refused(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    fake.rotate_certificate()
+    with pytest.raises(ProviderUnavailable, match="decrypt"):
+        api.download_certificates("x" * 32)
+    fake.fail_next(1, Fault.TAMPER)
+    with pytest.raises(ProviderUnavailable):
+        api.download_certificates(API_V3_KEY)

@@ -32,9 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
 from tokenmall.payments import Clock, SignedDelivery, from_fen
 from tokenmall.payments.wechat import (
@@ -44,6 +46,7 @@ from tokenmall.payments.wechat import (
     WECHATPAY_SIGNATURE_TYPE,
     WECHATPAY_TIMESTAMP,
     build_notification,
+    encrypt_resource,
     refund_resource,
     sign_message,
     transaction_resource,
@@ -166,6 +169,7 @@ class FakeWeChatPay:
         self.transfers_need_confirmation = False
         """When True, new transfer bills answer WAIT_USER_CONFIRM with a package_info."""
         self._lock = threading.Lock()
+        self._certificates: list[dict[str, Any]] = []  # what GET /v3/certificates lists
         self._transactions: dict[str, _Transaction] = {}
         self._refunds: dict[str, _Refund] = {}
         self._transfers: dict[str, _Transfer] = {}
@@ -236,6 +240,44 @@ class FakeWeChatPay:
     def transfer_count(self) -> int:
         with self._lock:
             return len(self._transfers)
+
+    def rotate_certificate(self) -> str:
+        """WeChat rotates its platform certificate: a new key signs every answer and
+        notification from now on, and GET /v3/certificates lists it.  Returns its serial."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = self.clock()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA")])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=5 * 365))
+            .sign(key, hashes.SHA256())
+        )
+        serial = f"{cert.serial_number:X}"
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        with self._lock:
+            nonce = f"{self._next():012d}"
+            self._certificates.append(
+                {
+                    "serial_no": serial,
+                    "effective_time": wechat_time(now),
+                    "expire_time": wechat_time(now + timedelta(days=5 * 365)),
+                    "encrypt_certificate": {
+                        "algorithm": "AEAD_AES_256_GCM",
+                        "nonce": nonce,
+                        "associated_data": "certificate",
+                        "ciphertext": encrypt_resource(
+                            self.api_v3_key, pem, nonce=nonce, associated_data="certificate"
+                        ),
+                    },
+                }
+            )
+            self.platform_key, self.platform_serial = key, serial
+        return serial
 
     def transfer_payee_name(self, out_bill_no: str) -> str | None:
         """The payee name a transfer carried, as WeChat decrypted it."""
@@ -381,6 +423,8 @@ class FakeWeChatPay:
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, Any] | None]:
         url = urlsplit(path)
+        if method == "GET" and url.path == "/v3/certificates":
+            return 200, {"data": list(self._certificates)}
         if method == "GET" and url.path.startswith(_TRADE_PATH):
             mchid = parse_qs(url.query).get("mchid", [""])[0]
             return 200, self._query(url.path.removeprefix(_TRADE_PATH), mchid)
