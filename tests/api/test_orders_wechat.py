@@ -756,3 +756,63 @@ def test_the_payments_desk_lists_what_needs_an_operator(
     # the desk is the operator's: a member's token is refused
     for url in (events, payments, mall.url("/refunds")):
         assert_error(client.get(url, headers=mall.member), 403)
+
+
+# -- platform certificates -------------------------------------------------------------------------
+
+
+def _certificate_downloads(fake: FakeWeChatPay) -> int:
+    return len([r for r in fake.requests if r.path == "/v3/certificates"])
+
+
+def test_a_rotated_platform_certificate_is_downloaded_and_payments_flow_again(
+    client: TestClient, mall: Mall, wechat: FakeWeChatPay
+) -> None:
+    svc = service(client)
+    t0 = time.time()
+    # public-key mode (PUB_KEY_ID_...): the scheduler has no certificate to download
+    assert svc.reconcile_payments(now=t0) == 0
+    assert _certificate_downloads(wechat) == 0
+    order = create_order(client, mall)
+    pay = _prepay(client, mall, order["ref"])
+    serial = wechat.rotate_certificate()
+    late = wechat.pay(pay["provider_order_id"])  # signed with a key the tenant lacks
+    r = client.post(mall.url("/payments/wechat/notify"), content=late.body, headers=late.headers)
+    assert_error(r, 400, "unknown_key")
+    assert read_order(client, mall, order["ref"])["status"] == "pending_payment"
+    certificates = mall.url("/payments/wechat/certificates")
+    got = ok(client.post(certificates, headers=mall.operator))
+    assert got["added"] == [serial]
+    # added, the old one kept (it verifies what WeChat signed before); the new one seals names
+    assert set(got["config"]["platform_key_serials"]) == {serial, PLATFORM_SERIAL}
+    with engine(client).connect() as conn:
+        api = svc.hub.wechat_api(conn, tenant_id(client, mall))
+    assert api is not None
+    assert api.encrypt("王小明").serial == serial
+    assert _deliver(client, mall, late)["outcome"] == "applied"  # WeChat's retry
+    assert read_order(client, mall, order["ref"])["status"] == "paid"
+    assert ok(client.post(certificates, headers=mall.operator))["added"] == []
+    # certificate mode now: the scheduler downloads once a day
+    again = wechat.rotate_certificate()
+    svc.reconcile_payments(now=t0 + 60)
+    serials = ok(client.get(mall.url("/payments/wechat/config"), headers=mall.operator))[
+        "platform_key_serials"
+    ]
+    assert again in serials
+    third = wechat.rotate_certificate()
+    downloads = _certificate_downloads(wechat)
+    svc.reconcile_payments(now=t0 + 3600)
+    assert _certificate_downloads(wechat) == downloads  # not again within the day
+    svc.reconcile_payments(now=t0 + 60 + 86_400)
+    serials = ok(client.get(mall.url("/payments/wechat/config"), headers=mall.operator))[
+        "platform_key_serials"
+    ]
+    assert third in serials
+
+
+def test_certificate_download_needs_the_outbound_configuration(
+    client: TestClient, mall: Mall
+) -> None:
+    r = client.post(mall.url("/payments/wechat/certificates"), headers=mall.operator)
+    assert_error(r, 409, "provider_not_configured")
+    assert_error(client.post(mall.url("/payments/wechat/certificates"), headers=mall.member), 403)

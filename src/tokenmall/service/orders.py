@@ -163,6 +163,8 @@ _REFUNDABLE: Final = ("paid", "delivered", "settled")  # statuses a refund may s
 _JOB_CHUNK: Final = 200
 _SANDBOX_DRAIN_ROUNDS: Final = 10
 WECHAT_API: Final = "https://api.mch.weixin.qq.com"
+CERTIFICATE_REFRESH: Final = 86_400.0  # the scheduler asks for WeChat's certificates daily
+PUBLIC_KEY_PREFIX: Final = "PUB_KEY_ID_"  # WeChat Pay public-key mode: nothing to download
 PAYMENT_GRACE: Final = 900.0
 """Seconds past ``expires_at`` that an order with an open WeChat payment stays unexpired.
 
@@ -991,6 +993,8 @@ class OrderService:
         self.ledger = Ledger(engine)
         self.clock = clock
         self.handlers: dict[NotificationKind, Handler] = {}
+        # tenant id -> when this process last asked WeChat for its platform certificates
+        self._certificates_checked: dict[int, float] = {}
 
     # ------------------------------------------------------------------ create and read
 
@@ -1956,6 +1960,10 @@ class OrderService:
         once per ``refund_after``): a final state is applied as its REFUND notification would
         be, under the same event id.
 
+        Once a day per tenant in certificate mode (a platform key serial that is not a
+        ``PUB_KEY_ID_``), the platform certificates are downloaded and new ones added
+        (:meth:`refresh_wechat_certificates`), so a rotation never stalls notifications.
+
         A provider that cannot be reached or refuses is logged; the next run asks again.  The
         scheduler runs this before expiring orders, so an order whose payment was made in time
         is found paid rather than expired.
@@ -1976,6 +1984,7 @@ class OrderService:
                         "limit": limit,
                     },
                 ).all()
+                self._refresh_certificates_due(conn, int(r.id), at)
                 late = {"t": r.id, "since": at - refund_after, "checked": at - refund_after}
                 refunds = [
                     ("order_refunds", row)
@@ -1987,6 +1996,25 @@ class OrderService:
                 if rows or refunds:
                     todo.append((int(r.id), str(r.code), api, rows, refunds))
         return sum(self._reconcile_tenant(*entry, at=at) for entry in todo)
+
+    def _refresh_certificates_due(self, conn: Connection, tenant_id: int, at: float) -> None:
+        """:meth:`refresh_wechat_certificates` once a :data:`CERTIFICATE_REFRESH` per tenant
+        in certificate mode; a failure is logged and tried again after the same interval."""
+        if at - self._certificates_checked.get(tenant_id, -math.inf) < CERTIFICATE_REFRESH:
+            return
+        p = s.payment_settings.c
+        row = conn.execute(
+            select(p.config).where(p.tenant_id == tenant_id, p.provider == "wechat")
+        ).first()
+        if row is None or all(
+            k.startswith(PUBLIC_KEY_PREFIX) for k in json.loads(row.config)["keys"]
+        ):
+            return  # public-key mode: looked at again each tick, in case the mode changes
+        self._certificates_checked[tenant_id] = at
+        try:
+            self.refresh_wechat_certificates(tenant_id, actor="scheduler")
+        except (PaymentError, Conflict) as exc:
+            log.warning("tenant %s: WeChat Pay certificates not refreshed: %s", tenant_id, exc)
 
     def _reconcile_tenant(
         self,
@@ -2609,6 +2637,53 @@ class OrderService:
                     )
                 )
         return _wechat_config(config, now, actor)
+
+    def refresh_wechat_certificates(
+        self, tenant_id: int, *, actor: str
+    ) -> tuple[WeChatConfig, list[str]]:
+        """Download WeChat's platform certificates and add those the configuration lacks.
+
+        For merchants in certificate mode: WeChat rotates its platform certificate, and a
+        notification signed with one the configuration lacks is refused, so payments would
+        stall.  New certificates go first (the first key seals payee names) and none is
+        removed: an old one keeps verifying what WeChat signed before.  The scheduler does
+        this once a day (:meth:`reconcile_payments`); an operator can ask for it at once.
+        Returns the configuration and the serials added.
+        """
+        p = s.payment_settings.c
+        with read_only(self.engine).connect() as conn:
+            row = conn.execute(
+                select(s.payment_settings).where(p.tenant_id == tenant_id, p.provider == "wechat")
+            ).first()
+            api = self.hub.wechat_api(conn, tenant_id)
+        if row is None or api is None:
+            raise ProviderNotConfigured(
+                "downloading WeChat Pay certificates needs the outbound configuration"
+            )
+        config = json.loads(row.config)
+        certs = api.download_certificates(config["api_v3_key"])
+        added = [c.serial for c in certs if c.serial not in config["keys"]]
+        if not added:
+            return _wechat_config(config, row.updated_at, row.updated_by), []
+        config["keys"] = {
+            **{c.serial: c.pem for c in certs if c.serial in added},
+            **config["keys"],
+        }
+        now = self.clock()
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(s.payment_settings)
+                .where(
+                    p.tenant_id == tenant_id,
+                    p.provider == "wechat",
+                    p.updated_at == row.updated_at,  # no lost update of a concurrent change
+                )
+                .values(config=json.dumps(config), updated_at=now, updated_by=actor)
+            )
+        if done.rowcount != 1:
+            raise Conflict("the WeChat Pay configuration changed meanwhile; ask again")
+        log.info("tenant %s: WeChat Pay platform certificates added: %s", tenant_id, added)
+        return _wechat_config(config, now, actor), added
 
     def get_wechat_config(self, tenant_id: int) -> WeChatConfig:
         p = s.payment_settings.c

@@ -804,3 +804,19 @@ def read_wechat_config(caller: OperatorCaller, orders: Orders) -> WeChatConfigOu
     """Whether WeChat Pay is configured, its merchant id and platform key serials (never the
     APIv3 key)."""
     return WeChatConfigOut.of(orders.get_wechat_config(caller.tenant_id))
+
+
+class CertificatesOut(BaseModel):
+    added: list[str] = Field(description="Serials of the platform certificates just added.")
+    config: WeChatConfigOut
+
+
+@router.post("/tenants/{tenant}/payments/wechat/certificates")
+def refresh_wechat_certificates(caller: OperatorCaller, orders: Orders) -> CertificatesOut:
+    """Download WeChat Pay's platform certificates now and add those the configuration lacks
+    (certificate mode: WeChat rotates them; the scheduler also does this daily).  Needs the
+    outbound configuration (409); 502 if WeChat cannot be reached or its list cannot be used."""
+    config, added = orders.refresh_wechat_certificates(
+        caller.tenant_id, actor=caller.principal.actor
+    )
+    return CertificatesOut(added=added, config=WeChatConfigOut.of(config))
