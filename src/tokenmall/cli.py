@@ -618,7 +618,8 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
 ) -> None:
     """Run the scheduler without the HTTP server: day closes at each tenant's local midnight
-    (and, on start, every missed one), order expiry and settlement, payout retries."""
+    (and, on start, every missed one), WeChat Pay reconciliation (lost notifications, orders to
+    close, rotated certificates), order expiry and settlement, payout and refund resends."""
     settings = Settings() if db is None else Settings(db_url=db)
     url = settings.db_url
     logging.basicConfig(
