@@ -1969,9 +1969,13 @@ class OrderService:
         is found paid rather than expired.
         """
         at = self.clock() if now is None else now
+        with read_only(self.engine).connect() as conn:
+            tenants = conn.execute(select(_t.id, _t.code)).all()
+        for r in tenants:  # first: the queries below may be answered with a rotated key
+            self._refresh_certificates_due(int(r.id), at)
         todo: list[tuple[int, str, WeChatPayApi, Sequence[Any], list[tuple[str, Any]]]] = []
         with read_only(self.engine).connect() as conn:
-            for r in conn.execute(select(_t.id, _t.code)).all():
+            for r in tenants:
                 api = self.hub.wechat_api(conn, r.id)
                 if api is None:
                     continue
@@ -1984,7 +1988,6 @@ class OrderService:
                         "limit": limit,
                     },
                 ).all()
-                self._refresh_certificates_due(conn, int(r.id), at)
                 late = {"t": r.id, "since": at - refund_after, "checked": at - refund_after}
                 refunds = [
                     ("order_refunds", row)
@@ -1997,19 +2000,22 @@ class OrderService:
                     todo.append((int(r.id), str(r.code), api, rows, refunds))
         return sum(self._reconcile_tenant(*entry, at=at) for entry in todo)
 
-    def _refresh_certificates_due(self, conn: Connection, tenant_id: int, at: float) -> None:
+    def _refresh_certificates_due(self, tenant_id: int, at: float) -> None:
         """:meth:`refresh_wechat_certificates` once a :data:`CERTIFICATE_REFRESH` per tenant
-        in certificate mode; a failure is logged and tried again after the same interval."""
+        with outbound calls in certificate mode; a failure is logged and tried again after the
+        same interval."""
         if at - self._certificates_checked.get(tenant_id, -math.inf) < CERTIFICATE_REFRESH:
             return
         p = s.payment_settings.c
-        row = conn.execute(
-            select(p.config).where(p.tenant_id == tenant_id, p.provider == "wechat")
-        ).first()
-        if row is None or all(
-            k.startswith(PUBLIC_KEY_PREFIX) for k in json.loads(row.config)["keys"]
+        with read_only(self.engine).connect() as conn:
+            row = conn.execute(
+                select(p.config).where(p.tenant_id == tenant_id, p.provider == "wechat")
+            ).first()
+        config = {} if row is None else json.loads(row.config)
+        if not config.get("outbound") or all(
+            k.startswith(PUBLIC_KEY_PREFIX) for k in config["keys"]
         ):
-            return  # public-key mode: looked at again each tick, in case the mode changes
+            return  # nothing to download: looked at again each tick, in case that changes
         self._certificates_checked[tenant_id] = at
         try:
             self.refresh_wechat_certificates(tenant_id, actor="scheduler")
