@@ -114,16 +114,30 @@ def _deliver(client: TestClient, mall: Mall, d: SignedDelivery) -> Any:
     )
 
 
+def _prepay(client: TestClient, mall: Mall, ref: str, **body: Any) -> Any:
+    """The operator starts a WeChat JSAPI payment of order ``ref`` (placed at the fake)."""
+    body = {"provider": "wechat", "payer": OPENID, **body}
+    return ok(
+        client.post(mall.url(f"/orders/{ref}/payments"), json=body, headers=mall.operator), 201
+    )
+
+
+def _payment(client: TestClient, mall: Mall, ref: str) -> Any:
+    [payment] = read_order(client, mall, ref)["payments"]
+    return payment
+
+
+def _prepaid_then_cancelled(client: TestClient, mall: Mall) -> tuple[Any, Any]:
+    """An order whose WeChat payment was placed, then cancelled before anyone paid."""
+    order = create_order(client, mall)
+    pay = _prepay(client, mall, order["ref"])
+    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    return order, pay
+
+
 def _wechat_paid_order(client: TestClient, mall: Mall, fake: FakeWeChatPay) -> tuple[Any, Any]:
     order = create_order(client, mall, qty=2)
-    pay = ok(
-        client.post(
-            mall.url(f"/orders/{order['ref']}/payments"),
-            json={"provider": "wechat", "payer": OPENID},
-            headers=mall.operator,
-        ),
-        201,
-    )
+    pay = _prepay(client, mall, order["ref"])
     got = _deliver(client, mall, fake.pay(pay["provider_order_id"]))
     assert (got["outcome"], got["duplicate"]) == ("applied", False)
     return order, pay
@@ -295,12 +309,7 @@ def test_payer_needs_wechat_and_its_outbound_configuration(
 def test_a_wechat_payment_for_a_cancelled_order_is_voided_and_refunded_at_wechat(
     client: TestClient, mall: Mall, wechat: FakeWeChatPay
 ) -> None:
-    order = create_order(client, mall)
-    url = mall.url(f"/orders/{order['ref']}/payments")
-    pay = ok(
-        client.post(url, json={"provider": "wechat", "payer": OPENID}, headers=mall.operator), 201
-    )
-    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    order, pay = _prepaid_then_cancelled(client, mall)
     # the customer paid anyway: the money goes back through WeChat, once
     got = _deliver(client, mall, wechat.pay(pay["provider_order_id"]))
     assert got["outcome"] == "voided"
@@ -318,18 +327,6 @@ def test_a_wechat_payment_for_a_cancelled_order_is_voided_and_refunded_at_wechat
 
 
 # -- reconciliation: asking WeChat when a notification does not come ---------------------------
-
-
-def _prepay(client: TestClient, mall: Mall, ref: str, **body: Any) -> Any:
-    body = {"provider": "wechat", "payer": OPENID, **body}
-    return ok(
-        client.post(mall.url(f"/orders/{ref}/payments"), json=body, headers=mall.operator), 201
-    )
-
-
-def _payment(client: TestClient, mall: Mall, ref: str) -> Any:
-    [payment] = read_order(client, mall, ref)["payments"]
-    return payment
 
 
 def test_a_lost_payment_notification_is_found_by_query_and_applied_once(
@@ -404,9 +401,7 @@ def test_the_wechat_order_of_a_cancelled_order_is_closed_and_cannot_be_paid(
     client: TestClient, mall: Mall, wechat: FakeWeChatPay
 ) -> None:
     svc = service(client)
-    order = create_order(client, mall)
-    pay = _prepay(client, mall, order["ref"])
-    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    order, pay = _prepaid_then_cancelled(client, mall)
     assert svc.reconcile_payments(now=time.time() + 120) == 1
     assert wechat.transaction(pay["provider_order_id"])["state"] == "CLOSED"
     assert _payment(client, mall, order["ref"])["status"] == "failed"
@@ -423,10 +418,8 @@ def test_a_payment_made_as_its_order_was_closed_is_voided_and_refunded_once(
     client: TestClient, mall: Mall, wechat: FakeWeChatPay
 ) -> None:
     svc = service(client)
-    order = create_order(client, mall)
-    pay = _prepay(client, mall, order["ref"])
+    order, pay = _prepaid_then_cancelled(client, mall)
     no = pay["provider_order_id"]
-    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
     with engine(client).connect() as conn:
         api = svc.hub.wechat_api(conn, tenant_id(client, mall))
     assert api is not None
@@ -567,9 +560,7 @@ def test_the_refund_of_a_voided_payment_is_settled_by_query(
     client: TestClient, mall: Mall, wechat: FakeWeChatPay
 ) -> None:
     svc = service(client)
-    order = create_order(client, mall)
-    pay = _prepay(client, mall, order["ref"])
-    ok(client.post(mall.url(f"/orders/{order['ref']}/cancel"), headers=mall.operator))
+    order, pay = _prepaid_then_cancelled(client, mall)
     assert _deliver(client, mall, wechat.pay(pay["provider_order_id"]))["outcome"] == "voided"
     assert _payment(client, mall, order["ref"])["refund_status"] == "submitted"
     wechat.finish_refund(f"{pay['provider_order_id']}-void")  # its notification is lost
@@ -713,9 +704,7 @@ def test_the_payments_desk_lists_what_needs_an_operator(
     client: TestClient, mall: Mall, wechat: FakeWeChatPay
 ) -> None:
     paid, _ = _wechat_paid_order(client, mall, wechat)
-    cancelled = create_order(client, mall)
-    pay = _prepay(client, mall, cancelled["ref"])
-    ok(client.post(mall.url(f"/orders/{cancelled['ref']}/cancel"), headers=mall.operator))
+    cancelled, pay = _prepaid_then_cancelled(client, mall)
     assert _deliver(client, mall, wechat.pay(pay["provider_order_id"]))["outcome"] == "voided"
     # money at WeChat for an out_trade_no tokenmall never issued
     with engine(client).connect() as conn:

@@ -886,6 +886,32 @@ def _restock(conn: Connection, tenant_id: int, order_id: int, ref: str) -> None:
             )
 
 
+def _fail_open_payment(
+    conn: Connection,
+    tenant_id: int,
+    payment_id: int,
+    note: str,
+    now: float,
+    *,
+    checked_at: float | None = None,
+) -> bool:
+    """requires_payment -> failed (the order stays open for another attempt); False if the
+    payment had moved on already.  ``checked_at``: the provider was asked at that time."""
+    values: dict[str, Any] = {"status": "failed", "note": note[:300], "updated_at": now}
+    if checked_at is not None:
+        values["checked_at"] = checked_at
+    done = conn.execute(
+        update(s.payments)
+        .where(
+            _py.tenant_id == tenant_id,
+            _py.id == payment_id,
+            _py.status == "requires_payment",
+        )
+        .values(values)
+    )
+    return bool(done.rowcount == 1)
+
+
 def _awaits_provider(conn: Connection, tenant_id: int, row: Any, at: float) -> bool:
     """``row`` is past ``expires_at`` but within :data:`PAYMENT_GRACE` of it with an open
     WeChat payment: its payment may have been made in time and not be known here yet."""
@@ -1777,15 +1803,8 @@ class OrderService:
         row = _order_by_id(conn, tenant_id, pay.order_id)
         if pay.status != "requires_payment":
             return "ignored", f"payment {pay.provider_order_id} is {pay.status}", row.ref
-        py = s.payments.c
-        conn.execute(
-            update(s.payments)
-            .where(py.tenant_id == tenant_id, py.id == pay.id)
-            .values(
-                status="failed",
-                note="the provider reported a failed payment",
-                updated_at=self.clock(),
-            )
+        _fail_open_payment(
+            conn, tenant_id, pay.id, "the provider reported a failed payment", self.clock()
         )
         # the order stays open: the customer may try again until it expires
         return "payment_failed", None, row.ref
@@ -1969,10 +1988,16 @@ class OrderService:
         is found paid rather than expired.
         """
         at = self.clock() if now is None else now
+        ps = s.payment_settings.c
         with read_only(self.engine).connect() as conn:
-            tenants = conn.execute(select(_t.id, _t.code)).all()
+            # only tenants with a WeChat configuration: one query, not one per tenant
+            tenants = conn.execute(
+                select(_t.id, _t.code, ps.config)
+                .join(s.payment_settings, (ps.tenant_id == _t.id) & (ps.provider == "wechat"))
+                .order_by(_t.id)
+            ).all()
         for r in tenants:  # first: the queries below may be answered with a rotated key
-            self._refresh_certificates_due(int(r.id), at)
+            self._refresh_certificates_due(int(r.id), json.loads(r.config), at)
         todo: list[tuple[int, str, WeChatPayApi, Sequence[Any], list[tuple[str, Any]]]] = []
         with read_only(self.engine).connect() as conn:
             for r in tenants:
@@ -2000,18 +2025,14 @@ class OrderService:
                     todo.append((int(r.id), str(r.code), api, rows, refunds))
         return sum(self._reconcile_tenant(*entry, at=at) for entry in todo)
 
-    def _refresh_certificates_due(self, tenant_id: int, at: float) -> None:
+    def _refresh_certificates_due(
+        self, tenant_id: int, config: Mapping[str, Any], at: float
+    ) -> None:
         """:meth:`refresh_wechat_certificates` once a :data:`CERTIFICATE_REFRESH` per tenant
-        with outbound calls in certificate mode; a failure is logged and tried again after the
-        same interval."""
+        with outbound calls in certificate mode (``config``: its stored WeChat configuration);
+        a failure is logged and tried again after the same interval."""
         if at - self._certificates_checked.get(tenant_id, -math.inf) < CERTIFICATE_REFRESH:
             return
-        p = s.payment_settings.c
-        with read_only(self.engine).connect() as conn:
-            row = conn.execute(
-                select(p.config).where(p.tenant_id == tenant_id, p.provider == "wechat")
-            ).first()
-        config = {} if row is None else json.loads(row.config)
         if not config.get("outbound") or all(
             k.startswith(PUBLIC_KEY_PREFIX) for k in config["keys"]
         ):
@@ -2041,26 +2062,33 @@ class OrderService:
         """
         changed = 0
         items: list[tuple[str, Any]] = [*refunds, *(("order", pay) for pay in payments)]
-        for kind, row in items:
-            failed: PaymentError | None = None
-            try:
-                if kind == "order":
-                    changed += self._reconcile(tenant_id, tenant, api, row, at)
+        # asked, nothing changed: not asked again before the next interval (one commit)
+        asked: dict[str, list[int]] = {"payments": [], "order_refunds": []}
+        try:
+            for kind, row in items:
+                table = "order_refunds" if kind == "order_refunds" else "payments"
+                try:
+                    if kind == "order":
+                        done = self._reconcile(tenant_id, tenant, api, row, at)
+                        if done is not None:
+                            changed += done
+                            continue
+                    else:
+                        found = api.query_refund(row.provider_refund_id)
+                        if found.notification is not None:
+                            changed += self._applied(tenant_id, tenant, found.notification)
+                            continue
+                except PaymentError as exc:
+                    what = row.provider_order_id if kind == "order" else row.provider_refund_id
+                    log.warning("WeChat %s not reconciled, will ask again: %s", what, exc)
+                    asked[table].append(row.id)
+                    if isinstance(exc, ProviderUnavailable):
+                        return changed
                     continue
-                found = api.query_refund(row.provider_refund_id)
-                if found.notification is not None:
-                    changed += self._applied(tenant_id, tenant, found.notification)
-                    continue
-            except PaymentError as exc:
-                what = row.provider_order_id if kind == "order" else row.provider_refund_id
-                log.warning("WeChat %s not reconciled, will ask again: %s", what, exc)
-                failed = exc
-            with self.engine.begin() as conn:  # asked: not again before the next interval
-                stamp = _REFUND_CHECKED if kind == "order_refunds" else _PAYMENT_CHECKED
-                conn.execute(stamp, {"t": tenant_id, "b_id": row.id, "at": at})
-            if isinstance(failed, ProviderUnavailable):
-                return changed
-        return changed
+                asked[table].append(row.id)
+            return changed
+        finally:
+            self._checked(tenant_id, asked, at)
 
     def sync_payments(
         self, tenant_id: int, tenant: str, ref: str, *, member: str | None = None
@@ -2083,21 +2111,27 @@ class OrderService:
                     "WeChat Pay outbound calls are not configured for this tenant"
                 )
             pays = conn.execute(_OPEN_WECHAT_OF, {"t": tenant_id, "id": row.id}).all()
-        for pay in pays:
-            self._reconcile(tenant_id, tenant, api, pay, at)
+        asked: list[int] = []
+        try:
+            for pay in pays:
+                if self._reconcile(tenant_id, tenant, api, pay, at) is None:
+                    asked.append(pay.id)
+        finally:
+            self._checked(tenant_id, {"payments": asked}, at)
         return self.get_order(tenant_id, ref)
 
     def _reconcile(
         self, tenant_id: int, tenant: str, api: WeChatPayApi, pay: Any, at: float
-    ) -> int:
-        """One open WeChat payment against what WeChat says of it; 1 if its state changed."""
+    ) -> int | None:
+        """One open WeChat payment against what WeChat says of it: 1 if its state changed, 0 if
+        an event changed nothing, None if WeChat was asked and nothing is to be done yet (the
+        caller records that it asked)."""
         no = pay.provider_order_id
         found = api.query_order(no)
         if found.notification is not None:
             return self._applied(tenant_id, tenant, found.notification)
         if pay.order_status == "pending_payment" and at < pay.expires_at:
-            self._checked(tenant_id, pay.id, at)  # the customer may still pay
-            return 0
+            return None  # the customer may still pay
         if found.is_open:
             # The order can no longer take this payment: make sure it is never made.  A close
             # refused because the customer paid just now is fine: the query below sees it.
@@ -2108,34 +2142,32 @@ class OrderService:
             found = api.query_order(no)
             if found.notification is not None:
                 return self._applied(tenant_id, tenant, found.notification)
-            self._checked(tenant_id, pay.id, at)
-            return 0
+            return None
         # WeChat has no such order (its signed answer says so): nothing was or can be paid
+        note = f"WeChat Pay has no order {no} ({found.trade_state})"
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(s.payments)
-                .where(
-                    _py.tenant_id == tenant_id,
-                    _py.id == pay.id,
-                    _py.status == "requires_payment",
-                )
-                .values(
-                    status="failed",
-                    note=f"WeChat Pay has no order {no} ({found.trade_state})",
-                    checked_at=at,
-                    updated_at=self.clock(),
-                )
+            return int(
+                _fail_open_payment(conn, tenant_id, pay.id, note, self.clock(), checked_at=at)
             )
-        return int(done.rowcount == 1)
 
     def _applied(self, tenant_id: int, tenant: str, n: Notification) -> int:
         result = self._apply_event(tenant_id, tenant, n, pump=False)
         log.info("WeChat %s of %s: %s by query", n.event_id, n.order_id, result.outcome)
         return int(not result.duplicate)
 
-    def _checked(self, tenant_id: int, payment_id: int, at: float) -> None:
+    def _checked(self, tenant_id: int, asked: Mapping[str, list[int]], at: float) -> None:
+        """Record in one transaction that WeChat was asked about these ``payments`` and
+        ``order_refunds`` rows at ``at``."""
+        statements = (
+            (_PAYMENT_CHECKED, asked.get("payments", [])),
+            (_REFUND_CHECKED, asked.get("order_refunds", [])),
+        )
+        if not any(ids for _, ids in statements):
+            return
         with self.engine.begin() as conn:
-            conn.execute(_PAYMENT_CHECKED, {"t": tenant_id, "b_id": payment_id, "at": at})
+            for statement, ids in statements:
+                if ids:
+                    conn.execute(statement, [{"t": tenant_id, "b_id": i, "at": at} for i in ids])
 
     # ------------------------------------------------------------------ sandbox customer
 
