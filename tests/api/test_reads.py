@@ -278,7 +278,7 @@ READ_ROUTES = [
 def test_every_read_route_is_in_the_table() -> None:
     from tokenmall.api.routes.reads import router  # noqa: PLC0415
 
-    ours = {r.path.removeprefix("/tenants/{tenant}") for r in router.routes}  # type: ignore[attr-defined]
+    ours = {r.path.removeprefix("/v1/tenants/{tenant}") for r in router.routes}  # type: ignore[attr-defined]
     assert ours == {p.replace("alice", "{member}") for p in READ_ROUTES}
 
 

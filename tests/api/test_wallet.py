@@ -510,7 +510,7 @@ def test_every_wallet_route_is_in_the_table() -> None:
     from tokenmall.api.routes.wallet import router  # noqa: PLC0415
 
     ours = {
-        (m, r.path.removeprefix("/tenants/{tenant}"))  # type: ignore[attr-defined]
+        (m, r.path.removeprefix("/v1/tenants/{tenant}"))  # type: ignore[attr-defined]
         for r in router.routes
         for m in r.methods  # type: ignore[attr-defined]
     }

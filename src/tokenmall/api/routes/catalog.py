@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query
 
 from tokenmall.api.deps import AnyCaller, Caller, CatalogWriter, Context, OperatorCaller, Paging
 from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.routes import API_PREFIX
 from tokenmall.api.schemas import (
     MerchantCreate,
     MerchantOut,
@@ -31,7 +32,7 @@ from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["catalog"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["catalog"], responses=ERROR_RESPONSES)
 
 _ID = {"ge": 1, "le": 2_147_483_647}
 MerchantId = Annotated[int, Path(**_ID)]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tokenmall.api.deps import Context, OperatorCaller
 from tokenmall.api.errors import ERROR_RESPONSES
+from tokenmall.api.routes import API_PREFIX
 from tokenmall.api.schemas import FenIn, MemberCode
 from tokenmall.service.imports import (
     EXTERNAL_ID_PATTERN,
@@ -26,7 +27,7 @@ from tokenmall.service.imports import (
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["orders"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["orders"], responses=ERROR_RESPONSES)
 
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
 

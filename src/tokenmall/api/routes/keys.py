@@ -8,13 +8,14 @@ from fastapi import APIRouter, Path
 
 from tokenmall.api.deps import Context, OperatorCaller, Paging
 from tokenmall.api.errors import ERROR_RESPONSES
+from tokenmall.api.routes import API_PREFIX
 from tokenmall.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, Page
 from tokenmall.service import credentials
 from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["api keys"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["api keys"], responses=ERROR_RESPONSES)
 
 KeyId = Annotated[str, Path(max_length=32, description="The id part of the key.")]
 

@@ -17,6 +17,7 @@ from tokenmall.api.deps import (
     TenantCaller,
 )
 from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.routes import API_PREFIX
 from tokenmall.api.schemas import (
     MemberCreate,
     MemberOut,
@@ -32,7 +33,7 @@ from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["members"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["members"], responses=ERROR_RESPONSES)
 
 MemberCode = Annotated[str, Path(max_length=64, description="The member's code.")]
 

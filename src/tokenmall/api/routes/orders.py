@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenmall.api.deps import AppContext, Caller, Context, OperatorCaller, Paging, TenantCaller
 from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.routes import API_PREFIX
 from tokenmall.api.schemas import FenIn, MoneyOut, Page
 from tokenmall.errors import NotFound
 from tokenmall.payments import NotificationRejected
@@ -48,7 +49,7 @@ from tokenmall.service.orders import (
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["orders"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["orders"], responses=ERROR_RESPONSES)
 
 MAX_NOTIFICATION_BYTES = 64 * 1024
 _REF = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"

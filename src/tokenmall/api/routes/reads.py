@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from tokenmall.api.deps import AnyCaller, Caller, Context, OperatorCaller, Paging, TenantCaller
 from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.routes import API_PREFIX
 from tokenmall.api.routes.wallet import HistoryOut, money, self_or_operator
 from tokenmall.api.schemas import Page
 from tokenmall.service import reads
@@ -26,7 +27,7 @@ from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["reads"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["reads"], responses=ERROR_RESPONSES)
 
 MemberCode = Annotated[str, Path(max_length=64, description="The member's code.")]
 # datetimes far outside what a float timestamp holds are refused by their own validation

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from tokenmall.api.deps import AdminCaller, AnyCaller, Context, OperatorCaller, Paging
 from tokenmall.api.errors import ERROR_RESPONSES
+from tokenmall.api.routes import API_PREFIX
 from tokenmall.api.schemas import (
     Page,
     ParamChangeCreate,
@@ -18,7 +19,7 @@ from tokenmall.store.db import read_only
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["tenants"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["tenants"], responses=ERROR_RESPONSES)
 
 
 @router.post("/tenants", status_code=201)

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from tokenmall.api.deps import AppContext, Caller, Context, OperatorCaller, Paging, TenantCaller
 from tokenmall.api.errors import ERROR_RESPONSES, ApiError
+from tokenmall.api.routes import API_PREFIX
 from tokenmall.api.routes.orders import Orders
 from tokenmall.api.schemas import FenIn, Page
 from tokenmall.errors import NotFound
@@ -44,7 +45,7 @@ __all__ = [
     "self_or_operator",
 ]
 
-router = APIRouter(tags=["wallet"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["wallet"], responses=ERROR_RESPONSES)
 
 MemberCode = Annotated[str, Path(max_length=64, description="The member's code.")]
 WithdrawalId = Annotated[str, Path(max_length=40, description="The withdrawal's id (wd_...).")]
