@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 from typing import Any
@@ -22,7 +23,7 @@ def service(client: TestClient) -> OrderService:
         client.get("/v1/health")
         from tokenmall.api.routes.orders import _orders  # noqa: PLC0415
 
-        svc = _orders(_Req(app), app.state.tokenmall)
+        svc = asyncio.run(_orders(_Req(app), app.state.tokenmall))  # type: ignore[arg-type]
     return svc
 
 

@@ -26,6 +26,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from tokenmall.api.errors import ApiError
 from tokenmall.api.ratelimit import RateLimiter
@@ -131,14 +132,23 @@ class AppContext:
         digest = hashlib.sha256(presented.encode()).digest()
         return hmac.compare_digest(digest, self._admin_digest)
 
+    def cached_api_key(self, presented: str) -> ApiKeyRecord | None:
+        """The live key ``presented`` is if the cache vouches for it, else None (ask api_key)."""
+        key_id = presented[len(KEY_PREFIX) :].partition("_")[0]
+        cached = self._keys.get(key_id)
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        digest = hashlib.sha256(presented.encode()).digest()
+        return cached[2] if hmac.compare_digest(cached[1], digest) else None
+
     def api_key(self, presented: str) -> ApiKeyRecord | None:
         """The live key ``presented`` is (see credentials.find_api_key), cached briefly."""
+        record = self.cached_api_key(presented)
+        if record is not None:
+            return record
         key_id = presented[len(KEY_PREFIX) :].partition("_")[0]
         digest = hashlib.sha256(presented.encode()).digest()
         now = time.monotonic()
-        cached = self._keys.get(key_id)
-        if cached is not None and cached[0] > now and hmac.compare_digest(cached[1], digest):
-            return cached[2]
         with read_only(self.engine).connect() as conn:
             record = find_api_key(conn, presented)
         if record is not None and self._key_ttl > 0:
@@ -149,6 +159,9 @@ class AppContext:
 
     def forget_key(self, key_id: str) -> None:
         self._keys.pop(key_id, None)
+
+    def cached_tenant_id(self, code: str) -> int | None:
+        return self._tenant_ids.get(code)
 
     def tenant_id(self, code: str) -> int:
         tid = self._tenant_ids.get(code)
@@ -173,9 +186,15 @@ _bearer = HTTPBearer(
 )
 
 
-def _principal(ctx: AppContext, credential: str) -> Principal | None:
+# The dependencies below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency
+# in its thread pool, one hand-over per dependency and request (with the route itself, four
+# per order request).  They do no I/O but on a cache miss (a key not seen for
+# api_key_cache_seconds, a tenant not seen by this process), which goes to the thread pool.
+
+
+async def _principal(ctx: AppContext, credential: str) -> Principal | None:
     if credential.startswith(KEY_PREFIX):
-        key = ctx.api_key(credential)
+        key = ctx.cached_api_key(credential) or await run_in_threadpool(ctx.api_key, credential)
         if key is None:
             return None
         return Principal(
@@ -202,13 +221,13 @@ def _limit(ctx: AppContext, bucket: str) -> None:
         )
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller, or 401; then one request from their rate-limit bucket, or 429."""
-    principal = _principal(ctx, credentials.credentials) if credentials else None
+    principal = await _principal(ctx, credentials.credentials) if credentials else None
     if principal is None:
         # failed attempts are limited per client address, so keys cannot be guessed quickly
         _limit(ctx, f"anonymous:{request.client.host if request.client else '-'}")
@@ -227,12 +246,14 @@ def authenticate(
 AnyPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def tenant_caller(tenant: str, principal: AnyPrincipal, ctx: Context) -> Caller:
+async def tenant_caller(tenant: str, principal: AnyPrincipal, ctx: Context) -> Caller:
     """Admit the principal to the tenant in the path, or answer 404 as for no such tenant."""
-    try:
-        tid = ctx.tenant_id(tenant)
-    except NotFound:
-        raise NotFound(f"no tenant {tenant!r}") from None
+    tid = ctx.cached_tenant_id(tenant)
+    if tid is None:
+        try:
+            tid = await run_in_threadpool(ctx.tenant_id, tenant)
+        except NotFound:
+            raise NotFound(f"no tenant {tenant!r}") from None
     if principal.tenant_id is not None and principal.tenant_id != tid:
         raise NotFound(f"no tenant {tenant!r}")
     return Caller(tenant_id=tid, tenant=tenant, principal=principal)

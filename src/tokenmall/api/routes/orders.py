@@ -75,8 +75,9 @@ ProviderName = Literal["sandbox", "wechat", "wallet"]
 _init = threading.Lock()
 
 
-def _orders(request: Request, ctx: Context) -> OrderService:
-    """The app's order service (one per app: it holds the sandbox gateways)."""
+async def _orders(request: Request, ctx: Context) -> OrderService:
+    """The app's order service (one per app: it holds the sandbox gateways).  ``async``: no
+    I/O, so no thread-pool hand-over per request (see tokenmall.api.deps)."""
     state = request.app.state
     service: OrderService | None = getattr(state, "orders", None)
     if service is None:
