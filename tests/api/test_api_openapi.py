@@ -163,3 +163,23 @@ def walk(client: TestClient, url: str, headers: dict[str, str], limit: int) -> l
         if cursor is None:
             return seen
         assert len(page["items"]) == limit
+
+
+def test_routes_sit_in_the_apps_own_table() -> None:
+    """Every API route is matched straight from the app's table: an included router would be
+    matched route by route on every request (bench/README.md, fifth session), and a route
+    whose router forgot the /v1 prefix would answer outside the versioned API."""
+    from fastapi.routing import APIRoute  # noqa: PLC0415
+
+    app = create_app(Settings(db_url="sqlite://"))
+    api = [r for r in app.routes if isinstance(r, APIRoute)]
+    others = [r for r in app.routes if not isinstance(r, APIRoute)]
+    # what FastAPI itself adds: the schema and the docs pages
+    assert {getattr(r, "path", None) for r in others} <= {
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    }
+    assert all(r.path.startswith("/v1/") for r in api)
+    assert {r.path for r in api} == set(SCHEMA["paths"])
