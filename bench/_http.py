@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,27 +121,38 @@ def running_server(
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited: see {log}\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the server did not answer in 30 s: see {log}")
-            time.sleep(0.1)
+        wait_until_up(proc, f"{base}/v1/health", log)
         yield Server(base, proc.pid, url, log)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_server(proc)
+
+
+def wait_until_up(proc: subprocess.Popen[bytes], health_url: str, log: Path) -> None:
+    """Return once ``health_url`` answers 200; exit with the log's tail if the server died,
+    or after 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited: see {log}\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server did not answer in 30 s: see {log}")
+        time.sleep(0.1)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT (uvicorn's clean shutdown), SIGKILL if it takes more than 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def db_facts(url: str) -> list[tuple[str, str]]:
@@ -172,22 +183,43 @@ def latency_line(name: str, seconds: Sequence[float]) -> str:
 async def raw_get_rate(
     base: str, path: str, headers: Sequence[dict[str, str]], conns: int, seconds: float
 ) -> tuple[float, list[float]]:
-    """GETs/s of ``path`` over ``conns`` keep-alive connections for ``seconds``, with a bare
-    asyncio HTTP/1.1 client: httpx costs ~2 ms of client CPU per request (measured: one
-    client core saturates near 600 requests/s), which would make a fast endpoint measure
-    the client.  Expects 200 with Content-Length (what uvicorn sends for JSON answers)."""
+    """GETs/s of ``path`` over ``conns`` keep-alive connections for ``seconds`` (raw_rate)."""
+    host, port = base.removeprefix("http://").split(":")
+
+    def request(i: int, _n: int) -> bytes:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers[i % len(headers)].items())
+        return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+
+    return await raw_rate(base, request, b"200", conns, seconds)
+
+
+async def raw_rate(
+    base: str,
+    request: Callable[[int, int], bytes],
+    expect: bytes,
+    conns: int,
+    seconds: float,
+) -> tuple[float, list[float]]:
+    """Requests/s over ``conns`` keep-alive connections for ``seconds``, with a bare asyncio
+    HTTP/1.1 client: httpx costs ~2 ms of client CPU per request (measured: one client core
+    saturates near 600 requests/s), which would make a fast endpoint measure the client.
+
+    ``request(connection, n)`` gives the bytes of that connection's n-th request; every answer
+    must have status ``expect`` and a Content-Length (what uvicorn sends for JSON answers).
+    """
     host, port = base.removeprefix("http://").split(":")
     lat: list[float] = []
     stop = time.perf_counter() + seconds
 
     async def conn(i: int) -> None:
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers[i % len(headers)].items())
-        request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
         reader, writer = await asyncio.open_connection(host, int(port))
+        n = 0
         try:
             while time.perf_counter() < stop:
+                data = request(i, n)
+                n += 1
                 t = time.perf_counter()
-                writer.write(request)
+                writer.write(data)
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = head.split(b" ", 2)[1]
                 length = 0
@@ -197,8 +229,9 @@ async def raw_get_rate(
                         length = int(value)
                 await reader.readexactly(length)
                 lat.append(time.perf_counter() - t)
-                if status != b"200":
-                    raise SystemExit(f"baseline GET {path}: {status.decode()}")
+                if status != expect:
+                    first = data.split(b"\r\n", 1)[0].decode()
+                    raise SystemExit(f"{first}: answered {status.decode()}")
         finally:
             writer.close()
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -33,11 +32,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import orjson
 
 from _common import cpu_seconds, machine_facts, print_facts
-from _http import free_port, latency_line, proc_cpu_seconds
+from _http import free_port, latency_line, proc_cpu_seconds, raw_rate, stop_server, wait_until_up
 
 HERE = Path(__file__).resolve().parent
 GOAL = 500
@@ -73,7 +71,8 @@ def serve(db: Path, workers: int) -> Iterator[tuple[str, int]]:
         "import uvicorn; uvicorn.run('_ceiling_app:app', host='127.0.0.1', "
         f"port={port}, log_level='info', workers={workers})"
     )
-    log = db.with_suffix(".log").open("wb")
+    log_path = db.with_suffix(".log")
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=HERE,
@@ -83,81 +82,36 @@ def serve(db: Path, workers: int) -> Iterator[tuple[str, int]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited: {db.with_suffix('.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not answer in 30 s")
-            time.sleep(0.1)
+        wait_until_up(proc, f"{base}/health", log_path)
         time.sleep(0.5 * workers)  # every worker up, not only the first
         yield base, proc.pid
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
         log.close()
 
 
 async def drive(
     base: str, method: str, path: str, conns: int, seconds: float
-) -> tuple[float, list[float], int]:
+) -> tuple[float, list[float]]:
     """Requests/s over ``conns`` keep-alive connections; POSTs carry a body and a token."""
     sys.path.insert(0, str(HERE))
     os.environ.setdefault("CEILING_DB", "unused")
     from _ceiling_app import token  # noqa: PLC0415 - the app's own token format
 
     host, port = base.removeprefix("http://").split(":")
-    lat: list[float] = []
-    expect = b"201" if method == "POST" else b"200"
-    stop = time.perf_counter() + seconds
-    sent = 0
 
-    async def conn(i: int) -> None:
-        nonlocal sent
-        reader, writer = await asyncio.open_connection(host, int(port))
-        n = 0
-        try:
-            while time.perf_counter() < stop:
-                if method == "POST":
-                    body = orjson.dumps({"sku": 1, "quantity": 1, "client_ref": f"c{i}-{n}"})
-                    request = (
-                        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                        f"Authorization: Bearer {token(f'm{i}')}\r\n"
-                        "Content-Type: application/json\r\n"
-                        f"Content-Length: {len(body)}\r\n\r\n"
-                    ).encode() + body
-                else:
-                    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
-                n += 1
-                t = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = head.split(b" ", 2)[1]
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
-                lat.append(time.perf_counter() - t)
-                if status != expect:
-                    raise SystemExit(f"{method} {path}: {status.decode()}")
-                sent += 1
-        finally:
-            writer.close()
+    def request(i: int, n: int) -> bytes:
+        if method != "POST":
+            return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        body = orjson.dumps({"sku": 1, "quantity": 1, "client_ref": f"c{i}-{n}"})
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {token(f'm{i}')}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(conn(i) for i in range(conns)))
-    return len(lat) / (time.perf_counter() - t0), lat, sent
+    return await raw_rate(base, request, b"201" if method == "POST" else b"200", conns, seconds)
 
 
 def main() -> int:
@@ -181,9 +135,7 @@ def main() -> int:
                 for conns in args.conns:
                     for method, path in (("GET", "/health"), ("POST", "/orders")):
                         s0, c0 = tree_cpu(pid), cpu_seconds()
-                        rate, lat, sent = asyncio.run(
-                            drive(base, method, path, conns, args.seconds)
-                        )
+                        rate, lat = asyncio.run(drive(base, method, path, conns, args.seconds))
                         s1, c1 = tree_cpu(pid), cpu_seconds()
                         name = f"{workers} worker(s), {conns:>2} conns, {method} {path}"
                         print(f"  {name:<42} {rate:8.1f} req/s")
@@ -195,7 +147,7 @@ def main() -> int:
                         )
                         if method == "POST":
                             best = max(best, rate)
-                            posted += sent
+                            posted += len(lat)
             rows = sqlite3.connect(db).execute("SELECT count(*) FROM orders").fetchone()[0]
             ok = rows == posted
             wrong |= not ok

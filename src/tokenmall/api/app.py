@@ -120,7 +120,7 @@ def create_app(
 
     # The routers' own routes go straight into the app's table.  include_router would put each
     # behind two layers of included routers, which FastAPI matches route by route on every
-    # request, twice per layer: 24 route checks and about 80 us per request here
+    # request, twice per layer: 24 route checks and about 0.1 ms of CPU per request here
     # (bench/README.md, fifth session).  Order still decides: imports before orders, so its
     # fixed path wins over orders' {order_ref} paths.
     for module in (tenants, keys, members, catalog, imports, orders, wallet, reads):
