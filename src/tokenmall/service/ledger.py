@@ -65,6 +65,7 @@ from tokenmall.money import (
 from tokenmall.service.codec import canonical, dec, to_payload
 from tokenmall.store import schema as s
 from tokenmall.store.db import is_sqlite, read_only
+from tokenmall.store.rows import insert_row, update_by_key
 
 if TYPE_CHECKING:
     import psycopg
@@ -514,6 +515,9 @@ _UPDATE_STATE = (
 _UPDATE_ACCOUNT = (
     "UPDATE accounts SET balance = ? WHERE tenant_id = ? AND account = ? AND asset = ?"
 )
+_BALANCES = select(s.accounts.c.account, s.accounts.c.asset, s.accounts.c.balance).where(
+    s.accounts.c.tenant_id == bindparam("t")
+)
 _GRANT_COLS_SQL = ", ".join(s.grants.c.keys())
 _ESCROW_COLS_SQL = ", ".join(s.escrows.c.keys())
 
@@ -664,10 +668,7 @@ class Ledger:
 
     def _load_state(self, conn: Connection, tenant_id: int, st: Any) -> EconomyState:
         balances: dict[tuple[str, Asset], Decimal] = {}
-        a = s.accounts.c
-        for row in conn.execute(
-            select(a.account, a.asset, a.balance).where(a.tenant_id == tenant_id)
-        ):
+        for row in conn.execute(_BALANCES, {"t": tenant_id}):
             asset = Asset(row.asset)
             balances[(row.account, asset)] = from_atoms(row.balance, _PLACES[asset])
         return EconomyState(
@@ -1142,47 +1143,48 @@ class Ledger:
                 "settled": esc.settled,
             }
             if esc.new:
-                conn.execute(
-                    insert(s.escrows).values(
-                        tenant_id=tenant_id,
-                        order_ref=esc.order,
-                        member=esc.member,
-                        cny=atoms(esc.cny, CNY_PLACES),
-                        sp=atoms(esc.sp, CNY_PLACES),
-                        ep_points=atoms(esc.ep_points, EP_PLACES),
-                        ep_value=atoms(esc.ep_value, CNY_PLACES),
+                insert_row(
+                    conn,
+                    s.escrows,
+                    {
+                        "tenant_id": tenant_id,
+                        "order_ref": esc.order,
+                        "member": esc.member,
+                        "cny": atoms(esc.cny, CNY_PLACES),
+                        "sp": atoms(esc.sp, CNY_PLACES),
+                        "ep_points": atoms(esc.ep_points, EP_PLACES),
+                        "ep_value": atoms(esc.ep_value, CNY_PLACES),
                         **vals,
-                    )
+                    },
                 )
                 esc.new = False
             else:
-                e = s.escrows.c
-                conn.execute(
-                    update(s.escrows)
-                    .where(e.tenant_id == tenant_id, e.order_ref == esc.order)
-                    .values(**vals)
+                update_by_key(
+                    conn, s.escrows, {"tenant_id": tenant_id, "order_ref": esc.order}, vals
                 )
         eco.dirty_escrows.clear()
         for request in eco.dirty_holds:
             hold = eco.holds[request]
             if hold.new:
-                conn.execute(
-                    insert(s.payout_holds).values(
-                        tenant_id=tenant_id,
-                        request_ref=hold.request,
-                        member=hold.member,
-                        amount=atoms(hold.amount, CNY_PLACES),
-                        fee=atoms(hold.fee, CNY_PLACES),
-                        status=hold.status,
-                    )
+                insert_row(
+                    conn,
+                    s.payout_holds,
+                    {
+                        "tenant_id": tenant_id,
+                        "request_ref": hold.request,
+                        "member": hold.member,
+                        "amount": atoms(hold.amount, CNY_PLACES),
+                        "fee": atoms(hold.fee, CNY_PLACES),
+                        "status": hold.status,
+                    },
                 )
                 hold.new = False
             else:
-                h = s.payout_holds.c
-                conn.execute(
-                    update(s.payout_holds)
-                    .where(h.tenant_id == tenant_id, h.request_ref == hold.request)
-                    .values(status=hold.status)
+                update_by_key(
+                    conn,
+                    s.payout_holds,
+                    {"tenant_id": tenant_id, "request_ref": hold.request},
+                    {"status": hold.status},
                 )
         eco.dirty_holds.clear()
 

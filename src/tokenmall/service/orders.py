@@ -121,6 +121,7 @@ from tokenmall.service.pages import MAX_LIMIT, Page, fetch_page
 from tokenmall.service.reads import tenant_params as _params
 from tokenmall.store import schema as s
 from tokenmall.store.db import read_only
+from tokenmall.store.rows import insert_row, update_by_key
 
 __all__ = [
     "MAX_LINES",
@@ -412,6 +413,21 @@ _WAITING = select(s.payments).where(
 )
 _PAYMENT_BY_ID = select(s.payments).where(
     _py.tenant_id == bindparam("t"), _py.id == bindparam("id")
+)
+_PAYMENTS_OF_ORDER = (
+    select(s.payments)
+    .where(_py.tenant_id == bindparam("t"), _py.order_id == bindparam("id"))
+    .order_by(_py.attempt)
+)
+_REFUNDS_OF_ORDER = (
+    select(s.order_refunds)
+    .where(
+        s.order_refunds.c.tenant_id == bindparam("t"), s.order_refunds.c.order_id == bindparam("id")
+    )
+    .order_by(s.order_refunds.c.id)
+)
+_ESCROW_POINTS = select(s.escrows.c.ep_points).where(
+    s.escrows.c.tenant_id == bindparam("t"), s.escrows.c.order_ref == bindparam("ref")
 )
 # a WeChat payment of the order that may still be paid (the expiry waits for it, PAYMENT_GRACE)
 _OPEN_WECHAT_OF_ORDER = select(_py.id).where(
@@ -816,8 +832,7 @@ def _lines(conn: Connection, tenant_id: int, order_id: int) -> list[Any]:
 
 
 def _set_order(conn: Connection, tenant_id: int, order_id: int, **values: Any) -> None:
-    o = s.orders.c
-    conn.execute(update(s.orders).where(o.tenant_id == tenant_id, o.id == order_id).values(values))
+    update_by_key(conn, s.orders, {"tenant_id": tenant_id, "id": order_id}, values)
 
 
 def _close_unpaid(
@@ -1122,19 +1137,21 @@ class OrderService:
         if total_fen > _fen(MAX_ORDER_TOTAL):
             raise InvalidCommand(f"an order may total at most {MAX_ORDER_TOTAL} CNY")
         ref = "o" + secrets.token_hex(8)
-        pk = conn.execute(
-            insert(s.orders).values(
-                tenant_id=tenant_id,
-                ref=ref,
-                client_ref=client_ref,
-                request_hash=digest,
-                member=member,
-                status="pending_payment",
-                total_fen=total_fen,
-                refunded_fen=0,
-                created_at=now,
-                expires_at=now + float(params.order_ttl_minutes) * 60,
-            )
+        pk = insert_row(
+            conn,
+            s.orders,
+            {
+                "tenant_id": tenant_id,
+                "ref": ref,
+                "client_ref": client_ref,
+                "request_hash": digest,
+                "member": member,
+                "status": "pending_payment",
+                "total_fen": total_fen,
+                "refunded_fen": 0,
+                "created_at": now,
+                "expires_at": now + float(params.order_ttl_minutes) * 60,
+            },
         ).inserted_primary_key
         assert pk is not None
         order_id = int(pk[0])
@@ -1163,28 +1180,16 @@ class OrderService:
     def _load(self, conn: Connection, tenant_id: int, row: Any, *, full: bool = True) -> Order:
         order = _order(row, [_line(r) for r in _lines(conn, tenant_id, row.id)])
         if full:
-            py, rf = s.payments.c, s.order_refunds.c
+            of_order = {"t": tenant_id, "id": row.id}
             order.payments.extend(
                 _payment(r, row.ref, row.total_fen)
-                for r in conn.execute(
-                    select(s.payments)
-                    .where(py.tenant_id == tenant_id, py.order_id == row.id)
-                    .order_by(py.attempt)
-                )
+                for r in conn.execute(_PAYMENTS_OF_ORDER, of_order)
             )
             order.refunds.extend(
-                _refund(r, row.ref)
-                for r in conn.execute(
-                    select(s.order_refunds)
-                    .where(rf.tenant_id == tenant_id, rf.order_id == row.id)
-                    .order_by(rf.id)
-                )
+                _refund(r, row.ref) for r in conn.execute(_REFUNDS_OF_ORDER, of_order)
             )
             if row.paid_cny_fen is not None and row.paid_cny_fen + row.paid_sp_fen < row.total_fen:
-                e = s.escrows.c
-                burned = conn.execute(
-                    select(e.ep_points).where(e.tenant_id == tenant_id, e.order_ref == row.ref)
-                ).scalar()
+                burned = conn.execute(_ESCROW_POINTS, {"t": tenant_id, "ref": row.ref}).scalar()
                 if burned is not None:
                     order = replace(order, paid_points=from_atoms(int(burned), EP_PLACES))
         return order
@@ -1514,21 +1519,23 @@ class OrderService:
             last = conn.execute(_LAST_ATTEMPT, {"t": tenant_id, "id": row.id}).scalar()
             attempt = int(last or 0) + 1
         provider_order_id = f"{row.ref}-{attempt}"
-        pk = conn.execute(
-            insert(s.payments).values(
-                tenant_id=tenant_id,
-                order_id=row.id,
-                attempt=attempt,
-                provider=provider,
-                provider_order_id=provider_order_id,
-                intent_id=intent_id,
-                cny_fen=cny_fen,
-                sp_fen=sp_fen,
-                status="requires_payment",
-                refund_status="none",
-                created_at=now,
-                updated_at=now,
-            )
+        pk = insert_row(
+            conn,
+            s.payments,
+            {
+                "tenant_id": tenant_id,
+                "order_id": row.id,
+                "attempt": attempt,
+                "provider": provider,
+                "provider_order_id": provider_order_id,
+                "intent_id": intent_id,
+                "cny_fen": cny_fen,
+                "sp_fen": sp_fen,
+                "status": "requires_payment",
+                "refund_status": "none",
+                "created_at": now,
+                "updated_at": now,
+            },
         ).inserted_primary_key
         assert pk is not None
         return conn.execute(_PAYMENT_BY_ID, {"t": tenant_id, "id": int(pk[0])}).one()
@@ -1684,18 +1691,20 @@ class OrderService:
                 if seen is not None:
                     return seen
                 outcome, detail, order_ref = self._dispatch(conn, tenant_id, n, refunds)
-                conn.execute(
-                    insert(s.provider_events).values(
-                        tenant_id=tenant_id,
-                        provider=n.provider,
-                        event_id=n.event_id,
-                        kind=n.kind.value,
-                        provider_order_id=n.order_id,
-                        amount_fen=_fen(n.amount),
-                        outcome=outcome,
-                        detail=None if detail is None else detail[:300],
-                        received_at=self.clock(),
-                    )
+                insert_row(
+                    conn,
+                    s.provider_events,
+                    {
+                        "tenant_id": tenant_id,
+                        "provider": n.provider,
+                        "event_id": n.event_id,
+                        "kind": n.kind.value,
+                        "provider_order_id": n.order_id,
+                        "amount_fen": _fen(n.amount),
+                        "outcome": outcome,
+                        "detail": None if detail is None else detail[:300],
+                        "received_at": self.clock(),
+                    },
                 )
         except IntegrityError:
             # the same event applied concurrently: the primary key kept it to once
