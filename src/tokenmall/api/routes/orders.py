@@ -747,7 +747,10 @@ _RAW_BODY: dict[str, Any] = {
 async def _notify(
     request: Request, ctx: AppContext, orders: OrderService, tenant: str, provider: str
 ) -> NotificationOut:
-    tenant_id = ctx.tenant_id(tenant)  # NotFound: 404
+    # the event loop runs this: a tenant new to the process is looked up in the thread pool
+    tenant_id = ctx.cached_tenant_id(tenant)
+    if tenant_id is None:
+        tenant_id = await run_in_threadpool(ctx.tenant_id, tenant)  # NotFound: 404
     body = await request.body()
     if len(body) > MAX_NOTIFICATION_BYTES:
         raise ApiError(413, "payload_too_large", "a notification is at most 64 KiB")
