@@ -28,6 +28,7 @@ from rich.table import Table
 from sqlalchemy import Engine, inspect, make_url, select
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
+from tokenmall import bootstrap
 from tokenmall.domain.economy import BuyPoints, CloseDay, Exchange, Purchase, Redeem, Refund, Sell
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import InvariantViolation, TokenmallError
@@ -48,12 +49,10 @@ from tokenmall.service import dayclose
 from tokenmall.service.codec import dec
 from tokenmall.service.dayclose import CloseOutcome
 from tokenmall.service.ledger import Ledger
-from tokenmall.service.orders import OrderService, PaymentHub
-from tokenmall.service.wallet import HubPayouts
 from tokenmall.settings import DEFAULT_ADMIN_TOKEN, DEFAULT_DB_URL, InsecureSettings, Settings
 from tokenmall.store import schema
 from tokenmall.store.db import create_db_engine, migrate
-from tokenmall.worker import DEFAULT_INTERVAL, Scheduler
+from tokenmall.worker import DEFAULT_INTERVAL
 
 __all__ = ["app", "main"]
 
@@ -627,18 +626,9 @@ def worker(
     )
     with _user_errors(url), _engine(url) as engine:
         _require_schema(engine, url)
-        ledger = Ledger(engine)
-        # payouts through a payment hub like the server's: the same sandbox secrets, and payout
-        # notifications recorded in provider_events like every other
-        orders = OrderService(engine, PaymentHub(settings.secret_key.get_secret_value()))
-        providers = HubPayouts(ledger, lambda: orders)
-        jobs = Scheduler(
-            engine,
-            providers=providers,
-            interval=interval,
-            refunds=lambda now: orders.retry_refunds(now=now),
-            payments=lambda now: orders.reconcile_payments(now=now),
-        )
+        # the server's services (payouts through the same sandbox secrets, payout
+        # notifications recorded in provider_events, the same event handlers)
+        jobs = bootstrap.scheduler(bootstrap.build(settings, engine), interval=interval)
         typer.echo(f"tokenmall worker: database {_safe_url(url)}", err=True)
         try:
             if once:

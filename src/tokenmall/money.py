@@ -30,14 +30,18 @@ __all__ = [
     "CNY_PLACES",
     "EP_PLACES",
     "FEN",
+    "FEN_PLACES",
     "ZERO",
     "atoms",
     "atoms_unchecked",
+    "cny_of_fen",
+    "fen_of",
     "floor_cny",
     "floor_ep",
     "floor_fen",
     "from_atoms",
     "mul",
+    "opt_cny_of_fen",
     "parse_amount",
     "ratio",
     "ratio_floor",
@@ -48,6 +52,7 @@ ZERO: Final = Decimal(0)
 FEN: Final = Decimal("0.01")
 CNY_PLACES: Final = 4
 EP_PLACES: Final = 8
+FEN_PLACES: Final = 2
 _CNY_EXP: Final = Decimal(1).scaleb(-CNY_PLACES)
 _EP_EXP: Final = Decimal(1).scaleb(-EP_PLACES)
 _PRICE_EXP: Final = Decimal("0.0001")
@@ -151,3 +156,21 @@ def atoms_unchecked(x: Decimal, places: int) -> int:
 def from_atoms(n: int, places: int) -> Decimal:
     """Inverse of :func:`atoms`."""
     return Decimal(n).scaleb(-places)
+
+
+# Whole fen: how the mall stores prices, order totals, refunds and withdrawals (integer columns),
+# and the only unit a person is paid in.  One pair of conversions for every service.
+
+
+def fen_of(amount: Decimal) -> int:
+    """``amount`` CNY as integer fen; ``ValueError`` for a fraction of a fen (never rounds)."""
+    return atoms(amount, FEN_PLACES)
+
+
+def cny_of_fen(fen: int) -> Decimal:
+    """Integer fen as CNY, always shown with two places (``12.30``)."""
+    return Decimal(fen).scaleb(-FEN_PLACES).quantize(FEN)
+
+
+def opt_cny_of_fen(fen: int | None) -> Decimal | None:
+    return None if fen is None else cny_of_fen(fen)

@@ -11,9 +11,9 @@ One :meth:`Scheduler.tick` does, in this order:
    refund whose notification was lost is applied, and the WeChat order of an order that can
    no longer be paid is closed; before the expiry below, so that an order paid in time is
    found paid rather than expired;
-3. ``expire_orders(engine, now)`` and ``settle_due(engine, now)`` of the orders service, when
-   that module provides them (unpaid orders release their stock; orders past their return
-   window settle, R11);
+3. the order jobs the composition root gives it (:func:`tokenmall.bootstrap.order_jobs`:
+   unpaid orders past their deadline expire and release their stock; orders past their
+   return window settle, R11);
 4. payouts of approved withdrawals that were never sent or never answered
    (:func:`tokenmall.service.wallet.retry_payouts`);
 5. provider refunds that never got through (a timeout, a 5xx), sent again with the same
@@ -28,7 +28,6 @@ A failing job is logged and retried on the next tick; it never stops the other j
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -41,7 +40,8 @@ from sqlalchemy import Engine
 
 from tokenmall.service import dayclose
 from tokenmall.service.dayclose import CloseOutcome
-from tokenmall.service.ledger import Ledger
+from tokenmall.service.orders import expire_orders, settle_due
+from tokenmall.service.uow import Store
 from tokenmall.service.wallet import PayoutProviders, retry_payouts
 from tokenmall.store.db import read_only
 
@@ -56,22 +56,15 @@ Job = Callable[[Engine, float], Any]
 T = TypeVar("T")
 
 
-def orders_jobs() -> list[tuple[str, Job]]:
-    """``expire_orders`` and ``settle_due`` from ``tokenmall.service.orders``, if it has them.
-
-    Looked up by name at run time: the orders service is built separately and the scheduler
-    must work (closing days, paying out) with or without it.
-    """
-    try:
-        module = importlib.import_module("tokenmall.service.orders")
-    except ImportError:
-        return []
-    jobs = []
-    for name in ("expire_orders", "settle_due"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            jobs.append((name, fn))
-    return jobs
+def orders_jobs(store: Store | None = None) -> list[tuple[str, Job]]:
+    """The order jobs: expire unpaid orders past their deadline, settle those due.  With
+    ``store`` (the composition root's) they run in it, so its handlers react to them."""
+    if store is None:
+        return [("expire_orders", expire_orders), ("settle_due", settle_due)]
+    return [
+        ("expire_orders", lambda _engine, now: expire_orders(store, now)),
+        ("settle_due", lambda _engine, now: settle_due(store, now)),
+    ]
 
 
 _FAILED = object()
@@ -111,13 +104,16 @@ class Scheduler:
         jobs: list[tuple[str, Job]] | None = None,
         refunds: Callable[[float], int] | None = None,
         payments: Callable[[float], int] | None = None,
+        store: Store | None = None,
     ) -> None:
         self.engine = engine
+        # the composition root's store (its handlers react to day closes), else a bare one
+        self.store = store if store is not None else Store(engine)
         # asks the provider about open payments (OrderService.reconcile_payments)
         self.payments = payments
         # sends again provider refunds that never got through (OrderService.retry_refunds)
         self.refunds = refunds
-        self.ledger = Ledger(engine)
+        self.ledger = self.store.ledger
         self.providers = providers
         self.interval = interval
         self.clock = clock
@@ -144,7 +140,7 @@ class Scheduler:
             if now < self._caught_up.get(clock.tenant_id, 0.0):
                 continue
             try:
-                for outcome in dayclose.catch_up(self.ledger, clock, now):
+                for outcome in dayclose.catch_up(self.store, clock, now):
                     report.closes.append(outcome)
                     log.info(
                         "closed %s for tenant %s: paid %s to %s members, %s exits%s",

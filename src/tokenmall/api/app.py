@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
+from tokenmall import bootstrap
 from tokenmall.api.deps import AppContext
 from tokenmall.api.errors import install_error_handlers
 from tokenmall.api.routes import (
@@ -28,11 +29,8 @@ from tokenmall.api.routes import (
     tenants,
     wallet,
 )
-from tokenmall.api.routes.wallet import payout_providers_of
-from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.settings import Settings
 from tokenmall.store.db import create_db_engine
-from tokenmall.worker import Scheduler
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -79,17 +77,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        orders: OrderService = app_.state.orders
-        jobs = (
-            Scheduler(
-                db,
-                providers=payout_providers_of(app_),
-                refunds=lambda now: orders.retry_refunds(now=now),
-                payments=lambda now: orders.reconcile_payments(now=now),
-            )
-            if scheduler
-            else None
-        )
+        jobs = bootstrap.scheduler(app_.state.services) if scheduler else None
         if jobs is not None:
             jobs.start()
         yield
@@ -104,13 +92,14 @@ def create_app(
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.tokenmall = AppContext(settings, db)
-    # one orders service per app, shared by the order routes, the wallet's payouts and the
-    # scheduler: it holds the tenants' sandbox gateways and the notification handlers
-    # the sandbox lets whoever starts a payment also "pay" it: never in production
-    app.state.orders = OrderService(
-        db, PaymentHub(app.state.tokenmall.secret), sandbox=not settings.production
-    )
+    # the composition root's services: one orders service per app, shared by the order
+    # routes, the wallet's payouts and the scheduler (it holds the tenants' sandbox gateways
+    # and the notification handlers), and the store whose units of work carry the events
+    services = bootstrap.build(settings, db)
+    app.state.services = services
+    app.state.tokenmall = AppContext(settings, db, store=services.store)
+    app.state.orders = services.orders
+    app.state.payouts = services.payouts
     install_error_handlers(app)
 
     @app.get(API_PREFIX + "/health", tags=["platform"])

@@ -38,9 +38,9 @@ from tokenmall.service.credentials import (
     find_api_key,
     verify_member_token,
 )
-from tokenmall.service.ledger import Ledger
 from tokenmall.service.pages import DEFAULT_LIMIT, MAX_LIMIT
 from tokenmall.service.tenants import tenant_id_for
+from tokenmall.service.uow import Store
 from tokenmall.settings import Settings
 from tokenmall.store.db import read_only
 
@@ -106,10 +106,12 @@ class Caller:
 class AppContext:
     """What the routes share: settings, the engine, the ledger, the rate limiter."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, *, store: Store | None = None) -> None:
         self.settings = settings
         self.engine = engine
-        self.ledger = Ledger(engine)
+        # where units of work come from: the composition root's (its handlers run in them)
+        self.store = store if store is not None else Store(engine)
+        self.ledger = self.store.ledger
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         self._secret = settings.secret_key.get_secret_value()
         self._admin_digest = hashlib.sha256(

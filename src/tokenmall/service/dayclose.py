@@ -22,15 +22,17 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from tokenmall.domain.economy import CloseDay
+from tokenmall.domain.events import DayClosed
 from tokenmall.errors import InvalidCommand, NotFound
 from tokenmall.service.ledger import Ledger
+from tokenmall.service.uow import Store, as_store
 from tokenmall.store import schema as s
-from tokenmall.store.db import read_only
 
 __all__ = [
     "CloseOutcome",
@@ -152,18 +154,26 @@ class CloseOutcome:
 
 
 def close_day(
-    ledger: Ledger, clock: TenantClock, day: dt.date, *, now: float | None = None
+    ledger: Ledger | Store, clock: TenantClock, day: dt.date, *, now: float | None = None
 ) -> CloseOutcome:
     """Close ``day`` for the tenant (idempotent).  ``now`` given: refuse dates after today."""
     if now is not None and day > clock.today(now):
         raise InvalidCommand(
             f"{day} has not begun yet in {clock.zone.key} (today there is {clock.today(now)})"
         )
-    outcome = ledger.submit(clock.tenant_id, [(close_key(day), CloseDay(day.isoformat()))])[0]
-    if outcome.status == "rejected":  # pragma: no cover - a close refuses nothing
-        raise InvalidCommand(outcome.error or "day close refused")
-    result = outcome.result or {}
-    figures = result.get("figures", {})
+    with as_store(ledger).tenant_tx(clock.tenant_id) as tx:
+        outcome = tx.apply_one(close_key(day), CloseDay(day.isoformat()))
+        result = outcome.result or {}
+        figures = result.get("figures", {})
+        if outcome.status == "applied":
+            tx.emit(
+                DayClosed(
+                    day.isoformat(),
+                    paid=Decimal(str(figures.get("paid", "0"))),
+                    recipients=int(figures.get("recipients", 0)),
+                    exits=int(figures.get("exits", 0)),
+                )
+            )
     return CloseOutcome(
         tenant=clock.code,
         day=day,
@@ -176,8 +186,8 @@ def close_day(
     )
 
 
-def catch_up(ledger: Ledger, clock: TenantClock, now: float) -> list[CloseOutcome]:
+def catch_up(ledger: Ledger | Store, clock: TenantClock, now: float) -> list[CloseOutcome]:
     """Close every due date of the tenant, oldest first; each close is its own transaction."""
-    with read_only(ledger.engine).connect() as conn:
+    with as_store(ledger).read() as conn:
         due = due_dates(conn, clock, now)
     return [close_day(ledger, clock, day) for day in due]

@@ -31,6 +31,7 @@ table and no provider payment; they show in member figures, rewards and the econ
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -39,12 +40,13 @@ from typing import Any, Final, Literal
 from sqlalchemy import select
 
 from tokenmall.domain.economy import Command, Join, Purchase
+from tokenmall.domain.events import OrderSettled
 from tokenmall.errors import IdempotencyConflict, InvalidCommand
 from tokenmall.money import floor_fen
 from tokenmall.service import members
 from tokenmall.service.ledger import Ledger, Outcome
+from tokenmall.service.uow import Store, as_store
 from tokenmall.store import schema as s
-from tokenmall.store.db import read_only
 
 __all__ = [
     "EXTERNAL_ID_PATTERN",
@@ -169,12 +171,12 @@ def check_items(items: Sequence[ImportItem]) -> None:
             )
 
 
-def _registered_referrers(ledger: Ledger, tenant_id: int, codes: list[str]) -> dict[str, str]:
+def _registered_referrers(store: Store, tenant_id: int, codes: list[str]) -> dict[str, str]:
     """member -> registered referrer, for the members of the batch who have one."""
     p = s.member_profiles.c
     out: dict[str, str] = {}
     # a read: on SQLite it must not take a writer's turn (store.db.read_only)
-    with read_only(ledger.engine).connect() as conn:
+    with store.read() as conn:
         for i in range(0, len(codes), _CHUNK):
             part = codes[i : i + _CHUNK]
             rows = conn.execute(
@@ -206,19 +208,29 @@ def _result(index: int, item: ImportItem, outcome: Outcome) -> ImportResult:
     )
 
 
-def import_orders(ledger: Ledger, tenant_id: int, items: Sequence[ImportItem]) -> ImportReport:
+def import_orders(
+    ledger: Ledger | Store, tenant_id: int, items: Sequence[ImportItem]
+) -> ImportReport:
     """Validate ``items`` (all or nothing), then apply them in one ledger transaction."""
     check_items(items)
+    store = as_store(ledger)
     codes = list(dict.fromkeys(item.member for item in items))
     joins: list[tuple[str, Command]] = [
         (f"join:{code}:{ref}", Join(code, ref))
-        for code, ref in _registered_referrers(ledger, tenant_id, codes).items()
+        for code, ref in _registered_referrers(store, tenant_id, codes).items()
     ]
     batch: list[tuple[str, Command]] = [*joins]
     batch.extend((KEY_PREFIX + item.external_id, item.command()) for item in items)
     # A Join refused (the ledger holds another link) is not an item's outcome: the purchase
     # after it meets the same permanent-link rule and reports it.
-    outcomes = ledger.submit(tenant_id, batch)[len(joins) :]
+    with store.tenant_tx(tenant_id) as tx:
+        outcomes = tx.apply(batch)[len(joins) :]
+        now = time.time()
+        for item, o in zip(items, outcomes, strict=True):
+            if o.status == "applied":  # an imported order is paid and settled: say so
+                tx.emit(
+                    OrderSettled(ORDER_PREFIX + item.external_id, item.member, item.amount, now)
+                )
     results = [_result(i, item, o) for i, (item, o) in enumerate(zip(items, outcomes, strict=True))]
     counts: dict[Status, int] = {"applied": 0, "replayed": 0, "conflict": 0, "rejected": 0}
     for r in results:

@@ -13,14 +13,18 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from tokenmall.domain.events import MemberJoined
 from tokenmall.errors import InvalidCommand, NotFound
 from tokenmall.service.errors import AlreadyExists, Conflict
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.store import schema as s
+
+if TYPE_CHECKING:
+    from tokenmall.service.uow import TenantTx
 
 __all__ = [
     "EMPTY_FIGURES",
@@ -187,6 +191,18 @@ def create_member(
             created_at=profile.created_at,
         )
     )
+    return profile
+
+
+def register(
+    tx: TenantTx, code: str, *, display_name: str | None = None, invite_code: str | None = None
+) -> MemberProfile:
+    """:func:`create_member` in a unit of work, announcing :class:`MemberJoined` to the
+    handlers (what marketing models and webhooks react to) in the same transaction."""
+    profile = create_member(
+        tx.conn, tx.tenant_id, code, display_name=display_name, invite_code=invite_code
+    )
+    tx.emit(MemberJoined(profile.code, profile.referrer, profile.created_at))
     return profile
 
 

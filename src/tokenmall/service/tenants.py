@@ -26,6 +26,7 @@ from tokenmall.scenario import check_tenant_code
 from tokenmall.service.errors import AlreadyExists
 from tokenmall.service.ledger import Ledger
 from tokenmall.service.pages import Page, fetch_page
+from tokenmall.service.uow import TenantTx
 from tokenmall.store import schema as s
 from tokenmall.store.db import read_only
 
@@ -130,15 +131,6 @@ def list_tenants(conn: Connection, *, limit: int, cursor: str | None) -> Page[Te
     )
 
 
-def _lock_tenant(conn: Connection, tenant_id: int) -> None:
-    """The ledger's per-tenant lock: orders this change among the tenant's batches."""
-    q = select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == tenant_id)
-    if conn.dialect.name != "sqlite":  # SQLite: the transaction began IMMEDIATE (store.db)
-        q = q.with_for_update()
-    if conn.execute(q).first() is None:
-        raise NotFound(f"no tenant {tenant_id}")
-
-
 def _issued(conn: Connection, tenant_id: int) -> Decimal:
     a = s.accounts.c
     balance = conn.execute(
@@ -147,18 +139,18 @@ def _issued(conn: Connection, tenant_id: int) -> Decimal:
     return -from_atoms(int(balance or 0), EP_PLACES)
 
 
-def change_params(
-    conn: Connection, tenant_id: int, changes: dict[str, str], *, actor: str
-) -> ParamChange:
+def change_params(tx: TenantTx, changes: dict[str, str], *, actor: str) -> ParamChange:
     """Apply ``changes`` (parameter name -> decimal string) and write the audit row.
 
     The whole new parameter set is validated as one (pool_rate + dividend_rate <= 1 needs
     both); ``total_supply`` may not go below the EP already issued, which R2 could no longer
-    honour.  Run inside the caller's transaction: the change and its audit row commit together.
+    honour.  Run inside the caller's unit of work, under the tenant's lock (so the change is
+    ordered among the tenant's ledger batches): the change and its audit row commit together.
     """
     if not changes:
         raise InvalidParameter("no parameter to change")
-    _lock_tenant(conn, tenant_id)
+    tx.lock()
+    conn, tenant_id = tx.conn, tx.tenant_id
     t = s.tenants.c
     raw = conn.execute(select(t.params).where(t.id == tenant_id)).scalar_one()
     before = TenantParams.from_json(raw).to_mapping()

@@ -38,11 +38,7 @@ from tokenmall.errors import (
     IdempotencyConflict,
     InsufficientBalance,
     InvalidCommand,
-    InvalidParameter,
     NotFound,
-    SupplyExhausted,
-    TokenmallError,
-    UnknownMember,
 )
 from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, floor_fen, from_atoms, mul
 from tokenmall.payments.base import (
@@ -65,6 +61,7 @@ from tokenmall.service.ledger import Ledger, Outcome
 from tokenmall.service.members import get_profile
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.service.reads import member_no, tenant_params
+from tokenmall.service.uow import TenantTx, as_store
 from tokenmall.store import schema as s
 from tokenmall.store.db import read_only
 
@@ -115,45 +112,10 @@ def check_idempotency_key(key: str) -> str:
     return key
 
 
-def _lock_tenant(conn: Connection, tenant_id: int) -> None:
-    """The ledger's per-tenant lock, taken first so every wallet transaction locks in one order
-    (tenant, then withdrawal row) and reads the tenant's parameters as of its turn."""
-    q = select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == tenant_id)
-    if conn.dialect.name != "sqlite":  # SQLite: the transaction began IMMEDIATE (store.db)
-        q = q.with_for_update()
-    if conn.execute(q).first() is None:
-        raise NotFound(f"no tenant {tenant_id}")
-
-
-_ERRORS: dict[str, type[TokenmallError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidCommand,
-        UnknownMember,
-        InsufficientBalance,
-        SupplyExhausted,
-        InvalidParameter,
-        IdempotencyConflict,
-        NotFound,
-    )
-}
-
-
-def _check(outcome: Outcome) -> Outcome:
-    """The outcome of an applied or replayed command; a refused one raises its own error."""
-    if outcome.status == "rejected":
-        raise _ERRORS.get(outcome.error_code or "", InvalidCommand)(outcome.error or "refused")
-    return outcome
-
-
-def _submit_in(ledger: Ledger, conn: Connection, tenant_id: int, key: str, cmd: Command) -> Outcome:
-    """One ledger command inside the caller's transaction.
-
-    The public ``Ledger.submit`` opens its own transaction; a withdrawal must commit its ledger
-    hold and its request row together (or neither), so this uses the ledger's unit of work on
-    the caller's connection.  The ledger takes the tenant lock first thing, as always.
-    """
-    return _check(ledger._submit(conn, tenant_id, [(key, cmd)])[0])
+def _apply(tx: TenantTx, key: str, cmd: Command) -> Outcome:
+    """One ledger command in the wallet's unit of work (its refusal raises its own error):
+    a withdrawal commits its ledger hold and its request row together, or neither."""
+    return tx.apply_one(key, cmd)
 
 
 # ----------------------------------------------------------------------------- balance
@@ -215,7 +177,8 @@ def _member_action(
         if member_no(conn, tenant_id, member) is None:
             # a registered member who never moved value holds nothing: say so, not "unknown"
             raise InsufficientBalance(f"member {member!r} holds no points or SP yet")
-    outcome = _check(ledger.submit(tenant_id, [(f"wallet:{member}:{key}", cmd)])[0])
+    with as_store(ledger).tenant_tx(tenant_id) as tx:
+        outcome = tx.apply_one(f"wallet:{member}:{key}", cmd)
     result = outcome.result or {}
     return ActionResult(
         kind=kind,
@@ -405,9 +368,9 @@ def request_withdrawal(
     amount_fen = _fen(amount)
     ref = _ref(tenant_id, member, key)
     w = s.withdrawals.c
-    with ledger.engine.begin() as conn:
+    with as_store(ledger).tenant_tx(tenant_id) as tx:
+        conn = tx.conn
         get_profile(conn, tenant_id, member)
-        _lock_tenant(conn, tenant_id)
         prior = conn.execute(
             select(s.withdrawals).where(w.tenant_id == tenant_id, w.ref == ref)
         ).one_or_none()
@@ -431,7 +394,7 @@ def request_withdrawal(
             )
         if member_no(conn, tenant_id, member) is None:
             raise InsufficientBalance(f"member {member!r} holds no SP")
-        _submit_in(ledger, conn, tenant_id, f"withdraw:{ref}", Withdraw(ref, member, amount, fee))
+        _apply(tx, f"withdraw:{ref}", Withdraw(ref, member, amount, fee))
         now = time.time()
         conn.execute(
             insert(s.withdrawals).values(
@@ -456,7 +419,8 @@ def approve_withdrawal(
 ) -> Withdrawal:
     """requested -> approved.  Send the payout afterwards (:func:`send_payout`), not inside."""
     w = s.withdrawals.c
-    with ledger.engine.begin() as conn:
+    with as_store(ledger).tenant_tx(tenant_id, lock=False) as tx:
+        conn = tx.conn
         done = conn.execute(
             update(s.withdrawals)
             .where(w.tenant_id == tenant_id, w.ref == ref, w.status == "requested")
@@ -505,12 +469,12 @@ def _return_requested(
     """requested -> ``status`` (rejected or cancelled), returning the held SP in the same
     transaction; a concurrent approval or second answer finds the row no longer requested."""
     w = s.withdrawals.c
-    with ledger.engine.begin() as conn:
-        _lock_tenant(conn, tenant_id)
+    with as_store(ledger).tenant_tx(tenant_id) as tx:
+        conn = tx.conn
         row = _row(conn, tenant_id, ref)
         if row.status != "requested":
             raise Conflict(f"withdrawal {ref!r} is {row.status}, not requested")
-        _submit_in(ledger, conn, tenant_id, f"payout:{ref}", PayoutResult(ref, paid=False))
+        _apply(tx, f"payout:{ref}", PayoutResult(ref, paid=False))
         now = time.time()
         done = conn.execute(
             update(s.withdrawals)
@@ -522,22 +486,21 @@ def _return_requested(
         return _withdrawal(_row(conn, tenant_id, ref))
 
 
-def _apply_payout_in(
-    ledger: Ledger, conn: Connection, tenant_id: int, ref: str, *, paid: bool
-) -> tuple[str, Any]:
+def _apply_payout_in(tx: TenantTx, ref: str, *, paid: bool) -> tuple[str, Any]:
     """The payout outcome inside a transaction that holds the tenant's lock.
 
     Returns ("applied" | "already_applied", row); the opposite of an outcome already applied,
     or an outcome for a withdrawal no payout was sent for, raises :class:`Conflict`.
     """
     w = s.withdrawals.c
+    conn, tenant_id = tx.conn, tx.tenant_id
     status = "paid" if paid else "failed"
     row = _row(conn, tenant_id, ref)
     if row.status == status:
         return "already_applied", row
     if row.status != "approved":
         raise Conflict(f"withdrawal {ref!r} is {row.status}: a payout cannot make it {status}")
-    _submit_in(ledger, conn, tenant_id, f"payout:{ref}", PayoutResult(ref, paid=paid))
+    _apply(tx, f"payout:{ref}", PayoutResult(ref, paid=paid))
     conn.execute(
         update(s.withdrawals)
         .where(w.tenant_id == tenant_id, w.ref == ref, w.status == "approved")
@@ -552,9 +515,8 @@ def apply_payout_result(ledger: Ledger, tenant_id: int, ref: str, *, paid: bool)
     The same outcome again (a repeated notification) changes nothing; the opposite outcome
     after the first is refused with :class:`Conflict` and changes nothing either.
     """
-    with ledger.engine.begin() as conn:
-        _lock_tenant(conn, tenant_id)
-        return _withdrawal(_apply_payout_in(ledger, conn, tenant_id, ref, paid=paid)[1])
+    with as_store(ledger).tenant_tx(tenant_id) as tx:
+        return _withdrawal(_apply_payout_in(tx, ref, paid=paid)[1])
 
 
 def _check_notification(conn: Connection, tenant_id: int, n: Notification) -> Any:
@@ -569,17 +531,16 @@ def _check_notification(conn: Connection, tenant_id: int, n: Notification) -> An
 
 def apply_payout_notification(ledger: Ledger, tenant_id: int, n: Notification) -> Withdrawal:
     """A verified provider notification about a payout; checks it is the payout we sent."""
-    with ledger.engine.begin() as conn:
-        _lock_tenant(conn, tenant_id)
-        row = _check_notification(conn, tenant_id, n)
+    with as_store(ledger).tenant_tx(tenant_id) as tx:
+        row = _check_notification(tx.conn, tenant_id, n)
         paid = n.kind is NotificationKind.PAYOUT_SUCCEEDED
-        return _withdrawal(_apply_payout_in(ledger, conn, tenant_id, row.ref, paid=paid)[1])
+        return _withdrawal(_apply_payout_in(tx, row.ref, paid=paid)[1])
 
 
-PayoutHandler = Callable[[Connection, int, Notification], tuple[str, str | None]]
+PayoutHandler = Callable[[TenantTx, Notification], tuple[str, str | None]]
 
 
-def payout_handler(ledger: Ledger) -> PayoutHandler:
+def payout_handler() -> PayoutHandler:
     """A payout handler for a notification hub that records and deduplicates provider events.
 
     It runs inside the hub's transaction, after the tenant's lock, and answers an outcome to
@@ -587,9 +548,9 @@ def payout_handler(ledger: Ledger) -> PayoutHandler:
     contradicting result): the provider must stop sending those, and an operator reads them.
     """
 
-    def handle(conn: Connection, tenant_id: int, n: Notification) -> tuple[str, str | None]:
+    def handle(tx: TenantTx, n: Notification) -> tuple[str, str | None]:
         try:
-            row = _check_notification(conn, tenant_id, n)
+            row = _check_notification(tx.conn, tx.tenant_id, n)
         except NotFound as exc:
             return "unknown_payout", str(exc)
         except PaymentConflict as exc:
@@ -597,8 +558,8 @@ def payout_handler(ledger: Ledger) -> PayoutHandler:
         paid = n.kind is NotificationKind.PAYOUT_SUCCEEDED
         # a contradicting outcome must leave no trace but the hub's record: a savepoint
         try:
-            with conn.begin_nested():
-                outcome, _ = _apply_payout_in(ledger, conn, tenant_id, row.ref, paid=paid)
+            with tx.savepoint():
+                outcome, _ = _apply_payout_in(tx, row.ref, paid=paid)
         except Conflict as exc:
             return "conflict", str(exc)
         return outcome, None
@@ -689,7 +650,7 @@ class HubPayouts:
     def __init__(self, ledger: Ledger, service: Callable[[], Any]) -> None:
         self.ledger = ledger
         self._service = service
-        self._handler = payout_handler(ledger)
+        self._handler = payout_handler()
 
     def hub(self) -> Any:
         """The orders service, with the wallet's payout handler registered on it."""

@@ -51,7 +51,8 @@ def _own(caller: Caller, merchant_id: int) -> None:
 @router.post("/tenants/{tenant}/merchants", status_code=201)
 def create_merchant(caller: OperatorCaller, ctx: Context, body: MerchantCreate) -> MerchantOut:
     """Add a merchant to the mall; ``accepts_sp``: it takes stable points as payment."""
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         merchant = catalog.create_merchant(
             conn, caller.tenant_id, code=body.code, name=body.name, accepts_sp=body.accepts_sp
         )
@@ -78,7 +79,8 @@ def update_merchant(
     caller: OperatorCaller, ctx: Context, merchant_id: MerchantId, body: MerchantUpdate
 ) -> MerchantOut:
     """Rename a merchant, or change whether it accepts SP."""
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         merchant = catalog.update_merchant(
             conn, caller.tenant_id, merchant_id, name=body.name, accepts_sp=body.accepts_sp
         )
@@ -98,7 +100,8 @@ def create_product(caller: CatalogWriter, ctx: Context, body: ProductCreate) -> 
         merchant_id = caller.principal.merchant_id
     assert merchant_id is not None
     _own(caller, merchant_id)
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         product = catalog.create_product(
             conn,
             caller.tenant_id,
@@ -149,7 +152,8 @@ def update_product(
 ) -> ProductOut:
     """Change name, description, or the per-unit pool/fund amounts (null clears them)."""
     given = body.model_fields_set
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         _own(caller, catalog.product_merchant(conn, caller.tenant_id, product_id))
         product = catalog.update_product(
             conn,
@@ -168,7 +172,8 @@ def create_sku(
     caller: CatalogWriter, ctx: Context, product_id: ProductId, body: SkuCreate
 ) -> SkuOut:
     """Add a SKU (a variant with its own price and stock) to a product."""
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         _own(caller, catalog.product_merchant(conn, caller.tenant_id, product_id))
         sku = catalog.create_sku(
             conn,
@@ -211,7 +216,8 @@ def update_sku(caller: CatalogWriter, ctx: Context, sku_id: SkuId, body: SkuUpda
     """Set the price or the stock count, or add/remove stock with ``stock_delta``."""
     if body.stock is not None and body.stock_delta is not None:
         raise ApiError(422, "validation_error", "give stock or stock_delta, not both")
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         _own(caller, catalog.sku_merchant(conn, caller.tenant_id, sku_id))
         sku = catalog.update_sku(
             conn, caller.tenant_id, sku_id, name=body.name, price=body.price, stock=body.stock

@@ -23,7 +23,8 @@ KeyId = Annotated[str, Path(max_length=32, description="The id part of the key."
 @router.post("/tenants/{tenant}/api-keys", status_code=201)
 def create_api_key(caller: OperatorCaller, ctx: Context, body: ApiKeyCreate) -> ApiKeyCreated:
     """A new key. Its full text is in this answer only: store it now."""
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         record, key = credentials.create_api_key(
             conn,
             caller.tenant_id,
@@ -48,7 +49,8 @@ def list_api_keys(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[Ap
 @router.delete("/tenants/{tenant}/api-keys/{key_id}")
 def revoke_api_key(caller: OperatorCaller, ctx: Context, key_id: KeyId) -> ApiKeyOut:
     """Revoke a key: it is refused from the next request on. Revoking twice is harmless."""
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         record = credentials.revoke_api_key(conn, caller.tenant_id, key_id)
     ctx.forget_key(record.key_id)
     return ApiKeyOut.of(record)

@@ -61,13 +61,9 @@ def _self_or_operator(caller: Caller, member: str) -> None:
 @router.post("/tenants/{tenant}/members", status_code=201)
 def create_member(caller: OperatorCaller, ctx: Context, body: MemberCreate) -> MemberOut:
     """Register a member (optionally referred by the owner of an invite code)."""
-    with ctx.engine.begin() as conn:
-        profile = members.create_member(
-            conn,
-            caller.tenant_id,
-            body.code,
-            display_name=body.display_name,
-            invite_code=body.invite_code,
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        profile = members.register(
+            tx, body.code, display_name=body.display_name, invite_code=body.invite_code
         )
     return _with_figures(ctx, caller.tenant_id, [profile])[0]
 
@@ -97,7 +93,8 @@ def update_member(
 ) -> MemberOut:
     """Change the display name; bind a referrer by invite code (once, if there is none)."""
     _self_or_operator(caller, member)
-    with ctx.engine.begin() as conn:
+    with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
+        conn = tx.conn
         profile = members.get_profile(conn, caller.tenant_id, member)
         if "display_name" in body.model_fields_set:
             profile = members.update_display_name(conn, caller.tenant_id, member, body.display_name)

@@ -16,7 +16,6 @@ a delivery that fails it is answered 400 and changes nothing.
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -41,7 +40,6 @@ from tokenmall.service.orders import (
     OrderRefund,
     OrderService,
     Payment,
-    PaymentHub,
     ProviderEvent,
     SandboxCompletion,
     WeChatConfig,
@@ -72,22 +70,12 @@ PaymentStatus = Literal["requires_payment", "paid", "failed", "voided"]
 ProviderRefundStatus = Literal["none", "pending", "submitted", "succeeded", "failed", "manual"]
 ProviderName = Literal["sandbox", "wechat", "wallet"]
 
-_init = threading.Lock()
-
 
 async def _orders(request: Request, ctx: Context) -> OrderService:
-    """The app's order service (one per app: it holds the sandbox gateways).  ``async``: no
-    I/O, so no thread-pool hand-over per request (see tokenmall.api.deps)."""
-    state = request.app.state
-    service: OrderService | None = getattr(state, "orders", None)
-    if service is None:
-        with _init:
-            service = getattr(state, "orders", None)
-            if service is None:
-                service = OrderService(
-                    ctx.engine, PaymentHub(ctx.secret), sandbox=not ctx.settings.production
-                )
-                state.orders = service
+    """The app's order service, built by the composition root (one per app: it holds the
+    sandbox gateways).  ``async``: no I/O, so no thread-pool hand-over per request (see
+    tokenmall.api.deps)."""
+    service: OrderService = request.app.state.orders
     return service
 
 

@@ -49,10 +49,8 @@ def read_tenant(caller: AnyCaller, ctx: Context) -> TenantOut:
 @router.post("/tenants/{tenant}/param-changes", status_code=201)
 def change_params(caller: OperatorCaller, ctx: Context, body: ParamChangeCreate) -> ParamChangeOut:
     """Change parameters: effective from the tenant's next event, recorded with who and when."""
-    with ctx.engine.begin() as conn:
-        change = tenants.change_params(
-            conn, caller.tenant_id, body.params, actor=caller.principal.actor
-        )
+    with ctx.store.tenant_tx(caller.tenant_id) as tx:
+        change = tenants.change_params(tx, body.params, actor=caller.principal.actor)
     return ParamChangeOut.of(change)
 
 

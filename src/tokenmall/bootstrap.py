@@ -1,0 +1,79 @@
+"""The composition root: the one place that builds tokenmall's services and wires them.
+
+The API (:func:`tokenmall.api.create_app`), the worker and the CLI all call :func:`build`, so
+they run the same order flow, the same payout providers and the same event handlers.  Nothing
+is discovered at run time (no ``importlib``, no signals): to see what reacts to an event, read
+:func:`event_handlers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from tokenmall.service.messagebus import EventBus, Handler
+from tokenmall.service.orders import OrderService, PaymentHub
+from tokenmall.service.uow import Store
+from tokenmall.service.wallet import HubPayouts, PayoutProviders
+from tokenmall.settings import Settings
+from tokenmall.worker import DEFAULT_INTERVAL, Scheduler, orders_jobs
+
+__all__ = ["Services", "build", "event_handlers", "scheduler"]
+
+
+def event_handlers() -> dict[type, list[Handler]]:
+    """Event type -> its handlers, in the order they run (see docs/DESIGN.md, "Events").
+
+    Empty today: the engine's own reactions (EP issuance, quota, dividends; model #0) are
+    ledger commands the order flow applies itself, before it emits.  Marketing models,
+    group buys and webhooks register here, each after the ones before it in this table.
+    """
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a process of tokenmall runs, built once."""
+
+    settings: Settings
+    engine: Engine
+    store: Store
+    orders: OrderService
+    payouts: PayoutProviders
+
+
+def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) -> Services:
+    """The services of one process on ``engine`` (whose schema must be migrated).
+
+    ``bus``: the handler table to use instead of :func:`event_handlers` (tests register
+    their own handlers on it).  The sandbox payment provider is on unless the settings say
+    production: it lets whoever starts a payment also "pay" it.
+    """
+    store = Store(engine, bus=bus if bus is not None else EventBus(event_handlers()))
+    orders = OrderService(
+        engine,
+        PaymentHub(settings.secret_key.get_secret_value()),
+        sandbox=not settings.production,
+        store=store,
+    )
+    # payouts through the orders service's payment hub: one sandbox gateway per tenant serves
+    # payments and payouts, and every provider notification is recorded alike
+    payouts = HubPayouts(store.ledger, lambda: orders)
+    return Services(settings, engine, store, orders, payouts)
+
+
+def scheduler(services: Services, *, interval: float | None = None) -> Scheduler:
+    """The scheduler of a process (``serve`` runs it in a thread, ``worker`` as the
+    process): day closes, reconciliation, the order jobs, payout and refund resends, all
+    in the services' store."""
+    orders = services.orders
+    return Scheduler(
+        services.engine,
+        store=services.store,
+        providers=services.payouts,
+        interval=DEFAULT_INTERVAL if interval is None else interval,
+        jobs=orders_jobs(services.store),
+        refunds=lambda now: orders.retry_refunds(now=now),
+        payments=lambda now: orders.reconcile_payments(now=now),
+    )
