@@ -75,7 +75,7 @@ MoneyOut = Annotated[
     PlainSerializer(_show, return_type=str),
     WithJsonSchema({"type": "string", "examples": ["99.00"]}),
 ]
-# codes appear in URLs: the same rules as the services check (scenario.check_tenant_code,
+# codes appear in URLs: the same rules as the services check (tenants.check_tenant_code,
 # members.check_member_code), here so the OpenAPI schema states them
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 MemberCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")]
