@@ -33,7 +33,7 @@ class EconomyOut(BaseModel):
     seq: int = Field(description="The last ledger transaction.")
 
     @classmethod
-    def of(cls, e: reads.Economy) -> EconomyOut:
+    def of(cls, e: reads.EconomyView) -> EconomyOut:
         return cls(
             price=e.price,
             pool=money(e.pool),
