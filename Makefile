@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/settlement.py
@@ -36,4 +37,4 @@ fuzz: $(STAMP)
 	TOKENMALL_FUZZ_EXAMPLES=$${TOKENMALL_FUZZ_EXAMPLES:-200} $(VENV)/bin/pytest -q -p no:cacheprovider tests/api/test_schemathesis.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tokenmall-demo.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis tokenmall-demo.db*

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, on SQLite and on PostgreSQL, plus ruff and mypy --strict.
+# The whole test suite, on SQLite and on PostgreSQL, plus ruff, mypy --strict and the import
+# contracts (lint-imports, [tool.importlinter] in pyproject.toml).
 # Starts the local PostgreSQL server if it is down (as CI needs) and creates the test database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ export TOKENMALL_TEST_PG_URL="postgresql://postgres@$PG_HOST:5432/$PG_DB"
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports
 # Two workers (this machine has two cores); each has its own PostgreSQL database (tests/conftest.py)
 # and SQLite files.  TOKENMALL_TEST_WORKERS=0 runs in one process.
 .venv/bin/pytest -q -p no:cacheprovider -n "${TOKENMALL_TEST_WORKERS:-2}" "$@"

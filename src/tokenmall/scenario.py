@@ -23,7 +23,6 @@ Numbers are never floats: JSON numbers and YAML floats are read as exact Decimal
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from tokenmall.domain.params import TenantParams
 from tokenmall.errors import InvalidCommand
 from tokenmall.service.codec import command_from_payload
 from tokenmall.service.ledger import Ledger
+from tokenmall.service.tenants import check_tenant_code
 from tokenmall.store import schema
 from tokenmall.store.db import create_db_engine, migrate
 
@@ -72,7 +72,6 @@ MEMBER_KEYS = ("points", "stable", "quota_remaining", "spent", "dividends", "exi
 MAX_AMOUNT = Decimal(10) ** 12
 _TOP_LEVEL = frozenset({"config", "events", "description"})
 _MAX_KEY = 160  # ledger_tx.key
-_TENANT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 class ScenarioError(InvalidCommand):
@@ -287,16 +286,6 @@ def parse_scenario(data: Any) -> Scenario:
         tail = f" (and {more} more invalid event{'s' if more > 1 else ''})" if more else ""
         raise ScenarioError(errors[0] + tail)
     return Scenario(params=params, events=tuple(events), members=tuple(members))
-
-
-def check_tenant_code(code: str) -> str:
-    """Tenant codes appear in URLs and logs: letters, digits and ``_.:-``, at most 64."""
-    if not _TENANT_CODE.fullmatch(code):
-        raise InvalidCommand(
-            f"tenant code {code!r} must be 1-64 letters, digits or _.:- (starting with a letter "
-            "or digit)"
-        )
-    return code
 
 
 # ----------------------------------------------------------------------------- running

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tokenmall.domain.economy import Purchase
-from tokenmall.payments import PaymentError, PayoutResult, PayoutStatus
+from tokenmall.payments import PaymentError, PayoutAnswer, PayoutStatus
 from tokenmall.service import wallet
 from tokenmall.service.ledger import Ledger
 from tokenmall.store import schema as s
@@ -380,11 +380,11 @@ class _Synchronous:
 
     def payout(
         self, tenant_id: int, tenant: str, payout_id: str, account: str, amount: Decimal
-    ) -> PayoutResult:
+    ) -> PayoutAnswer:
         self.calls += 1
         if self.status is None:
             raise PaymentError("provider unreachable")
-        return PayoutResult("sync", payout_id, account, amount, self.status, f"p-{payout_id}")
+        return PayoutAnswer("sync", payout_id, account, amount, self.status, f"p-{payout_id}")
 
 
 @pytest.mark.parametrize(

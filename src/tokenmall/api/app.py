@@ -9,10 +9,8 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
 
 from fastapi import FastAPI
-from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from tokenmall import bootstrap
@@ -29,6 +27,7 @@ from tokenmall.api.routes import (
     tenants,
     wallet,
 )
+from tokenmall.api.schemas.platform import Health
 from tokenmall.settings import Settings
 from tokenmall.store.db import create_db_engine
 
@@ -49,11 +48,6 @@ admin token. Tenant routes are `/v1/tenants/{tenant}/...`; a credential of anoth
 `?limit=&cursor=` and answer `{"items": [...], "next_cursor": ...}`; every error is
 `{"error": {"code": ..., "message": ...}}`.
 """
-
-
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-    version: str
 
 
 def create_app(

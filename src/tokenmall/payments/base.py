@@ -36,8 +36,8 @@ __all__ = [
     "NotificationVerifier",
     "PaymentIntent",
     "PaymentProvider",
+    "PayoutAnswer",
     "PayoutRequest",
-    "PayoutResult",
     "PayoutStatus",
     "RefundResult",
     "RefundStatus",
@@ -258,8 +258,11 @@ class PayoutRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class PayoutResult:
+class PayoutAnswer:
     """What a provider answered to a payout request; the notification confirms it later.
+
+    Not :class:`tokenmall.domain.economy.PayoutResult`, the ledger command that records the
+    outcome once it is known.
 
     ``confirm_package`` is set when the payee must still accept the money themselves: WeChat
     Pay's current transfer flow (商家转账, user-confirmation mode) answers ``WAIT_USER_CONFIRM``
@@ -274,6 +277,7 @@ class PayoutResult:
     status: PayoutStatus
     provider_payout_id: str
     confirm_package: str | None = None
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +368,6 @@ class PaymentProvider(NotificationVerifier, Protocol):
         """Return part or all of a succeeded payment."""
         ...
 
-    def payout(self, payout_id: str, account: str, amount: Decimal) -> PayoutResult:
+    def payout(self, payout_id: str, account: str, amount: Decimal) -> PayoutAnswer:
         """Send money from the tenant's account to ``account``."""
         ...

@@ -44,8 +44,8 @@ from tokenmall.payments.base import (
     NotificationKind,
     PaymentIntent,
     PaymentProvider,
+    PayoutAnswer,
     PayoutRequest,
-    PayoutResult,
     PayoutStatus,
     RefundResult,
     RefundStatus,
@@ -221,7 +221,7 @@ class SandboxGateway:
         self._intents: dict[str, _IntentRecord] = {}
         self._intent_by_order: dict[str, str] = {}
         self._refunds: dict[str, RefundResult] = {}
-        self._payouts: dict[str, tuple[PayoutRequest, PayoutResult]] = {}
+        self._payouts: dict[str, tuple[PayoutRequest, PayoutAnswer]] = {}
         self._blocked_accounts: set[str] = set()
         # Bounded, so a long-running server's sandbox does not grow without end: pending
         # messages and payouts' events are always kept; acknowledged payment events beyond the
@@ -359,7 +359,7 @@ class SandboxGateway:
         """Make payouts to ``account`` fail (a closed or unverified wallet)."""
         self._blocked_accounts.add(account)
 
-    def payout(self, request: PayoutRequest) -> PayoutResult:
+    def payout(self, request: PayoutRequest) -> PayoutAnswer:
         """Accept a payout; idempotent per ``payout_id``.  The outcome arrives by notification."""
         previous = self._payouts.get(request.payout_id)
         if previous is not None:
@@ -368,7 +368,7 @@ class SandboxGateway:
                     f"payout {request.payout_id} was {previous[0]}, not {request}"
                 )
             return previous[1]
-        result = PayoutResult(
+        result = PayoutAnswer(
             provider=PROVIDER,
             payout_id=request.payout_id,
             account=request.account,
@@ -556,7 +556,7 @@ class SandboxProvider(PaymentProvider):
             raise InvalidPaymentRequest(f"intent {intent.intent_id} belongs to {intent.provider}")
         return self._gateway.refund(intent.intent_id, refund_id, amount)
 
-    def payout(self, payout_id: str, account: str, amount: Decimal) -> PayoutResult:
+    def payout(self, payout_id: str, account: str, amount: Decimal) -> PayoutAnswer:
         return self._gateway.payout(PayoutRequest(payout_id, account, amount))
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:

@@ -53,8 +53,8 @@ from tokenmall.payments.base import (
     CURRENCY,
     Clock,
     Notification,
+    PayoutAnswer,
     PayoutRequest,
-    PayoutResult,
     PayoutStatus,
     RefundResult,
     RefundStatus,
@@ -590,7 +590,7 @@ class WeChatPayApi:
 
     def transfer(
         self, request: PayoutRequest, *, user_name: EncryptedField | None = None
-    ) -> PayoutResult:
+    ) -> PayoutAnswer:
         """Send ``request.amount`` to the openid ``request.account`` (POST .../transfer-bills).
 
         ``payout_id`` becomes out_bill_no (digits and letters only, at most 32), so a retried
@@ -637,7 +637,7 @@ class WeChatPayApi:
         package = data.get("package_info")
         if package is not None and not isinstance(package, str):
             raise ProviderUnavailable("WeChat Pay transfer package_info is not a string")
-        return PayoutResult(
+        return PayoutAnswer(
             provider=PROVIDER,
             payout_id=out_bill_no,
             account=request.account,

@@ -40,7 +40,7 @@ from tokenmall.store import schema as s
 __all__ = [
     "REWARD_CATEGORIES",
     "BoardEntry",
-    "Economy",
+    "EconomyView",
     "HistoryEntry",
     "Holdings",
     "Level",
@@ -117,7 +117,10 @@ def price_ratio(
 
 
 @dataclass(frozen=True, slots=True)
-class Economy:
+class EconomyView:
+    """The tenant's economy as read from the stored balances (not
+    :class:`tokenmall.domain.economy.Economy`, the engine that moves them)."""
+
     price: str  # 4 decimals, display only
     pool: Decimal
     circulating: Decimal
@@ -130,7 +133,7 @@ class Economy:
     seq: int
 
 
-def economy(conn: Connection, tenant_id: int) -> Economy:
+def economy(conn: Connection, tenant_id: int) -> EconomyView:
     """The tenant's economy now: what the price history's last point says, plus supply."""
     params = tenant_params(conn, tenant_id)
     num, den, bal = price_ratio(conn, tenant_id, params)
@@ -142,7 +145,7 @@ def economy(conn: Connection, tenant_id: int) -> Economy:
     ).one_or_none()
     if state is None:
         raise NotFound(f"no tenant {tenant_id}")
-    return Economy(
+    return EconomyView(
         price=show_price(num, den, params.initial_price),
         pool=bal.get(("pool", "CNY"), ZERO),
         circulating=issued - burned,

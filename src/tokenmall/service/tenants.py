@@ -10,6 +10,7 @@ written in the same transaction says who changed what, when.
 from __future__ import annotations
 
 import json
+import re
 import time
 import zoneinfo
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import InvalidCommand, InvalidParameter, NotFound
 from tokenmall.money import EP_PLACES, from_atoms
-from tokenmall.scenario import check_tenant_code
 from tokenmall.service.errors import AlreadyExists
 from tokenmall.service.ledger import Ledger
 from tokenmall.service.pages import Page, fetch_page
@@ -34,12 +34,16 @@ __all__ = [
     "ParamChange",
     "TenantRecord",
     "change_params",
+    "check_tenant_code",
     "create_tenant",
     "get_tenant",
     "list_param_changes",
     "list_tenants",
     "tenant_id_for",
 ]
+
+
+_TENANT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,16 @@ def _tenant(row: Any) -> TenantRecord:
 def _no_tenant(code: str) -> NotFound:
     # the one message for "does not exist" and "belongs to another tenant" (the API relies on it)
     return NotFound(f"no tenant {code!r}")
+
+
+def check_tenant_code(code: str) -> str:
+    """Tenant codes appear in URLs and logs: letters, digits and ``_.:-``, at most 64."""
+    if not _TENANT_CODE.fullmatch(code):
+        raise InvalidCommand(
+            f"tenant code {code!r} must be 1-64 letters, digits or _.:- (starting with a letter "
+            "or digit)"
+        )
+    return code
 
 
 def check_timezone(name: str) -> str:

@@ -44,10 +44,10 @@ from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, floor_fen, from_atoms, 
 from tokenmall.payments.base import (
     Notification,
     NotificationKind,
+    PayoutAnswer,
     PayoutRequest,
     PayoutStatus,
 )
-from tokenmall.payments.base import PayoutResult as ProviderPayout
 from tokenmall.payments.errors import (
     InvalidPaymentRequest,
     PaymentConflict,
@@ -575,7 +575,7 @@ class PayoutProviders(Protocol):
 
     def payout(
         self, tenant_id: int, tenant: str, payout_id: str, account: str, amount: Decimal
-    ) -> ProviderPayout:
+    ) -> PayoutAnswer:
         """Send a payout (idempotent on ``payout_id``).  An in-process provider (the sandbox)
         also delivers the notifications it produced before returning; a real provider calls
         the service's notification endpoint later."""
@@ -623,7 +623,7 @@ class SandboxPayouts:
 
     def payout(
         self, tenant_id: int, tenant: str, payout_id: str, account: str, amount: Decimal
-    ) -> ProviderPayout:
+    ) -> PayoutAnswer:
         with self._lock:
             gw = self.gateway(tenant)
             provider = SandboxProvider(gw)
@@ -661,7 +661,7 @@ class HubPayouts:
 
     def payout(
         self, tenant_id: int, tenant: str, payout_id: str, account: str, amount: Decimal
-    ) -> ProviderPayout:
+    ) -> PayoutAnswer:
         service = self.hub()
         with read_only(self.ledger.engine).connect() as conn:
             wechat = service.hub.wechat_api(conn, tenant_id)
@@ -676,13 +676,13 @@ class HubPayouts:
                 else EncryptedField(row.payee_name_serial, row.payee_name_cipher)
             )
             request = PayoutRequest(wechat_bill_no(payout_id), account, amount, "积分提现")
-            transfer: ProviderPayout = wechat.transfer(request, user_name=name)
+            transfer: PayoutAnswer = wechat.transfer(request, user_name=name)
             return transfer
         box = service.hub.sandbox(tenant)
         with box.lock:
             gw: SandboxGateway = box.gateway
             before = set(gw.pending_event_ids)
-            result: ProviderPayout = box.provider.payout(payout_id, account, amount)
+            result: PayoutAnswer = box.provider.payout(payout_id, account, amount)
             new = [e for e in gw.pending_event_ids if e not in before]
             if not new:  # sent before (a resend): its notifications again, duplicates are harmless
                 new = list(gw.payout_event_ids(payout_id))
