@@ -130,7 +130,8 @@ class TenantCreate(_In):
     timezone: str = Field(default="Asia/Shanghai", max_length=64, description="IANA name")
     params: dict[str, Annotated[str, StringConstraints(max_length=40)]] = Field(
         default_factory=dict,
-        description="Tenant parameters (SPEC.md section 1) as decimal strings; others default.",
+        description="Tenant parameters (docs/RULES.md section 1) as decimal strings; others "
+        "default.",
         examples=[{"referral_ratio": "0.05"}],
     )
 
@@ -233,7 +234,7 @@ class MemberUpdate(_In):
 
 
 class MemberFigures(BaseModel):
-    """The member's ledger figures (SPEC.md section 7); all zero before any movement."""
+    """The member's ledger figures (docs/RULES.md section 7); all zero before any movement."""
 
     points: str
     stable: str
