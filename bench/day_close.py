@@ -1,4 +1,4 @@
-"""Day close (SPEC.md R9) over a million holders: water-filled dividends, then exits (R7).
+"""Day close (docs/RULES.md R9) over a million holders: water-filled dividends, then exits (R7).
 
 Run:  .venv/bin/python bench/day_close.py [--holders 1000000] [--capped 0.10] [--db URL]
                                           [--tracemalloc] [--profile FILE]

@@ -71,7 +71,9 @@ app = typer.Typer(
     # locals can hold database URLs with passwords; a bug's traceback must not print them
     pretty_exceptions_show_locals=False,
 )
-scenario_app = typer.Typer(help="Run scenario files (SPEC.md section 7).", no_args_is_help=True)
+scenario_app = typer.Typer(
+    help="Run scenario files (docs/RULES.md section 7).", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants (one mall each) and their parameters.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
@@ -221,7 +223,7 @@ def _members_table(run: ScenarioRun) -> Table:
 def scenario_run(
     file: Annotated[Path, typer.Argument(help="Scenario file, JSON or YAML.", show_default=False)],
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print only the JSON result (SPEC.md section 7).")
+        bool, typer.Option("--json", help="Print only the JSON result (docs/RULES.md section 7).")
     ] = False,
     db: Annotated[
         str | None,
@@ -278,7 +280,7 @@ def scenario_run(
 
 
 def _demo_scenario() -> Scenario:
-    """SPEC.md section 2: A, B, C, D buy for 100 CNY each, then 96 more buyers, no referrers."""
+    """docs/RULES.md section 2: A, B, C, D buy 100 CNY each, then 96 more buyers, no referrers."""
     buyers = ["A", "B", "C", "D"] + [f"M{i:03d}" for i in range(5, DEMO_PURCHASES + 1)]
     events: list[dict[str, Any]] = [
         {"type": "purchase", "member": b, "amount": "100"} for b in buyers
@@ -329,7 +331,7 @@ def demo(
         f"(initial price {dec(params.initial_price)} CNY).",
         soft_wrap=True,
     )
-    table = Table(title="SPEC.md section 2")
+    table = Table(title="docs/RULES.md section 2")
     for title in ("purchase", "EP to buyer", "pool", "circulating", "price after"):
         table.add_column(title, justify="left" if title == "purchase" else "right")
     for event, step in list(zip(scenario.events, run.steps, strict=True))[:4]:
@@ -399,7 +401,7 @@ def tenant_create(
             "--param",
             "-p",
             metavar="NAME=VALUE",
-            help="A tenant parameter (SPEC.md section 1), repeatable; others take defaults.",
+            help="A tenant parameter (docs/RULES.md section 1), repeatable; others take defaults.",
             show_default=False,
         ),
     ] = None,

@@ -3,8 +3,8 @@
 Every amount is a :class:`decimal.Decimal`.  Arithmetic that can produce more digits than the
 stored scale goes through the helpers here, which compute with 80 significant digits (so
 products of stored amounts are exact) and then cut *down* to the scale.  Cutting down is the
-rule of SPEC.md section 1: whatever is cut off stays with the pool or the fund, so the platform
-never pays out more than it holds.
+rule of docs/RULES.md section 1: whatever is cut off stays with the pool or the fund, so the
+platform never pays out more than it holds.
 
 Stored scales (also the integer "atoms" used by the database adapter):
 

@@ -1,4 +1,4 @@
-"""Scenario files (SPEC.md section 7): a list of events run through the real ledger.
+"""Scenario files (docs/RULES.md section 7): a list of events run through the real ledger.
 
 A scenario is how operators and tests ask "what would the engine do with these events?", so
 it goes through exactly the code that serves live traffic: the wire form is parsed by
@@ -109,7 +109,7 @@ class ScenarioRun:
     replayed: int = 0
 
     def output(self) -> dict[str, Any]:
-        """The JSON contract of SPEC.md section 7 (and nothing else, so it stays stable)."""
+        """The JSON contract of docs/RULES.md section 7 (and nothing else, so it stays stable)."""
         return {
             "steps": [{k: step[k] for k in STEP_KEYS} for step in self.steps],
             "members": {code: {k: m[k] for k in MEMBER_KEYS} for code, m in self.members.items()},
@@ -295,7 +295,7 @@ def parse_scenario(data: Any) -> Scenario:
 def open_store(db_url: str | None) -> Iterator[Engine]:
     """An engine on ``db_url`` at the newest schema, or on a temporary SQLite file.
 
-    The temporary file is the "throw-away store" of SPEC.md section 7: the same SQL code path
+    The temporary file is the "throw-away store" of docs/RULES.md section 7: the same SQL code path
     as production, deleted when the block ends.  A URL given explicitly is migrated (as
     ``tokenmall db upgrade`` would) and kept.
     """

@@ -19,7 +19,7 @@ from tokenmall.store.db import create_db_engine
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
-# SPEC.md section 2: (buyer, EP to buyer, pool, circulating, price after)
+# docs/RULES.md section 2: (buyer, EP to buyer, pool, circulating, price after)
 SEED_TABLE = [
     ("A", "21", "30", "21", "1.4286"),
     ("B", "14.7", "60", "35.7", "1.6807"),
@@ -60,7 +60,7 @@ def purchase(member: str, amount: str = "100", **extra: str) -> dict[str, str]:
 # ----------------------------------------------------------------------------- the seed example
 
 
-def test_seed_example_json_matches_spec_section_2() -> None:
+def test_seed_example_json_matches_rules_section_2() -> None:
     result = invoke("scenario", "run", str(EXAMPLES / "seed.json"), "--json")
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
@@ -80,6 +80,28 @@ def test_seed_example_json_matches_spec_section_2() -> None:
         "dividends": "0",
         "exited": False,
     }
+
+
+def test_exit_example_pays_the_whole_quota_then_the_points() -> None:
+    """docs/RULES.md R7's worked example: the quota caps dividends, not what a member takes."""
+    result = invoke("scenario", "run", str(EXAMPLES / "exit_after_quota.json"), "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    before_close, close = out["steps"][-2], out["steps"][-1]
+    assert (before_close["pool"], before_close["circulating"]) == ("81.78", "21")
+    assert before_close["dividend_fund"] == "210"
+    assert (close["pool"], close["circulating"], close["dividend_fund"]) == ("8.18", "0", "10")
+    assert close["price"] == "3.8943"  # the last price points had
+    assert out["members"]["A"] == {
+        "points": "0",
+        "stable": "273.6",
+        "quota_remaining": "0",
+        "spent": "100",
+        "dividends": "200",
+        "exited": True,
+    }
+    payouts = [out["members"][f"B{i}"]["stable"] for i in range(1, 7)]
+    assert payouts == ["22.23", "21.79", "21.43", "21.15", "20.91", "20.71"]
 
 
 def test_console_script_and_module_print_the_same_json() -> None:
@@ -131,6 +153,7 @@ def test_demo_prints_the_seed_table_and_the_hundredth_price(
         for buyer, ep, pool, circulating, price in SEED_TABLE:
             row = next(line for line in lines if line.strip("│ ").startswith(buyer + " "))
             assert row.replace("│", " ").split() == [buyer, ep, pool, circulating, price]
+        assert "docs/RULES.md section 2" in result.stdout
         assert "price 5.1731" in result.stdout
         assert "price = pool / circulating" in result.stdout
         assert "replayed" not in result.stdout

@@ -1,4 +1,4 @@
-"""Random command sequences over an in-memory Economy; SPEC.md R8's consequences after each.
+"""Random command sequences over an in-memory Economy; docs/RULES.md R8's consequences after each.
 
 A failing run shrinks to a minimal sequence of commands.
 """

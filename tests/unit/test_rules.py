@@ -1,4 +1,4 @@
-"""Focused tests of SPEC.md R1-R9 and R11 on the pure Economy (no store).
+"""Focused tests of rules R1-R9 and R11 (docs/RULES.md) on the pure Economy (no store).
 
 Expected figures are recomputed here with exact Fractions from the rule's text, never copied
 from the engine's output.

@@ -1,4 +1,4 @@
-"""The seed's worked example (SPEC.md section 2), reproduced to the digit."""
+"""The seed's worked example (docs/RULES.md section 2), reproduced to the digit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from tokenmall.domain.economy import Economy, Purchase
 from tokenmall.domain.params import TenantParams
 from tokenmall.money import show_price
 
-# (buyer, EP to buyer, pool, circulating, price after) -- SPEC.md section 2's table.
+# (buyer, EP to buyer, pool, circulating, price after) -- docs/RULES.md section 2's table.
 SEED_TABLE = [
     ("A", "21", "30", "21", "1.4286"),
     ("B", "14.7", "60", "35.7", "1.6807"),

@@ -89,7 +89,7 @@ def world(e: Economy) -> Decimal:
 def naive_water_fill(
     fund: int, holders: list[tuple[Any, int, int]], pay_unit: int
 ) -> dict[Any, int]:
-    """SPEC.md R9 literally: cap everyone whose pro-rata share reaches their quota, drop them
+    """docs/RULES.md R9 literally: cap everyone whose pro-rata share reaches their quota, drop them
     out, re-split what is left among the others, repeat; then floor each share to ``pay_unit``.
     """
     active = [(k, Fraction(w), Fraction(q)) for k, w, q in holders if w > 0 and q > 0]

@@ -1,1 +1,1 @@
-"""Pure domain: the economic rules of SPEC.md over Decimals, with no I/O."""
+"""Pure domain: the economic rules of docs/RULES.md over Decimals, with no I/O."""

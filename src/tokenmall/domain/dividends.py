@@ -1,4 +1,4 @@
-"""Water-filled daily dividends (SPEC.md R9) in exact integer arithmetic.
+"""Water-filled daily dividends (rule R9, docs/RULES.md) in exact integer arithmetic.
 
 Why integers: a day close may cover a million holders; Python ints are exact, compact and an
 order of magnitude faster than Decimal here, and the database adapter already stores atoms.
@@ -8,7 +8,7 @@ The water level ``t`` (CNY per unit of weight) is the one at which every member 
 (their "cap level") finds it in one pass: walking up from the lowest cap level, a member is
 capped exactly when its pro-rata share of what is left reaches its quota; the first member who
 is not capped ends the walk, because everyone after it has a higher cap level.  That is the
-same outcome as SPEC.md's "cap, drop out, re-split" loop, in O(n log n) instead of O(n^2).
+same outcome as docs/RULES.md's "cap, drop out, re-split" loop, in O(n log n) instead of O(n^2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The appreciating-point economy of one tenant (SPEC.md R1-R9, R11), as pure domain code.
+"""The appreciating-point economy of one tenant (docs/RULES.md R1-R9, R11), as pure domain code.
 
 An :class:`Economy` holds the tenant's system account balances and the members it has been
 given, applies one command at a time, and records every movement of value as a balanced
@@ -441,7 +441,7 @@ class Economy:
         return self.params.initial_price, Decimal(1)
 
     def snapshot(self) -> dict[str, Decimal]:
-        """The figures SPEC.md section 7 prints after each step (price kept as a ratio)."""
+        """The figures docs/RULES.md section 7 prints after each step (price kept as a ratio)."""
         num, den = self.price_ratio()
         return {
             "price_num": num,

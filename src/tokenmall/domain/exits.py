@@ -1,4 +1,4 @@
-"""Forced exits (SPEC.md R7) over integer atoms: the bulk form of ``Economy.run_exits``.
+"""Forced exits (rule R7, docs/RULES.md) over integer atoms: the bulk form of ``Economy.run_exits``.
 
 Why a second form: a day close can bring a hundred thousand holders to their quota at once.
 ``Economy.run_exits`` pays each of them through ``Decimal`` arithmetic, ``Member`` objects and

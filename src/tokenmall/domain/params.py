@@ -1,4 +1,4 @@
-"""Tenant parameters (SPEC.md section 1) with their defaults and validation."""
+"""Tenant parameters (docs/RULES.md section 1) with their defaults and validation."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 CURRENCY: Final = "CNY"
-"""The only currency tokenmall settles in (SPEC.md section 1)."""
+"""The only currency tokenmall settles in (docs/RULES.md section 1)."""
 
 MAX_FEN: Final = 2**63 - 1
 """Largest amount in fen: what a signed 64-bit column holds; anything above is an error."""

@@ -1,4 +1,4 @@
-"""Day close per tenant at local midnight (SPEC.md R9; issue 3 item 7).
+"""Day close per tenant at local midnight (rule R9 of docs/RULES.md; issue 3 item 7).
 
 A tenant's day is a calendar date in the tenant's time zone.  Closing date D pays the dividend
 fund out (water-filling) and runs exits, as one ledger command ``CloseDay(D)`` under the key

@@ -1,5 +1,5 @@
-"""Read models (SPEC.md R10 and issue 3 item 8): levels, the holder board, partners, a member's
-holdings and reward history, the economy now and over time.
+"""Read models (docs/RULES.md R10 and issue 3 item 8): levels, the holder board, partners, a
+member's holdings and reward history, the economy now and over time.
 
 Everything here only reads: no function moves value or takes the tenant's lock, so reads never
 queue behind the ledger's writers (on PostgreSQL; SQLite serialises every transaction anyway).

@@ -244,7 +244,7 @@ products = Table(
     Column("merchant_id", Integer, nullable=False),
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=False, default=""),
-    # SPEC.md section 1: a fixed CNY amount per unit into the pool / dividend fund, overriding
+    # docs/RULES.md section 1: a fixed CNY amount per unit into the pool / dividend fund, overriding
     # pool_rate / dividend_rate for this product (NULL: the tenant's rates apply)
     Column("pool_amount_fen", BigInteger, nullable=True),
     Column("fund_amount_fen", BigInteger, nullable=True),

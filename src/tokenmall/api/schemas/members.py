@@ -34,7 +34,7 @@ class MemberUpdate(InputModel):
 
 
 class MemberFigures(BaseModel):
-    """The member's ledger figures (SPEC.md section 7); all zero before any movement."""
+    """The member's ledger figures (docs/RULES.md section 7); all zero before any movement."""
 
     points: str
     stable: str

@@ -19,7 +19,8 @@ class TenantCreate(InputModel):
     timezone: str = Field(default="Asia/Shanghai", max_length=64, description="IANA name")
     params: dict[str, Annotated[str, StringConstraints(max_length=40)]] = Field(
         default_factory=dict,
-        description="Tenant parameters (SPEC.md section 1) as decimal strings; others default.",
+        description="Tenant parameters (docs/RULES.md section 1) as decimal strings; others "
+        "default.",
         examples=[{"referral_ratio": "0.05"}],
     )
 

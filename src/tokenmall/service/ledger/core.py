@@ -374,7 +374,7 @@ class Ledger(LedgerClose):
     def members(
         self, tenant_id: int, codes: Iterable[str] | None = None
     ) -> dict[str, dict[str, Any]]:
-        """Member figures as SPEC.md section 7 prints them."""
+        """Member figures as a scenario prints them (docs/RULES.md section 7)."""
         t = s.members.c
         q = select(s.members).where(t.tenant_id == tenant_id)
         if codes is not None:
