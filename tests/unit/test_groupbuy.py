@@ -112,6 +112,8 @@ def test_leader_may_cancel_only_while_alone_then_the_group_fails() -> None:
 def test_terms_are_validated() -> None:
     with pytest.raises(InvalidCommand, match="at least 2 places"):
         GroupTerms(Mode.MULTI, "P", D("70"), 1)
+    with pytest.raises(InvalidCommand, match="price must be a whole-fen amount"):
+        GroupTerms(Mode.MULTI, "P", D("70.001"), 3)
     with pytest.raises(InvalidCommand, match="winners must be between 1"):
         GroupTerms(Mode.MERCHANT, "P", D("70"), 3, winners=4)
     with pytest.raises(InvalidCommand, match="belongs to a campaign"):

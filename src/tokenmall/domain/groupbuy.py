@@ -164,8 +164,10 @@ class GroupTerms:
     def __post_init__(self) -> None:
         if self.size < 2:
             raise InvalidCommand(f"a group needs at least 2 places, got {self.size}")
-        if self.price <= 0:
-            raise InvalidCommand(f"the group price must be greater than zero, got {self.price}")
+        if self.price <= 0 or self.price != floor_fen(self.price):
+            raise InvalidCommand(
+                f"the group price must be a whole-fen amount > 0, got {self.price}"
+            )
         for name in ("compensation", "subsidy", "commission"):
             v: Decimal = getattr(self, name)
             if v < 0 or v != floor_fen(v):
