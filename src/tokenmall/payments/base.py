@@ -279,7 +279,6 @@ class PayoutAnswer:
     confirm_package: str | None = None
 
 
-
 @dataclass(frozen=True, slots=True)
 class Notification:
     """A verified, provider-neutral event: the only input that moves money in the ledger.
