@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine
 
 from tokenmall.domain.economy import Command
 from tokenmall.domain.params import TenantParams
-from tokenmall.service.ledger import Ledger, Outcome, WarmMembers
+from tokenmall.service.ledger import Ledger, Outcome
 from tokenmall.service.messagebus import EventBus
 from tokenmall.store.db import read_only
 
@@ -47,16 +47,7 @@ __all__ = ["Store", "TenantTx", "as_store"]
 class TenantTx:
     """An open transaction on one tenant: its connection, the ledger and the event bus."""
 
-    __slots__ = (
-        "_after",
-        "_bus",
-        "_ledger",
-        "_params",
-        "_warm",
-        "_warm_taken",
-        "conn",
-        "tenant_id",
-    )
+    __slots__ = ("_after", "_bus", "_ledger", "_params", "conn", "tenant_id")
 
     def __init__(self, conn: Connection, tenant_id: int, ledger: Ledger, bus: EventBus) -> None:
         self.conn = conn
@@ -65,8 +56,6 @@ class TenantTx:
         self._bus = bus
         self._params: TenantParams | None = None
         self._after: list[Callable[[], object]] = []
-        self._warm: WarmMembers | None = None
-        self._warm_taken = False
 
     def lock(self) -> TenantParams:
         """The tenant's lock (once per transaction) and its parameters as of this turn."""
@@ -82,13 +71,7 @@ class TenantTx:
     def apply(self, items: Sequence[tuple[str, Command]]) -> list[Outcome]:
         """Ledger commands ``(idempotency key, command)`` in this transaction, in order; a
         refused one is an outcome, not an exception (see :meth:`apply_one`)."""
-        if not self._warm_taken:
-            # the members the tenant's last committed batch left, if still current (the
-            # ledger checks the sequence number under the lock); each batch hands what it
-            # leaves to the next, and the last one's go back only after the commit
-            self._warm, self._warm_taken = self._ledger.take_warm(self.tenant_id), True
-        out, self._warm = self._ledger.submit_in(self.conn, self.tenant_id, items, warm=self._warm)
-        return out
+        return self._ledger.submit_in(self.conn, self.tenant_id, items)
 
     def apply_one(self, key: str, command: Command) -> Outcome:
         """One ledger command; its refusal raises the error it was refused with."""
@@ -100,15 +83,10 @@ class TenantTx:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A nested transaction: an exception inside undoes only what was done inside (and
-        is raised on).  The ledger's batches inside are undone too, so the members they left
-        are dropped and the next batch reads them afresh."""
-        try:
-            with self.conn.begin_nested():
-                yield
-        except BaseException:
-            self._warm = None
-            raise
+        """A nested transaction: an exception inside undoes only what was done inside (the
+        ledger's batches included), and is raised on."""
+        with self.conn.begin_nested():
+            yield
 
     def emit(self, event: object) -> None:
         """Run the handlers registered for ``type(event)`` now, in this transaction."""
@@ -141,8 +119,6 @@ class Store:
             if lock:
                 tx.lock()
             yield tx
-        if tx._warm is not None:
-            self.ledger.keep_warm(tenant_id, tx._warm)
         for fn in tx._after:
             fn()
 

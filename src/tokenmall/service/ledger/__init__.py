@@ -5,7 +5,7 @@ rows a batch changes), ``close`` (the day close's bulk path), ``bulk`` (bulk wri
 backend), ``common`` (constants, row mapping, the member source).
 """
 
-from tokenmall.service.ledger.common import GENESIS, Outcome, WarmMembers
+from tokenmall.service.ledger.common import GENESIS, Outcome
 from tokenmall.service.ledger.core import Ledger
 
-__all__ = ["GENESIS", "Ledger", "Outcome", "WarmMembers"]
+__all__ = ["GENESIS", "Ledger", "Outcome"]

@@ -449,6 +449,3 @@ class _Warm:
     seq: int
     members: dict[str, Member]
     balances: dict[tuple[str, Asset], Decimal]
-
-
-WarmMembers = _Warm  # opaque to callers: they only carry it between batches

@@ -56,7 +56,6 @@ from tokenmall.service.ledger.common import (
     _WARM_MAX,
     GENESIS,
     Outcome,
-    WarmMembers,
     _digest_lines,
     _dumps,
     _member_from_row,
@@ -166,33 +165,16 @@ class Ledger(LedgerClose):
         return self._lock(conn, tenant_id)[1]
 
     def submit_in(
-        self,
-        conn: Connection,
-        tenant_id: int,
-        items: Sequence[tuple[str, Command]],
-        *,
-        warm: WarmMembers | None = None,
-    ) -> tuple[list[Outcome], WarmMembers | None]:
+        self, conn: Connection, tenant_id: int, items: Sequence[tuple[str, Command]]
+    ) -> list[Outcome]:
         """:meth:`submit` inside the caller's open transaction (the unit of work's ``apply``):
         the commands commit or roll back with whatever else that transaction writes.
 
-        ``warm``: members as this transaction's previous batch left them (or as the last
-        committed batch did, :meth:`take_warm`).  Returns the outcomes and the members this
-        batch leaves, which the caller hands to its next batch and, only once its transaction
-        has committed, back with :meth:`keep_warm` (see :meth:`submit` for why that is safe).
+        It neither uses nor keeps the warm members: a unit of work is mostly one command,
+        and handing warm members in and out costs a copy of all of them per transaction
+        (up to 200,000), more than the one member it reads.
         """
-        keep: list[_Warm] = []
-        out = self._submit(conn, tenant_id, items, warm=warm, keep=keep)
-        return out, (keep[0] if keep else None)
-
-    def take_warm(self, tenant_id: int) -> WarmMembers | None:
-        """The members the tenant's last committed batch in this process left, taken out (a
-        batch mutates them; :meth:`keep_warm` puts them back after its commit)."""
-        return self._warm.pop(tenant_id, None)
-
-    def keep_warm(self, tenant_id: int, warm: WarmMembers) -> None:
-        """Members a committed transaction left, for the tenant's next batch."""
-        self._warm[tenant_id] = warm
+        return self._submit(conn, tenant_id, items)
 
     def price_in(
         self, conn: Connection, tenant_id: int, params: TenantParams
