@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tokenmall.errors import InvalidCommand, NotFound
-from tokenmall.money import atoms, from_atoms
+from tokenmall.money import FEN_PLACES, fen_of, from_atoms
 from tokenmall.service.errors import AlreadyExists, OutOfStock
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.store import schema as s
@@ -46,7 +46,6 @@ __all__ = [
     "update_sku",
 ]
 
-FEN_PLACES = 2
 MAX_PRICE = Decimal("100000000")  # CNY per unit; keeps order totals far below the engine's cap
 MAX_STOCK = 1_000_000_000
 MAX_SKUS_PER_PRODUCT = 100  # a product is read with all its SKUs in one answer
@@ -92,7 +91,7 @@ def _fen(amount: Decimal, what: str, *, positive: bool = False) -> int:
     if amount >= MAX_PRICE:
         raise InvalidCommand(f"{what} must be less than {MAX_PRICE} CNY")
     try:
-        return atoms(amount, FEN_PLACES)
+        return fen_of(amount)
     except ValueError:
         raise InvalidCommand(f"{what} must be whole fen (at most 2 decimal places)") from None
 

@@ -40,7 +40,16 @@ from tokenmall.errors import (
     InvalidCommand,
     NotFound,
 )
-from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, floor_fen, from_atoms, mul
+from tokenmall.money import (
+    CNY_PLACES,
+    EP_PLACES,
+    FEN_PLACES,
+    ZERO,
+    fen_of,
+    floor_fen,
+    from_atoms,
+    mul,
+)
 from tokenmall.payments.base import (
     Notification,
     NotificationKind,
@@ -148,7 +157,7 @@ def balance(conn: Connection, tenant_id: int, member: str) -> WalletBalance:
     return WalletBalance(
         member=member,
         stable=ZERO if row is None else from_atoms(row.sp, CNY_PLACES),
-        pending_withdrawals=from_atoms(held, 2),
+        pending_withdrawals=from_atoms(held, FEN_PLACES),
         points=ZERO if row is None else from_atoms(row.ep, EP_PLACES),
     )
 
@@ -243,8 +252,8 @@ def _withdrawal(row: Any) -> Withdrawal:
         id=row.ref,
         member=row.member,
         account=row.account,
-        amount=from_atoms(row.amount_fen, 2),
-        fee=from_atoms(row.fee_fen, 2),
+        amount=from_atoms(row.amount_fen, FEN_PLACES),
+        fee=from_atoms(row.fee_fen, FEN_PLACES),
         status=row.status,
         requested_at=row.requested_at,
         reviewed_at=row.reviewed_at,
@@ -268,7 +277,7 @@ def _fen(amount: Decimal) -> int:
         raise InvalidCommand("a withdrawal amount is a positive amount of whole fen")
     if amount.adjusted() >= 12:
         raise InvalidCommand("a withdrawal amount must be below 10^12")
-    return int(amount.scaleb(2))
+    return fen_of(amount)
 
 
 def _check_account(account: str) -> str:
@@ -403,7 +412,7 @@ def request_withdrawal(
                 member=member,
                 account=account,
                 amount_fen=amount_fen,
-                fee_fen=int(fee.scaleb(2)),
+                fee_fen=fen_of(fee),
                 status="requested",
                 idempotency_key=key,
                 requested_at=now,
@@ -523,7 +532,7 @@ def _check_notification(conn: Connection, tenant_id: int, n: Notification) -> An
     if not n.kind.is_payout or n.payout_id is None:
         raise InvalidCommand(f"not a payout notification: {n.kind}")
     row = _row(conn, tenant_id, _payout_ref(n))
-    net = from_atoms(row.amount_fen - row.fee_fen, 2)
+    net = from_atoms(row.amount_fen - row.fee_fen, FEN_PLACES)
     if n.amount != net:
         raise PaymentConflict(f"payout {row.ref} was for {net}, the provider reports {n.amount}")
     return row
