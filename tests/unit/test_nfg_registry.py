@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from decimal import Decimal
 
@@ -401,3 +403,13 @@ def test_every_error_has_a_code_and_is_an_invalid_command() -> None:
         assert issubclass(cls, base.InvalidCommand)
         codes.add(cls.code)
     assert len(codes) == len(set(nfg_errors.__all__)) - 1  # NotOwnerNorApproved is an alias
+
+
+def test_the_nfg_domain_and_the_chain_package_import_nothing_heavy() -> None:
+    code = (
+        "import sys, tokenmall.domain.nfg, tokenmall.domain.merkle, tokenmall.chain;"
+        "bad = [m for m in ('boa', 'vyper', 'sqlalchemy', 'fastapi') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
