@@ -34,7 +34,7 @@ from tokenmall.service.orders.models import (
     SandboxCompletion,
     WeChatConfig,
 )
-from tokenmall.service.orders.providers import PaymentHub, ProviderName, Providers
+from tokenmall.service.orders.providers import SANDBOX, PaymentHub, ProviderName, Providers
 from tokenmall.service.pages import Page
 from tokenmall.service.uow import Store
 
@@ -155,7 +155,7 @@ class OrderService:
         tenant: str,
         ref: str,
         *,
-        provider: ProviderName = "sandbox",
+        provider: ProviderName = SANDBOX,
         sp: Decimal = ZERO,
         points_value: Decimal = ZERO,
         member: str | None = None,
