@@ -26,6 +26,7 @@ from typing import Protocol
 
 from tokenmall.domain.dividends import water_fill
 from tokenmall.domain.params import TenantParams
+from tokenmall.domain.pricing import price_ratio, sale_value
 from tokenmall.errors import (
     IdempotencyConflict,
     InsufficientBalance,
@@ -433,12 +434,14 @@ class Economy:
 
     def price_ratio(self) -> tuple[Decimal, Decimal]:
         """The price as an exact ratio (numerator CNY, denominator EP)."""
-        circ = self.circulating
-        if circ > 0:
-            return self.pool, circ
-        if self.state.empty_circulating > 0:
-            return self.state.empty_pool, self.state.empty_circulating
-        return self.params.initial_price, Decimal(1)
+        st = self.state
+        return price_ratio(
+            self.pool,
+            self.circulating,
+            st.empty_pool,
+            st.empty_circulating,
+            self.params.initial_price,
+        )
 
     def snapshot(self) -> dict[str, Decimal]:
         """The figures docs/RULES.md section 7 prints after each step (price kept as a ratio)."""
@@ -725,7 +728,7 @@ class Economy:
 
     def _sell(self, m: Member, q: Decimal, *, to_wallet: bool) -> Decimal:
         num, den = self.price_ratio()
-        payout = ratio_floor(mul(q, num, 1 - self.params.sell_fee), den, _FEN_EXP)
+        payout = sale_value(q, num, den, self.params.sell_fee)
         self._remember_empty_price(q)
         self._move(Asset.EP, m, SystemAccount.BURNED, q)
         if to_wallet:
@@ -745,7 +748,7 @@ class Economy:
         if q > m.ep:
             raise InsufficientBalance(f"member {cmd.member!r} holds {m.ep} EP, cannot exchange {q}")
         num, den = self.price_ratio()
-        sp = ratio_floor(mul(q, num, 1 - self.params.exchange_fee), den, _FEN_EXP)
+        sp = sale_value(q, num, den, self.params.exchange_fee)
         self._move(Asset.EP, m, SystemAccount.TREASURY, q)
         # The platform backs the new SP from its revenue: the pool (and so the price) is untouched.
         self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.SP_RESERVE, sp)
@@ -971,7 +974,7 @@ class Economy:
         ep_value = ZERO
         if cmd.points > 0:
             num, den = self.price_ratio()
-            ep_value = ratio_floor(mul(cmd.points, num, 1 - self.params.sell_fee), den, _FEN_EXP)
+            ep_value = sale_value(cmd.points, num, den, self.params.sell_fee)
         # Points worth less than a fen, paid alone, used to pass the check above and leave an
         # escrow worth 0 that Settle and a refund then divide by (decimal.InvalidOperation).
         if cmd.cny + cmd.sp + ep_value <= 0:

@@ -78,7 +78,9 @@ class ExitCascade:
         self._heap: list[tuple[int, int, int, int, int]] = []
 
     def price(self) -> Fraction:
-        """CNY per EP, exactly as ``Economy.price_ratio`` gives it."""
+        """CNY per EP, exactly as :func:`tokenmall.domain.pricing.price_ratio` gives it: the
+        same rule repeated on integer atoms, the form the 1M-holder close needs for speed
+        (tests/unit/test_exit_cascade.py holds the two to the same transfers and price)."""
         if self.circulating > 0:
             return Fraction(self.pool * _SCALE, self.circulating)
         if self.empty_circulating > 0:

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
 
+from tokenmall.domain import pricing
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import NotFound
 from tokenmall.money import (
@@ -98,19 +99,19 @@ def price_ratio(
     """(numerator, denominator, balances): the engine's price rule over the stored state."""
     bal = _balances(conn, tenant_id)
     circ = -bal.get(("issuance", "EP"), ZERO) - bal.get(("burned", "EP"), ZERO)
-    if circ > 0:
-        return bal.get(("pool", "CNY"), ZERO), circ, bal
-    st = s.tenant_state.c
-    row = conn.execute(
-        select(st.empty_pool, st.empty_circulating).where(st.tenant_id == tenant_id)
-    ).one_or_none()
-    if row is not None and row.empty_circulating > 0:
-        return (
-            from_atoms(row.empty_pool, CNY_PLACES),
-            from_atoms(row.empty_circulating, EP_PLACES),
-            bal,
-        )
-    return params.initial_price, Decimal(1), bal
+    empty_pool = empty_circ = ZERO
+    if circ <= 0:
+        st = s.tenant_state.c
+        row = conn.execute(
+            select(st.empty_pool, st.empty_circulating).where(st.tenant_id == tenant_id)
+        ).one_or_none()
+        if row is not None:
+            empty_pool = from_atoms(row.empty_pool, CNY_PLACES)
+            empty_circ = from_atoms(row.empty_circulating, EP_PLACES)
+    num, den = pricing.price_ratio(
+        bal.get(("pool", "CNY"), ZERO), circ, empty_pool, empty_circ, params.initial_price
+    )
+    return num, den, bal
 
 
 # ----------------------------------------------------------------------------- economy
@@ -431,7 +432,7 @@ def holdings(conn: Connection, tenant_id: int, member: str) -> Holdings:
         points=pts,
         price=show_price(num, den, params.initial_price),
         value=ratio_floor(mul(pts, num), den, FEN),
-        sell_value=ratio_floor(mul(pts, num, 1 - params.sell_fee), den, FEN),
+        sell_value=pricing.sale_value(pts, num, den, params.sell_fee),
         stable=amount("sp", CNY_PLACES),
         quota_remaining=amount("quota", CNY_PLACES),
         spent=amount("spent", CNY_PLACES),

@@ -27,19 +27,17 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
+from tokenmall.domain import pricing
 from tokenmall.domain.economy import Command, Join, Pay
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import InsufficientBalance, InvalidCommand, NotFound
 from tokenmall.money import (
     CNY_PLACES,
     EP_PLACES,
-    FEN,
     ZERO,
     cny_of_fen,
     fen_of,
     from_atoms,
-    mul,
-    ratio_floor,
 )
 from tokenmall.service import members
 from tokenmall.service.ledger import Outcome
@@ -193,24 +191,9 @@ def _open_payment(  # noqa: PLR0917 - one caller, start_payment
 
 
 def points_for(price: tuple[Decimal, Decimal], params: TenantParams, value_fen: int) -> Decimal:
-    """The fewest EP whose redemption value (R3 payout, after the sell fee) is exactly
-    ``value_fen``: each point atom is worth far less than a fen, so the floor of the payout
-    steps through every fen and the smallest count reaching the value hits it."""
-    value = cny_of_fen(value_fen)
-    keep = 1 - params.sell_fee
-    if keep <= 0:
-        raise InvalidCommand("points cannot pay for goods while sell_fee is 1")
+    """The fewest EP that pay exactly ``value_fen`` of goods at ``price`` (R4)."""
     num, den = price
-
-    def worth(points: Decimal) -> Decimal:
-        return ratio_floor(mul(points, num, keep), den, FEN)
-
-    points = ratio_floor(mul(value, den), mul(num, keep), _EP_EXP)
-    if worth(points) < value:
-        points += _EP_EXP
-    if worth(points) != value:
-        raise InvalidCommand(f"no number of points is worth exactly {value} CNY now")
-    return points
+    return pricing.points_worth(cny_of_fen(value_fen), num, den, params.sell_fee)
 
 
 def _check_points(
