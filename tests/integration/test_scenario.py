@@ -114,3 +114,23 @@ def test_parameters_of_an_existing_tenant_must_match(db_url: str, tenant_code: s
     other = parse_scenario({"config": {"gift_ratio": "0.5"}, "events": [purchase("A")]})
     with pytest.raises(ScenarioError, match=re.escape("gift_ratio=0.70 (file: 0.5)")):
         run_scenario(other, db_url=db_url, tenant=tenant_code)
+
+
+@pytest.mark.usefixtures("default_recursion_limit")
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("deep.json", "[" * 30_000 + "]" * 30_000),
+        ("deep.json", '{"events": ' + "[" * 100 + "]" * 100 + "}"),
+        ("deep.yaml", "[" * 5_000 + "]" * 5_000),
+        ("deep", "[" * 30_000 + "]" * 30_000),  # JSON by its content
+    ],
+    ids=["json", "json-just-past-the-bound", "yaml", "no-suffix"],
+)
+def test_a_scenario_file_nested_too_deep_is_a_scenario_error(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError, match="nested"):
+        load_scenario(path)

@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from tokenmall.json_limits import loads_bounded
 from tokenmall.payments import _wire
 from tokenmall.payments.base import (
     CURRENCY,
@@ -264,8 +265,8 @@ def _json_body(payload: Mapping[str, Any]) -> bytes:
 def _provider_error(raw: bytes) -> tuple[str, str]:
     """WeChat's ``{"code": .., "message": ..}`` error body, tolerating anything else."""
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = loads_bounded(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):  # not JSON, or nested too deep to be WeChat's
         return "", raw[:200].decode("utf-8", "replace")
     if not isinstance(data, dict):
         return "", str(data)[:200]

@@ -93,6 +93,7 @@ from tokenmall.errors import (
     TokenmallError,
     UnknownMember,
 )
+from tokenmall.json_limits import loads_bounded
 from tokenmall.money import CNY_PLACES, EP_PLACES, ZERO, atoms, from_atoms, mul, ratio_floor
 from tokenmall.payments import (
     Notification,
@@ -723,7 +724,7 @@ def _decode_event_cursor(cursor: str) -> tuple[float, str, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not raw.startswith(_EVENT_CURSOR):
             raise bad
-        at, provider, event_id = json.loads(raw[len(_EVENT_CURSOR) :])
+        at, provider, event_id = loads_bounded(raw[len(_EVENT_CURSOR) :])
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise bad from None
     if not (

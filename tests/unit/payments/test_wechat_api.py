@@ -503,6 +503,27 @@ def test_an_answer_that_does_not_verify_is_unavailable(
     assert fake.refund_count() == 1
 
 
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_a_signed_answer_nested_too_deep_is_unavailable_or_refused_never_a_crash(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    # a 200 whose body is arrays nested 30,000 deep: signed, but no answer WeChat would give
+    paid_order(api, fake, "TM2024052000016", Decimal("5.00"))
+    fake.fail_next(1, Fault.DEEP_JSON)
+    with pytest.raises(ProviderUnavailable) as unavailable:
+        api.query_order("TM2024052000016")
+    assert "nested deeper than 64 levels" in str(unavailable.value)
+    # the same body on a 500 and on a 4xx, whose error bodies are read for WeChat's code
+    fake.fail_next(1, Fault.DEEP_JSON, after_processing=False)
+    with pytest.raises(ProviderUnavailable):
+        api.query_order("TM2024052000016")
+    fake.fail_next(1, Fault.DEEP_JSON)
+    with pytest.raises(ProviderRefused) as refused:
+        api.query_order("TM2024052000099")  # unknown: 404
+    assert refused.value.provider_code == "HTTP_404"
+    assert api.query_order("TM2024052000016").trade_state == "SUCCESS"
+
+
 def test_a_stale_answer_is_unavailable(
     fake: FakeWeChatPay,
     other_private_key: rsa.RSAPrivateKey,

@@ -77,6 +77,7 @@ class Fault(StrEnum):
     WRONG_KEY = "wrong_key"  # sign with a key that is not the platform's (right serial)
     UNKNOWN_SERIAL = "unknown_serial"  # sign properly but name a serial nobody knows
     UNSIGNED = "unsigned"  # no Wechatpay-* headers at all
+    DEEP_JSON = "deep_json"  # a properly signed body of arrays nested 30,000 deep
 
 
 @dataclass(frozen=True)
@@ -658,12 +659,14 @@ class FakeWeChatPay:
         *,
         key: rsa.RSAPrivateKey | None = None,
         serial: str | None = None,
+        raw: bytes | None = None,
     ) -> _Answer:
-        body = (
-            b""
-            if payload is None
-            else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        )
+        if raw is not None:
+            body = raw
+        elif payload is None:
+            body = b""
+        else:
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(int(self.clock().timestamp()))
         nonce = f"fake{self._next():028d}"
         headers = {
@@ -692,6 +695,9 @@ class FakeWeChatPay:
             if self._rogue_key is None:
                 self._rogue_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             return self._signed(status, payload, key=self._rogue_key)
+        if fault is Fault.DEEP_JSON:
+            deep = b'{"code": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+            return self._signed(status, None, raw=deep)
         if fault is Fault.UNKNOWN_SERIAL:
             return self._signed(status, payload, serial="PUB_KEY_ID_NOBODY_KNOWS")
         answer = self._signed(status, payload)
