@@ -75,6 +75,7 @@ from tokenmall.payments.errors import (
 from tokenmall.payments.wechat import (
     DEFAULT_TOLERANCE,
     PROVIDER,
+    PUBLIC_KEY_ID_PREFIX,
     SIGNATURE_TYPE,
     WECHATPAY_SERIAL,
     WECHATPAY_SIGNATURE,
@@ -289,6 +290,14 @@ class WeChatPayApi:
     here; WeChat requires it to be HTTPS without a query string.  ``clock`` signs requests and
     checks the freshness of answers, so a skewed clock shows up as refused or unverifiable
     calls rather than silently.
+
+    Public-key mode: when a WeChat Pay public key (``PUB_KEY_ID_...``) is configured, every
+    request names it in ``Wechatpay-Serial``.  WeChat signs its answer with the key a request
+    names; a merchant that also has a platform certificate (every merchant switching from
+    certificates, per WeChat's guide to the switch) is otherwise answered signed with the
+    certificate, which a client holding only the public key cannot verify.  The first such
+    key configured is named.  A transfer whose payee name is sealed with another key names
+    that key instead, as WeChat requires of encrypted fields.
     """
 
     def __init__(
@@ -336,6 +345,9 @@ class WeChatPayApi:
         self._key: Final = merchant_key
         self._serial: Final = merchant_serial
         self._platform_keys: Final = dict(platform_keys)
+        self._public_key_id: Final = next(
+            (s for s in self._platform_keys if s.startswith(PUBLIC_KEY_ID_PREFIX)), None
+        )
         self._notify_url: Final = notify_url
         self._clock: Final = clock
         self._transfer_activity: Final = transfer_activity
@@ -677,6 +689,8 @@ class WeChatPayApi:
         request = self._http.build_request(
             method, path, content=sent if sent else None, headers=headers
         )
+        if self._public_key_id is not None and WECHATPAY_SERIAL not in request.headers:
+            request.headers[WECHATPAY_SERIAL] = self._public_key_id  # see the class docstring
         target = request.url.raw_path.decode("ascii")  # path and query exactly as sent
         timestamp = str(int(self._clock().timestamp()))
         nonce = secrets.token_hex(16)

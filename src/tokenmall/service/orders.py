@@ -113,7 +113,11 @@ from tokenmall.payments.errors import (
     ProviderUnavailable,
     UnknownPayment,
 )
-from tokenmall.payments.wechat import load_merchant_key, load_platform_key
+from tokenmall.payments.wechat import (
+    PUBLIC_KEY_ID_PREFIX,
+    load_merchant_key,
+    load_platform_key,
+)
 from tokenmall.payments.wechat_api import WeChatPayApi
 from tokenmall.service import catalog, members
 from tokenmall.service.errors import Conflict, InvalidCursor, OutOfStock
@@ -166,7 +170,6 @@ _JOB_CHUNK: Final = 200
 _SANDBOX_DRAIN_ROUNDS: Final = 10
 WECHAT_API: Final = "https://api.mch.weixin.qq.com"
 CERTIFICATE_REFRESH: Final = 86_400.0  # the scheduler asks for WeChat's certificates daily
-PUBLIC_KEY_PREFIX: Final = "PUB_KEY_ID_"  # WeChat Pay public-key mode: nothing to download
 PAYMENT_GRACE: Final = 900.0
 """Seconds past ``expires_at`` that an order with an open WeChat payment stays unexpired.
 
@@ -2044,9 +2047,11 @@ class OrderService:
         if at - self._certificates_checked.get(tenant_id, -math.inf) < CERTIFICATE_REFRESH:
             return
         if not config.get("outbound") or all(
-            k.startswith(PUBLIC_KEY_PREFIX) for k in config["keys"]
+            k.startswith(PUBLIC_KEY_ID_PREFIX) for k in config["keys"]
         ):
-            return  # nothing to download: looked at again each tick, in case that changes
+            # public-key mode: nothing to download; looked at again each tick, in case that
+            # changes
+            return
         self._certificates_checked[tenant_id] = at
         try:
             self.refresh_wechat_certificates(tenant_id, actor="scheduler")
