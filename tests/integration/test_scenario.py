@@ -134,3 +134,25 @@ def test_a_scenario_file_nested_too_deep_is_a_scenario_error(
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ScenarioError, match="nested"):
         load_scenario(path)
+
+
+def test_a_refund_of_the_last_points_keeps_their_price_on_the_store(
+    db_url: str, tenant_code: str
+) -> None:
+    # pool 30 over 24 EP (21 to A, 3 to B) is 1.25; the refund burns all 24 and gives the 30
+    # back: the price stays 1.25 (it once showed 10, the pool over B's 3 EP mid-refund), and
+    # C's 30 CNY of pool buys floor8(30 * 0.7 / 1.25) = 16.8 EP
+    scenario = parse_scenario(
+        {
+            "events": [
+                purchase("A", order="o1", referrer="B"),
+                {"type": "refund", "order": "o1"},
+                purchase("C", order="o2"),
+            ]
+        }
+    )
+    run = run_scenario(scenario, db_url=db_url, tenant=tenant_code)
+    assert [s["price"] for s in run.steps] == ["1.2500", "1.2500", "1.7857"]
+    assert [(s["pool"], s["circulating"]) for s in run.steps[:2]] == [("30", "24"), ("0", "0")]
+    assert run.steps[2]["figures"]["points"] == "16.8"
+    assert run.output() == run_scenario(scenario).output()
