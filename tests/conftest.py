@@ -8,6 +8,7 @@ isolated by tenant (a fresh tenant code per test), which is also what multi-tena
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,3 +75,17 @@ def ledger(db_engine: Engine) -> Ledger:
 @pytest.fixture
 def tenant_code() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def default_recursion_limit() -> Iterator[None]:
+    """Python's default recursion limit, which the service runs with.
+
+    A plugin of the test environment raises the limit for the whole session, which lets the
+    JSON parser survive nesting that raises RecursionError in production: tests about deep
+    nesting put the default back.
+    """
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    yield
+    sys.setrecursionlimit(before)

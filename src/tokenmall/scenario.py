@@ -37,6 +37,7 @@ from sqlalchemy import Engine, select
 from tokenmall.domain.economy import CloseDay, Command, Purchase
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import InvalidCommand
+from tokenmall.json_limits import loads_bounded
 from tokenmall.service.codec import command_from_payload
 from tokenmall.service.ledger import Ledger
 from tokenmall.service.tenants import check_tenant_code
@@ -152,7 +153,8 @@ def _one_line(text: str) -> str:
 
 def _parse_json(text: str, where: str) -> Any:
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
+        # bounded: a file nested thousands deep made the parser raise RecursionError
+        return loads_bounded(text, parse_float=Decimal, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ScenarioError(
             f"{where}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -171,6 +173,9 @@ def _parse_yaml(text: str, where: str) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{where}: not valid YAML: {_one_line(str(exc))}") from None
+    except RecursionError:
+        # PyYAML composes nested collections recursively; no scenario nests more than a few
+        raise ScenarioError(f"{where}: not valid YAML: nested too deep") from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

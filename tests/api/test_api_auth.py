@@ -21,7 +21,7 @@ from wallet_helpers import wallet_path_values
 
 from tokenmall.api import create_app
 from tokenmall.api.ratelimit import RateLimiter
-from tokenmall.service.credentials import issue_member_token
+from tokenmall.service.credentials import issue_member_token, verify_member_token
 from tokenmall.settings import Settings
 
 # every route outside /v1/tenants/{tenant}: the only ones a tenant credential is not scoped to
@@ -153,6 +153,38 @@ def test_missing_or_invalid_credentials_answer_401(
     error = assert_error(r, 401, "unauthenticated")
     assert "Bearer" in r.headers["www-authenticate"]
     assert "Authorization" in error["message"] or "credential" in error["message"]
+
+
+# Raw header bytes: HTTP carries them as Latin-1, so a client can put any byte in a credential.
+# A member token whose signature held a non-ASCII character once answered 500 (the signature
+# went to hmac.compare_digest as a str); the key path is probed the same way, NUL included.
+RAW_CREDENTIALS = [
+    b"tmt_abc.\xe9",
+    b"tmt_\xe9.abc",
+    b"tmt_\xe9\xff.\xe9\xff",
+    b"tmt_abc.\x00",
+    b"tmk_\xe9_abc",
+    b"tmk_abc_\xe9",
+    b"tmk_a\x00_b",
+    b"tmk_" + b"\xe9" * 20 + b"_x",
+    b"\xe9\xff",
+]
+
+
+@pytest.mark.parametrize("credential", RAW_CREDENTIALS, ids=[repr(c) for c in RAW_CREDENTIALS])
+def test_credentials_with_non_ascii_bytes_answer_401(
+    client: TestClient, mall: Mall, credential: bytes
+) -> None:
+    for path in ("", "/me"):
+        r = client.get(mall.url(path), headers={"Authorization": b"Bearer " + credential})
+        assert_error(r, 401, "unauthenticated")
+
+
+def test_verify_member_token_refuses_any_non_ascii_text() -> None:
+    token, _ = issue_member_token(SECRET_KEY, 1, "alice", ttl_seconds=600)
+    assert verify_member_token(SECRET_KEY, token) is not None
+    for bad in (token + "\xe9", token[:-1] + "\xe9", token + "\ud800", "tmt_\ud800.\ud800"):
+        assert verify_member_token(SECRET_KEY, bad) is None
 
 
 def test_a_key_with_the_right_id_and_a_wrong_secret_is_refused(

@@ -18,6 +18,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tokenmall.api import create_app
+from tokenmall.api.errors import ApiError
+from tokenmall.errors import InvalidCommand
 from tokenmall.settings import Settings
 
 
@@ -43,6 +45,9 @@ GARBAGE_BODIES: list[Any] = [
     # valid except for one text field, so the text reaches the database
     {"code": "nul1", "name": "nul\u0000", "display_name": "nul\u0000", "description": "\u0000"},
     {"code": "sur1", "name": "\ud800", "display_name": "\udfff", "description": "\ud800"},
+    # a lone surrogate in a name the service itself repeats in its message (not a validation)
+    {"params": {"\ud800": "1"}},
+    {"params": {"\ud800": "1" * 41}},
     {"name": "名" * 300, "description": "长" * 30_000},
     {"scope": "merchant", "name": "k", "merchant_id": -1},
     {"invite_code": "'; DROP TABLE members; --", "referrer_invite_code": "%00"},
@@ -167,3 +172,50 @@ def test_server_errors_are_json_and_say_nothing_internal(app: FastAPI, mall: Mal
     error = assert_error(r, 500, "internal_error")
     assert "secret" not in r.text
     assert error["message"] == "internal error"
+
+
+# ----------------------------------------------------------------------------- unencodable text
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "named"),
+    [
+        ("/param-changes", b'{"params": {"\\ud800": "1"}}', "\\ud800"),
+        ("/param-changes", b'{"params": {"pool_rate": "0.1", "a\\udfffb": "1"}}', "a\\udfffb"),
+        # pydantic's own message names the key with U+FFFD in place of each invalid byte
+        ("/param-changes", b'{"params": {"\\ud800": "' + b"1" * 41 + b'"}}', "40 characters"),
+        ("", b'{"code": "sur-2", "name": "x", "params": {"\\ud800": "1"}}', "\\ud800"),
+    ],
+    ids=["param-change", "param-change-second", "param-change-too-long", "new-tenant"],
+)
+def test_a_lone_surrogate_in_a_name_answers_422_with_the_name_escaped(
+    client: TestClient, mall: Mall, route: str, body: bytes, named: str
+) -> None:
+    # JSON allows the \ud800 escape, which decodes to a lone surrogate: a str UTF-8 cannot
+    # encode.  The service names the unknown parameter in its message, which once made the
+    # error answer itself fail (500).
+    url = mall.url(route) if route else "/v1/tenants"
+    changes = ok(client.get(mall.url("/param-changes"), headers=ADMIN))["items"]
+    headers = {**ADMIN, "content-type": "application/json"}
+    error = assert_error(client.post(url, content=body, headers=headers), 422)
+    assert named in error["message"]
+    assert ok(client.get(mall.url("/param-changes"), headers=ADMIN))["items"] == changes
+    assert_error(client.get("/v1/tenants/sur-2", headers=ADMIN), 404)
+
+
+def test_every_error_message_is_encodable_whatever_it_holds(app: FastAPI) -> None:
+    """The one place that renders errors escapes what UTF-8 cannot carry, so no message built
+    from input (today's or a future one's) can turn a refusal into a 500."""
+
+    @app.get("/test-surrogate/{kind}")
+    def _raise(kind: str) -> None:
+        if kind == "api":
+            raise ApiError(403, "forbidden\ud800", "no \ud800 here", headers={})
+        raise InvalidCommand("bad \udfff name \U0001f600")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        error = assert_error(c.get("/test-surrogate/api"), 403)
+        assert error == {"code": "forbidden\\ud800", "message": "no \\ud800 here"}
+        error = assert_error(c.get("/test-surrogate/command"), 422, "invalid_command")
+        # a lone surrogate is escaped; a valid pair (an emoji) was text and stays as it is
+        assert error["message"] == "bad \\udfff name \U0001f600"

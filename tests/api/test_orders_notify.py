@@ -30,7 +30,13 @@ from sqlalchemy import func, select
 
 from tokenmall.domain.economy import Purchase, Sell
 from tokenmall.payments.sandbox import DeliveryChaos, sign_sandbox
-from tokenmall.payments.wechat import build_notification, transaction_resource
+from tokenmall.payments.wechat import (
+    build_notification,
+    encrypt_resource,
+    sign_message,
+    transaction_resource,
+    wechat_time,
+)
 from tokenmall.service.ledger import Ledger
 from tokenmall.store import schema as s
 
@@ -440,3 +446,123 @@ def test_wechat_config_is_validated(client: TestClient, mall: Mall) -> None:
     assert_error(client.put(url, json=body, headers=mall.operator), 422)
     assert_error(client.put(url, json={**body, "api_v3_key": "short"}, headers=mall.operator), 422)
     assert_error(client.put(url, json=body, headers=mall.member), 403)
+
+
+# ----------------------------------------------------------------------------- nesting depth
+
+# Arrays nested this deep once made the JSON parser raise RecursionError (a 500); the body is
+# well under the 64 KiB a notification may be, so it gets past the size check
+DEEP = 30_000
+
+
+def _deep(inner: bytes = b"1", depth: int = DEEP) -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+def _signed_sandbox(client: TestClient, mall: Mall, body: bytes) -> dict[str, str]:
+    secret = service(client).hub.sandbox(mall.code).gateway.secret
+    ts, nonce = str(int(datetime.now(UTC).timestamp())), "deep-nonce"
+    return {
+        "Sandbox-Timestamp": ts,
+        "Sandbox-Nonce": nonce,
+        "Sandbox-Signature": sign_sandbox(secret, ts, nonce, body),
+        "Content-Type": "application/json",
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _deep(),
+        b'{"tenant": ' + _deep() + b"}",
+        b'{"data": {"x": ' + b'{"a":' * 10_000 + b"1" + b"}" * 10_000 + b"}}",
+    ],
+    ids=["array", "in-object", "objects"],
+)
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_a_signed_sandbox_notification_nested_too_deep_is_refused_400(
+    client: TestClient, mall: Mall, body: bytes
+) -> None:
+    assert len(body) <= 64 * 1024  # within the size cap: the depth is what is refused
+    r = client.post(
+        mall.url("/payments/sandbox/notify"),
+        content=body,
+        headers=_signed_sandbox(client, mall, body),
+    )
+    error = assert_error(r, 400, "malformed_notification")
+    assert error["message"] == "body is not valid JSON: nested deeper than 64 levels"
+    assert event_count(client, mall) == 0
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(client: TestClient, mall: Mall) -> None:
+    body = b'{"tenant": "x", "note": "' + b"[{" * 20_000 + b'"}'
+    r = client.post(
+        mall.url("/payments/sandbox/notify"),
+        content=body,
+        headers=_signed_sandbox(client, mall, body),
+    )
+    assert_error(r, 400, "foreign_notification")  # parsed, then refused for what it says
+
+
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_a_signed_wechat_notification_nested_too_deep_is_refused_400(
+    client: TestClient, mall: Mall
+) -> None:
+    key, serial, api_key = configure_wechat(client, mall)
+    url = mall.url("/payments/wechat/notify")
+
+    def post(body: bytes) -> Any:
+        ts, nonce = str(int(datetime.now(UTC).timestamp())), "deep-nonce"
+        headers = {
+            "Wechatpay-Timestamp": ts,
+            "Wechatpay-Nonce": nonce,
+            "Wechatpay-Serial": serial,
+            "Wechatpay-Signature": sign_message(key, ts, nonce, body),
+            "Content-Type": "application/json",
+        }
+        return client.post(url, content=body, headers=headers)
+
+    # the envelope itself
+    error = assert_error(post(_deep()), 400, "malformed_notification")
+    assert error["message"] == "body is not valid JSON: nested deeper than 64 levels"
+    # a well-formed envelope whose encrypted resource decrypts to deep JSON
+    plain = b'{"mchid": ' + _deep(depth=5_000) + b"}"  # encrypted and base64: under 64 KiB
+    envelope = {
+        "id": "EV-deep",
+        "create_time": wechat_time(datetime.now(UTC)),
+        "resource_type": "encrypt-resource",
+        "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": {
+            "original_type": "transaction",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": encrypt_resource(
+                api_key, plain, nonce="000000000001", associated_data="transaction"
+            ),
+            "associated_data": "transaction",
+            "nonce": "000000000001",
+        },
+    }
+    error = assert_error(post(json.dumps(envelope).encode()), 400, "malformed_notification")
+    assert error["message"] == "resource is not valid JSON: nested deeper than 64 levels"
+    assert event_count(client, mall) == 0
+
+
+@pytest.mark.parametrize("depth", [100, 900, 5_000, DEEP])
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_a_deeply_nested_request_body_answers_4xx(
+    client: TestClient, mall: Mall, depth: int
+) -> None:
+    # FastAPI parses these bodies itself: too deep for its parser is 400, within it the
+    # request models refuse the shape (422); neither is a 500
+    nested = b"[" * depth + b"]" * depth
+    for url, body in (
+        (mall.url("/members"), b'{"code": "deep", "extra": ' + nested + b"}"),
+        (mall.url("/param-changes"), b'{"params": {"pool_rate": ' + nested + b"}}"),
+        (mall.url("/orders"), nested),
+    ):
+        r = client.post(
+            url, content=body, headers={**mall.operator, "content-type": "application/json"}
+        )
+        assert 400 <= r.status_code < 500, (url, r.status_code, r.text[:200])
+        assert_error(r, r.status_code)

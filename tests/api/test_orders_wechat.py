@@ -817,6 +817,7 @@ def test_a_rotation_on_the_day_of_a_lost_notification_does_not_stop_its_reconcil
     pay = _prepay(client, mall, order["ref"])
     wechat.rotate_certificate()  # WeChat signs with a key the tenant lacks from now on
     wechat.pay(pay["provider_order_id"])  # and the notification is lost
-    # the run downloads the new certificate first, so WeChat's answer to the query verifies
+    # the run downloads the new certificate first (WeChat's retry of the notification will
+    # be signed with it); the query names the public key, so WeChat answers with that one
     assert svc.reconcile_payments(now=time.time() + 120) == 1
     assert read_order(client, mall, order["ref"])["status"] == "paid"

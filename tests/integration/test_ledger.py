@@ -24,13 +24,14 @@ from tokenmall.domain.economy import (
     Pay,
     PayoutResult,
     Purchase,
+    Redeem,
     Refund,
     Sell,
     Settle,
     Withdraw,
 )
 from tokenmall.domain.params import TenantParams
-from tokenmall.money import show_price
+from tokenmall.money import CNY_PLACES, EP_PLACES, atoms, show_price
 from tokenmall.service.codec import dec
 from tokenmall.service.ledger import Ledger
 from tokenmall.store import schema as s
@@ -444,3 +445,89 @@ def test_two_writers_alternating_never_use_stale_members(
         assert ledger.verify_chain(tid) is None
     finally:
         other_engine.dispose()
+
+
+def _emptying_paths() -> dict[str, tuple[TenantParams, list[Command]]]:
+    """Command lists whose last-but-one command takes the last points out of circulation,
+    then a purchase that meets the price kept."""
+    base = TenantParams()
+    bought = [Purchase("o1", "A", D(100), referrer="B"), Sell("B", D(3))]  # A holds 21 EP
+    # B's refunded purchase leaves its 700 CNY in the dividend fund; the close pays A its
+    # whole quota out of it and exits A, the only holder (the store's bulk cascade)
+    closing = TenantParams(dividend_rate=D("0.7"))
+    return {
+        "refund": (base, [Purchase("o1", "A", D(100), referrer="B"), Refund("o1")]),
+        "partial-refunds": (
+            base,
+            [Purchase("o1", "A", D(100), referrer="B"), Refund("o1", D(40)), Refund("o1")],
+        ),
+        "sell": (base, [*bought, Sell("A", D(21))]),
+        "redeem": (base, [*bought, Redeem("A", D(21), "r1")]),
+        "pay-in-points": (base, [*bought, Pay("p1", "A", points=D(21))]),
+        "exit": (TenantParams(quota_multiplier=D("0.30")), [Purchase("o1", "A", D(100))]),
+        "debt-set-off": (
+            base,
+            [
+                Purchase("o1", "A", D(100)),
+                Exchange("A", D(21)),
+                Refund("o1"),
+                BuyPoints("A", D(30)),
+            ],
+        ),
+        "day-close-exits": (
+            closing,
+            [
+                Purchase("o1", "A", D(10)),
+                Purchase("o2", "B", D(1000)),
+                Refund("o2"),
+                CloseDay("d1"),
+            ],
+        ),
+    }
+
+
+EMPTYING = _emptying_paths()
+
+
+@pytest.mark.parametrize("path", list(EMPTYING))
+def test_the_store_keeps_the_last_price_when_circulation_empties(
+    ledger: Ledger, tenant_code: str, path: str
+) -> None:
+    """Every path that can take the last points out of circulation, on the store and in the
+    pure domain: the same prices, the same remembered empty price, and the next buyer meets it.
+    The day close goes through the store's bulk exit cascade, the domain's through run_exits."""
+    params, cmds = EMPTYING[path]
+    cmds = [*cmds, Purchase("next", "Z", D(100))]
+    tid = ledger.create_tenant(tenant_code, params)
+    eco = Economy(params)
+    expected = []
+    emptied_at = None
+    for i, cmd in enumerate(cmds):
+        circ_before, price_before = eco.circulating, eco.price_ratio()
+        out = eco.apply(cmd)
+        eco.take_journal()
+        if eco.circulating == 0 and (circ_before > 0 or out["exits"]):
+            emptied_at = i if emptied_at is None else emptied_at
+            if not out["exits"]:  # the command itself emptied it: the price it started from
+                num, den = eco.price_ratio()
+                assert num * price_before[1] == price_before[0] * den, path
+        shown = show_price(*eco.price_ratio(), params.initial_price)
+        expected.append((shown, dec(eco.pool), dec(eco.circulating)))
+    # (under the exit path's parameters the next buyer exits at once too)
+    assert emptied_at == len(cmds) - 2, "the path empties circulation with its last command"
+    got = []
+    for o in ledger.submit(tid, [(f"k{i}", c) for i, c in enumerate(cmds)]):
+        assert o.status == "applied", o
+        assert o.result is not None
+        got.append((o.result["price"], o.result["pool"], o.result["circulating"]))
+    assert got == expected
+    with ledger.engine.connect() as conn:
+        st = s.tenant_state.c
+        row = conn.execute(
+            select(st.empty_pool, st.empty_circulating).where(st.tenant_id == tid)
+        ).one()
+    assert (row.empty_pool, row.empty_circulating) == (
+        atoms(eco.state.empty_pool, CNY_PLACES),
+        atoms(eco.state.empty_circulating, EP_PLACES),
+    )
+    _assert_store_is(ledger, tid, ledger.members(tid), eco)

@@ -114,3 +114,45 @@ def test_parameters_of_an_existing_tenant_must_match(db_url: str, tenant_code: s
     other = parse_scenario({"config": {"gift_ratio": "0.5"}, "events": [purchase("A")]})
     with pytest.raises(ScenarioError, match=re.escape("gift_ratio=0.70 (file: 0.5)")):
         run_scenario(other, db_url=db_url, tenant=tenant_code)
+
+
+@pytest.mark.usefixtures("default_recursion_limit")
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("deep.json", "[" * 30_000 + "]" * 30_000),
+        ("deep.json", '{"events": ' + "[" * 100 + "]" * 100 + "}"),
+        ("deep.yaml", "[" * 5_000 + "]" * 5_000),
+        ("deep", "[" * 30_000 + "]" * 30_000),  # JSON by its content
+    ],
+    ids=["json", "json-just-past-the-bound", "yaml", "no-suffix"],
+)
+def test_a_scenario_file_nested_too_deep_is_a_scenario_error(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError, match="nested"):
+        load_scenario(path)
+
+
+def test_a_refund_of_the_last_points_keeps_their_price_on_the_store(
+    db_url: str, tenant_code: str
+) -> None:
+    # pool 30 over 24 EP (21 to A, 3 to B) is 1.25; the refund burns all 24 and gives the 30
+    # back: the price stays 1.25 (it once showed 10, the pool over B's 3 EP mid-refund), and
+    # C's 30 CNY of pool buys floor8(30 * 0.7 / 1.25) = 16.8 EP
+    scenario = parse_scenario(
+        {
+            "events": [
+                purchase("A", order="o1", referrer="B"),
+                {"type": "refund", "order": "o1"},
+                purchase("C", order="o2"),
+            ]
+        }
+    )
+    run = run_scenario(scenario, db_url=db_url, tenant=tenant_code)
+    assert [s["price"] for s in run.steps] == ["1.2500", "1.2500", "1.7857"]
+    assert [(s["pool"], s["circulating"]) for s in run.steps[:2]] == [("30", "24"), ("0", "0")]
+    assert run.steps[2]["figures"]["points"] == "16.8"
+    assert run.output() == run_scenario(scenario).output()

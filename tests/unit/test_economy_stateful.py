@@ -10,7 +10,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -36,6 +36,7 @@ from tokenmall.domain.economy import (
     Sell,
     Settle,
     SystemAccount,
+    Transfer,
     Withdraw,
 )
 from tokenmall.domain.params import TenantParams
@@ -323,3 +324,98 @@ def test_replaying_a_purchase_on_a_copy_is_refused_and_changes_nothing() -> None
     assert fingerprint(twin) == before
     assert twin.take_journal() == []
     assert fingerprint(e) == before  # the original was never touched either
+
+
+# ----------------------------------------------------------------------------- the empty price
+
+
+def _price_before_last_burn(start: tuple[Decimal, Decimal], journal: list[Transfer]) -> Fraction:
+    """pool / circulating just before the last EP burn of a command's journal."""
+    pool, circ = Fraction(start[0]), Fraction(start[1])
+    last = None
+    for t in journal:
+        if t.asset == "EP" and t.credit == "burned":
+            last = pool / circ
+        if t.asset == "CNY":
+            pool += Fraction(t.amount) * ((t.credit == "pool") - (t.debit == "pool"))
+        if t.asset == "EP":
+            circ += Fraction(t.amount) * ((t.debit == "issuance") - (t.credit == "burned"))
+    assert last is not None
+    return last
+
+
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["purchase", "refund", "sell", "pay", "exchange", "buy_points", "close"]),
+        st.sampled_from(MEMBERS[:3]),
+        st.none() | st.sampled_from(MEMBERS[:3]),
+        fen_amounts,
+        st.sampled_from([Fraction(1), Fraction(1, 2), Fraction(1, 3)]),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=_steps,
+    quota_multiplier=st.sampled_from(["2", "0.6", "0.3"]),
+    sell_fee=st.sampled_from(["0.10", "0"]),
+)
+def test_emptying_circulation_keeps_the_price_of_the_last_points(
+    steps: list[tuple[str, str, str | None, Decimal, Fraction]],
+    quota_multiplier: str,
+    sell_fee: str,
+) -> None:
+    """Random streams over three members, with full and partial refunds and sales of whole
+    holdings, so circulation often empties.  After an event that takes the last points out of
+    circulation, the price is the one just before that event: before the command when the
+    command did it, before the last forced exit when an exit did.  No event lowers the price.
+    """
+    e = Economy(
+        TenantParams(quota_multiplier=Decimal(quota_multiplier), sell_fee=Decimal(sell_fee))
+    )
+    orders: list[str] = []
+    for n, (kind, who, referrer, amount, part) in enumerate(steps):
+        m = e.members.get(who)
+        cmd: Command | None = None
+        if kind == "purchase" or (kind == "refund" and not orders):
+            cmd = Purchase(f"o{n}", who, amount, referrer if m is None else None)
+        elif kind == "refund":
+            order = orders[n % len(orders)]
+            g = e.grants[order]
+            left = (g.total if g.total is not None else g.amount) - g.refunded
+            r = floor_fen(left * part.numerator / part.denominator)
+            cmd = Refund(order, None if part == 1 or r <= 0 else r)
+        elif m is not None and m.ep > 0 and kind in ("sell", "pay", "exchange"):
+            q = max(ATOM, floor_ep(m.ep * part.numerator / part.denominator))
+            if kind == "sell":
+                cmd = Sell(who, q)
+            elif kind == "pay":
+                cmd = Pay(f"p{n}", who, points=q)
+            else:
+                cmd = Exchange(who, q)
+        elif m is not None and m.sp >= FEN and kind == "buy_points":
+            cmd = BuyPoints(who, max(FEN, floor_fen(m.sp * part.numerator / part.denominator)))
+        elif kind == "close":
+            cmd = CloseDay("")
+        if cmd is None:
+            continue
+        circ0, (num0, den0) = e.circulating, e.price_ratio()
+        start = (e.pool, e.circulating)
+        try:
+            out = e.apply(cmd)
+        except InvalidCommand:
+            continue
+        journal = e.take_journal()
+        if isinstance(cmd, Purchase):
+            orders.append(cmd.order)
+        num, den = e.price_ratio()
+        assert num * den0 >= num0 * den, ("the price fell", cmd)
+        if e.circulating == 0 and (circ0 > 0 or out["exits"]):
+            event(f"emptied by {type(cmd).__name__}{' exits' if out['exits'] else ''}")
+            if out["exits"]:
+                assert Fraction(num) / Fraction(den) == _price_before_last_burn(start, journal)
+            else:
+                assert num * den0 == num0 * den, ("the price moved", cmd)

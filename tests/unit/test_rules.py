@@ -772,3 +772,108 @@ def test_r9_water_fill_exact_where_float_order_would_misplace_the_stop() -> None
     assert dict(pays)[1] == holders[1][2]  # capped at exactly its quota
     assert dict(pays)[2] == 353579668654770154
     assert paid <= fund
+
+
+# ------------------------------------------------------------------------------------ empty price
+# While nothing circulates the price is the last one points had: the price just before the
+# event that took the last points out of circulation (a refund, a sale, a payment in points, a
+# forced exit, a debt set-off).  A refund burns the buyer's and the referrer's points one after
+# the other and gives back to the pool afterwards: the price it must keep is the one before it
+# started, not the ratio between its two burns.
+
+
+def test_r11_a_refund_that_burns_the_last_points_keeps_the_price_they_had() -> None:
+    e = Economy(TenantParams())
+    buy(e, "o1", "A", 100, referrer="B")
+    assert (e.pool, e.circulating) == (D(30), D(24))  # 21 to A, 3 to B
+    assert price(e) == Fraction(5, 4)
+    out = e.apply(Refund("o1"))
+    assert out["burned"] == 24
+    assert (e.pool, e.circulating) == (ZERO, ZERO)
+    assert price(e) == Fraction(5, 4)  # not 30/3 = 10, the pool over B's 3 EP mid-refund
+    assert buy(e, "o2", "C", 100)["points"] == D("16.8")  # floor8(30 * 0.7 / 1.25)
+
+
+@pytest.mark.parametrize("sold_first", [D(0), D("7.5")])
+@pytest.mark.parametrize("referrer", [None, "B"])
+def test_r11_a_refund_emptying_circulation_keeps_the_price_before_it(
+    referrer: str | None, sold_first: Decimal
+) -> None:
+    e = Economy(TenantParams())
+    buy(e, "o1", "A", 100, referrer=referrer)
+    if sold_first:
+        e.apply(Sell("A", sold_first))  # part of A's take-back becomes a debt
+    before = price(e)
+    e.apply(Refund("o1"))
+    assert e.circulating == 0
+    assert price(e) == before
+
+
+def _last_burn_price(e: Economy, start: dict[str, Decimal], journal: list[Transfer]) -> Fraction:
+    """pool / circulating just before the last EP burn of ``journal`` (the command's journal,
+    replayed from the figures it started with)."""
+    pool, circ = fr(start["pool"]), fr(start["circulating"])
+    last = None
+    for t in journal:
+        if t.asset == "EP" and t.credit == "burned":
+            last = pool / circ
+        if t.asset == "CNY":
+            pool += fr(t.amount) * ((t.credit == "pool") - (t.debit == "pool"))
+        if t.asset == "EP":
+            circ += fr(t.amount) * ((t.debit == "issuance") - (t.credit == "burned"))
+    assert last is not None
+    return last
+
+
+@pytest.mark.parametrize("how", ["sell", "redeem", "pay"])
+def test_the_last_points_sold_or_paid_keep_the_price_they_had(how: str) -> None:
+    e = Economy(TenantParams())
+    buy(e, "o1", "A", 100, referrer="B")
+    e.apply(Sell("B", e.member("B").ep))
+    before = price(e)
+    ep = e.member("A").ep
+    if how == "sell":
+        e.apply(Sell("A", ep))
+    elif how == "redeem":
+        e.apply(Redeem("A", ep, "r1"))
+    else:
+        e.apply(Pay("p1", "A", points=ep))
+    assert e.circulating == 0
+    assert price(e) == before
+
+
+def test_a_forced_exit_of_the_last_holder_keeps_the_price_just_before_it() -> None:
+    # the first buyer's points are worth exactly c at the price after the purchase: with quota
+    # = c the buyer exits at once, and with nobody else holding, circulation empties
+    e = Economy(TenantParams(quota_multiplier=D("0.30")))
+    start = e.snapshot()
+    e.take_journal()
+    out = buy(e, "o1", "A", 100)
+    assert out["exits"] == 1
+    assert e.circulating == 0
+    assert price(e) == _last_burn_price(e, start, e.take_journal()) == Fraction(30, 21)
+    assert price(e) > 0
+    got = buy(e, "o2", "Z", 10)["points"]  # a cheap purchase: not worth its quota yet
+    assert fr(got) == floor_to(fr(3) * fr("0.70") / Fraction(30, 21), EP_ATOM)
+
+
+def test_a_debt_set_off_burning_the_last_points_keeps_the_price() -> None:
+    e = Economy(TenantParams())
+    buy(e, "o1", "A", 100)
+    e.apply(Exchange("A", e.member("A").ep))  # all 21 EP in the treasury, A holds 30 SP
+    e.apply(Refund("o1"))  # A holds no points: all 21 become a debt, nothing is burned
+    assert (e.member("A").ep_debt, e.treasury, e.member("A").sp) == (D(21), D(21), D(30))
+    before = price(e)
+    assert e.apply(BuyPoints("A", D(30)))["points"] == D(21)  # the treasury's points ...
+    assert (e.member("A").ep_debt, e.circulating) == (ZERO, ZERO)  # ... all set off
+    assert price(e) == before
+
+
+def test_exchange_cannot_empty_circulation_the_treasury_still_counts() -> None:
+    e = Economy(TenantParams())
+    buy(e, "o1", "A", 100, referrer="B")
+    before, circ = price(e), e.circulating
+    e.apply(Exchange("A", e.member("A").ep))
+    e.apply(Exchange("B", e.member("B").ep))
+    assert e.circulating == circ == e.treasury
+    assert price(e) == before

@@ -143,8 +143,27 @@ def _error(
 ) -> JSONResponse:
     body = ErrorBody(code=code, message=message, details=list(details) if details else None)
     return JSONResponse(
-        {"error": body.model_dump(exclude_none=True)}, status_code=status, headers=headers
+        {"error": _encodable(body.model_dump(exclude_none=True))},
+        status_code=status,
+        headers=headers,
     )
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every string made encodable as UTF-8.
+
+    Messages repeat what the caller sent (a parameter's name, a path segment), and JSON's
+    ``\\ud800`` escape decodes to a lone surrogate, which UTF-8 cannot encode: rendering such a
+    message failed, and a refusal became a 500.  Escaping here, where every error is rendered,
+    keeps any message, present or future, answerable; the caller sees ``\\ud800`` as text.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def _loc(parts: Sequence[Any]) -> list[str | int]:

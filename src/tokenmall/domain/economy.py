@@ -547,11 +547,20 @@ class Economy:
         else:
             raise InvariantViolation("members hold no CNY account")
 
-    def _remember_empty_price(self, burn: Decimal) -> None:
-        """Before ``burn`` points leave circulation: if that empties it, keep today's price."""
+    def _remember_empty_price(
+        self, burn: Decimal, before: tuple[Decimal, Decimal] | None = None
+    ) -> None:
+        """Before ``burn`` points leave circulation: if that empties it, keep the price.
+
+        The price kept is the one just before the event that empties circulation: today's
+        ``pool / circulating`` for a single burn, or ``before`` (the price the event started
+        from) for an event that burns in steps and moves the pool afterwards (a refund), whose
+        intermediate ratios are no price any point ever had.
+        """
         circ = self.circulating
         if burn > 0 and burn >= circ > 0:
-            self.state.empty_pool, self.state.empty_circulating = self.pool, circ
+            num, den = before if before is not None else (self.pool, circ)
+            self.state.empty_pool, self.state.empty_circulating = num, den
 
     def _credit_ep(self, m: Member, amount: Decimal, source: str) -> Decimal:
         """Give ``amount`` EP; a refund debt is set off first (those points are burned)."""
@@ -892,7 +901,9 @@ class Economy:
                 continue
             burn = min(take, who.ep)
             if burn > 0:
-                self._remember_empty_price(burn)
+                # if this empties circulation, the price is the one the refund started from:
+                # the buyer's points may be gone already and the pool gives back below
+                self._remember_empty_price(burn, (num, den))
                 self._move(Asset.EP, who, SystemAccount.BURNED, burn)
                 burned += burn
             who.ep_debt += take - burn

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tokenmall.json_limits import JsonTooDeep, loads_bounded
 from tokenmall.payments.base import from_fen
 from tokenmall.payments.errors import InvalidAmount, MalformedNotification, StaleNotification
 
@@ -76,9 +77,15 @@ def check_fresh(sent_at: datetime, now: datetime, tolerance: timedelta) -> None:
 
 
 def json_object(raw: bytes, *, what: str) -> dict[str, Any]:
-    """Decode UTF-8 JSON that must be an object."""
+    """Decode UTF-8 JSON that must be an object, nested no deeper than MAX_JSON_DEPTH.
+
+    A signature proves who sent the bytes, not that they are sane: without the depth bound a
+    signed body of deeply nested arrays made the parser raise RecursionError.
+    """
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = loads_bounded(raw.decode("utf-8"))
+    except JsonTooDeep as exc:
+        raise MalformedNotification(f"{what} is not valid JSON: {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedNotification(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):

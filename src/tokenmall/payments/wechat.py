@@ -75,6 +75,7 @@ __all__ = [
     "ALGORITHM",
     "DEFAULT_TOLERANCE",
     "PROVIDER",
+    "PUBLIC_KEY_ID_PREFIX",
     "SIGNATURE_TYPE",
     "WECHATPAY_NONCE",
     "WECHATPAY_SERIAL",
@@ -101,6 +102,8 @@ WECHATPAY_TIMESTAMP: Final = "Wechatpay-Timestamp"
 WECHATPAY_NONCE: Final = "Wechatpay-Nonce"
 WECHATPAY_SIGNATURE: Final = "Wechatpay-Signature"
 WECHATPAY_SERIAL: Final = "Wechatpay-Serial"
+# the serial of a WeChat Pay public key (public-key mode); platform certificates have hex ones
+PUBLIC_KEY_ID_PREFIX: Final = "PUB_KEY_ID_"
 WECHATPAY_SIGNATURE_TYPE: Final = "Wechatpay-Signature-Type"
 SIGNATURE_TYPE: Final = "WECHATPAY2-SHA256-RSA2048"
 ALGORITHM: Final = "AEAD_AES_256_GCM"

@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from tokenmall.json_limits import loads_bounded
 from tokenmall.payments import _wire
 from tokenmall.payments.base import (
     CURRENCY,
@@ -74,6 +75,7 @@ from tokenmall.payments.errors import (
 from tokenmall.payments.wechat import (
     DEFAULT_TOLERANCE,
     PROVIDER,
+    PUBLIC_KEY_ID_PREFIX,
     SIGNATURE_TYPE,
     WECHATPAY_SERIAL,
     WECHATPAY_SIGNATURE,
@@ -264,8 +266,8 @@ def _json_body(payload: Mapping[str, Any]) -> bytes:
 def _provider_error(raw: bytes) -> tuple[str, str]:
     """WeChat's ``{"code": .., "message": ..}`` error body, tolerating anything else."""
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = loads_bounded(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):  # not JSON, or nested too deep to be WeChat's
         return "", raw[:200].decode("utf-8", "replace")
     if not isinstance(data, dict):
         return "", str(data)[:200]
@@ -288,6 +290,14 @@ class WeChatPayApi:
     here; WeChat requires it to be HTTPS without a query string.  ``clock`` signs requests and
     checks the freshness of answers, so a skewed clock shows up as refused or unverifiable
     calls rather than silently.
+
+    Public-key mode: when a WeChat Pay public key (``PUB_KEY_ID_...``) is configured, every
+    request names it in ``Wechatpay-Serial``.  WeChat signs its answer with the key a request
+    names; a merchant that also has a platform certificate (every merchant switching from
+    certificates, per WeChat's guide to the switch) is otherwise answered signed with the
+    certificate, which a client holding only the public key cannot verify.  The first such
+    key configured is named.  A transfer whose payee name is sealed with another key names
+    that key instead, as WeChat requires of encrypted fields.
     """
 
     def __init__(
@@ -335,6 +345,9 @@ class WeChatPayApi:
         self._key: Final = merchant_key
         self._serial: Final = merchant_serial
         self._platform_keys: Final = dict(platform_keys)
+        self._public_key_id: Final = next(
+            (s for s in self._platform_keys if s.startswith(PUBLIC_KEY_ID_PREFIX)), None
+        )
         self._notify_url: Final = notify_url
         self._clock: Final = clock
         self._transfer_activity: Final = transfer_activity
@@ -676,6 +689,8 @@ class WeChatPayApi:
         request = self._http.build_request(
             method, path, content=sent if sent else None, headers=headers
         )
+        if self._public_key_id is not None and WECHATPAY_SERIAL not in request.headers:
+            request.headers[WECHATPAY_SERIAL] = self._public_key_id  # see the class docstring
         target = request.url.raw_path.decode("ascii")  # path and query exactly as sent
         timestamp = str(int(self._clock().timestamp()))
         nonce = secrets.token_hex(16)

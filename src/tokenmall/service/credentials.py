@@ -133,7 +133,11 @@ def create_api_key(
 
 def find_api_key(conn: Connection, presented: str) -> ApiKeyRecord | None:
     """The live key ``presented`` is, or None (malformed, unknown, wrong secret, revoked)."""
-    if not presented.startswith(KEY_PREFIX):
+    # a genuine key is ASCII (hex id, URL-safe base64 secret); anything else (a header's
+    # Latin-1 bytes, a NUL that PostgreSQL refuses in text) is refused before the lookup
+    if not presented.isascii() or not presented.startswith(KEY_PREFIX):
+        return None
+    if "\x00" in presented:
         return None
     key_id, sep, secret = presented[len(KEY_PREFIX) :].partition("_")
     if not sep or not key_id or not secret or len(key_id) > 32:
@@ -210,10 +214,12 @@ def verify_member_token(
     secret: str, token: str, *, now: float | None = None
 ) -> MemberClaims | None:
     """The claims of a genuine, unexpired token, or None."""
-    if not token.startswith(TOKEN_PREFIX):
+    # a genuine token is ASCII (URL-safe base64); hmac.compare_digest raises TypeError on a
+    # str holding anything else, so a forged non-ASCII signature must be refused before it
+    if not token.isascii() or not token.startswith(TOKEN_PREFIX):
         return None
     payload, sep, signature = token[len(TOKEN_PREFIX) :].partition(".")
-    if not sep or not hmac.compare_digest(signature, _sign(secret, payload)):
+    if not sep or not hmac.compare_digest(signature.encode(), _sign(secret, payload).encode()):
         return None
     try:
         claims = json.loads(_unb64(payload))

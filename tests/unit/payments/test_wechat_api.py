@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -503,6 +504,27 @@ def test_an_answer_that_does_not_verify_is_unavailable(
     assert fake.refund_count() == 1
 
 
+@pytest.mark.usefixtures("default_recursion_limit")
+def test_a_signed_answer_nested_too_deep_is_unavailable_or_refused_never_a_crash(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    # a 200 whose body is arrays nested 30,000 deep: signed, but no answer WeChat would give
+    paid_order(api, fake, "TM2024052000016", Decimal("5.00"))
+    fake.fail_next(1, Fault.DEEP_JSON)
+    with pytest.raises(ProviderUnavailable) as unavailable:
+        api.query_order("TM2024052000016")
+    assert "nested deeper than 64 levels" in str(unavailable.value)
+    # the same body on a 500 and on a 4xx, whose error bodies are read for WeChat's code
+    fake.fail_next(1, Fault.DEEP_JSON, after_processing=False)
+    with pytest.raises(ProviderUnavailable):
+        api.query_order("TM2024052000016")
+    fake.fail_next(1, Fault.DEEP_JSON)
+    with pytest.raises(ProviderRefused) as refused:
+        api.query_order("TM2024052000099")  # unknown: 404
+    assert refused.value.provider_code == "HTTP_404"
+    assert api.query_order("TM2024052000016").trade_state == "SUCCESS"
+
+
 def test_a_stale_answer_is_unavailable(
     fake: FakeWeChatPay,
     other_private_key: rsa.RSAPrivateKey,
@@ -749,22 +771,143 @@ def test_transfer_events_that_are_not_final_bills_are_unsupported(
         verifier.parse_notification(delivery.headers, delivery.body)
 
 
+# -- public-key mode ------------------------------------------------------------------------------
+
+
+def _client(
+    fake: FakeWeChatPay,
+    clock: ManualClock,
+    merchant_key: rsa.RSAPrivateKey,
+    platform_keys: dict[str, rsa.RSAPublicKey],
+) -> WeChatPayApi:
+    return WeChatPayApi(
+        mch_id=MCH_ID,
+        app_id=APP_ID,
+        merchant_key=merchant_key,
+        merchant_serial=MERCHANT_SERIAL,
+        platform_keys=platform_keys,
+        notify_url=NOTIFY_URL,
+        base_url=fake.base_url,
+        clock=clock,
+        timeout=5.0,
+    )
+
+
+def _every_call(api: WeChatPayApi, fake: FakeWeChatPay, n: int) -> None:
+    """One call of each kind the client makes."""
+    no, refund_no = f"TM20240520001{n:02d}", f"RF20240520001{n:02d}"
+    api.jsapi_prepay(out_trade_no=no, amount=Decimal("3.00"), description="d", openid=OPENID)
+    assert api.query_order(no).trade_state == "NOTPAY"
+    fake.pay(no)
+    api.refund(out_trade_no=no, out_refund_no=refund_no, amount=Decimal("1"), total=Decimal("3"))
+    assert api.query_refund(refund_no).out_refund_no == refund_no
+    closable = f"TM20240520002{n:02d}"
+    api.jsapi_prepay(out_trade_no=closable, amount=Decimal("1"), description="d", openid=OPENID)
+    api.close_order(closable)
+    api.transfer(PayoutRequest(f"WD20240520001{n:02d}", OPENID, Decimal("5.00")))
+    api.download_certificates(API_V3_KEY)
+
+
+def test_in_public_key_mode_every_call_names_the_public_key(
+    api: WeChatPayApi, fake: FakeWeChatPay
+) -> None:
+    # The merchant also has a platform certificate, so WeChat signs with it unless a request
+    # names the public key (WeChat's guide to switching to the WeChat Pay public key): a
+    # client configured with the public key only must name it on every call, or it cannot
+    # verify a single answer.
+    fake.rotate_certificate()
+    _every_call(api, fake, 1)
+    assert fake.requests
+    for sent in fake.requests:
+        assert sent.headers.get("Wechatpay-Serial") == PLATFORM_SERIAL, (sent.method, sent.path)
+        assert 200 <= sent.status < 300
+
+
+def test_a_client_with_certificates_only_names_no_key_and_is_answered_with_the_certificate(
+    fake: FakeWeChatPay, clock: ManualClock, other_private_key: rsa.RSAPrivateKey
+) -> None:
+    serial = fake.rotate_certificate()
+    client = _client(fake, clock, other_private_key, {serial: fake.platform_key.public_key()})
+    try:
+        _every_call(client, fake, 2)
+    finally:
+        client.close()
+    assert all("Wechatpay-Serial" not in r.headers for r in fake.requests)
+
+
+def test_with_both_kinds_of_key_configured_calls_name_the_public_key(
+    fake: FakeWeChatPay,
+    clock: ManualClock,
+    other_private_key: rsa.RSAPrivateKey,
+    platform_private_key: rsa.RSAPrivateKey,
+) -> None:
+    # during the switch a merchant configures both; WeChat then answers with the public key
+    serial = fake.rotate_certificate()
+    keys = {
+        serial: fake.platform_key.public_key(),
+        PLATFORM_SERIAL: platform_private_key.public_key(),
+    }
+    client = _client(fake, clock, other_private_key, keys)
+    try:
+        _every_call(client, fake, 3)
+        # a payee name sealed with the certificate (the first key) names that key instead
+        name = client.encrypt("张三")
+        assert name.serial == serial
+        request = PayoutRequest("WD0000000000000000000000000009", OPENID, Decimal("2500"), "x")
+        client.transfer(request, user_name=name)
+    finally:
+        client.close()
+    *calls, transfer = fake.requests
+    assert {r.headers.get("Wechatpay-Serial") for r in calls} == {PLATFORM_SERIAL}
+    assert transfer.headers["Wechatpay-Serial"] == serial
+    assert fake.transfer_payee_name("WD0000000000000000000000000009") == "张三"
+
+
+def test_the_fake_signs_with_the_key_a_request_names_else_with_the_certificate(
+    fake: FakeWeChatPay,
+) -> None:
+    """The fake itself (unauthenticated requests are refused 401, signed like any answer)."""
+    serial = fake.rotate_certificate()
+    with httpx.Client(base_url=fake.base_url) as http:
+        for named, signer in (
+            (None, serial),  # what a public-key client that forgot the header gets
+            (PLATFORM_SERIAL, PLATFORM_SERIAL),
+            (serial, serial),
+            ("PUB_KEY_ID_NOBODY", serial),  # not a key of WeChat's: the default signs
+        ):
+            headers = {} if named is None else {"Wechatpay-Serial": named}
+            answer = http.get("/v3/certificates", headers=headers)
+            assert answer.status_code == 401
+            assert answer.headers["Wechatpay-Serial"] == signer
+
+
 # -- platform certificates ------------------------------------------------------------------------
 
 
 def test_certificates_download_trusts_a_rotated_key_through_the_apiv3_key(
-    api: WeChatPayApi, fake: FakeWeChatPay, clock: ManualClock
+    api: WeChatPayApi, fake: FakeWeChatPay, clock: ManualClock, other_private_key: rsa.RSAPrivateKey
 ) -> None:
+    first = fake.rotate_certificate()
+    # a merchant in certificate mode, which knows the first certificate only
+    client = _client(fake, clock, other_private_key, {first: fake.platform_key.public_key()})
     serial = fake.rotate_certificate()
     no = "TM2024052000050"
-    # the client does not know the new key yet: WeChat's answer signed with it is refused
-    with pytest.raises(ProviderUnavailable, match="does not verify"):
-        api.jsapi_prepay(out_trade_no=no, amount=Decimal("1.00"), description="d", openid=OPENID)
-    [cert] = api.download_certificates(API_V3_KEY)
+    try:
+        # the client does not know the new key yet: WeChat's answer signed with it is refused
+        with pytest.raises(ProviderUnavailable, match="does not verify"):
+            client.jsapi_prepay(
+                out_trade_no=no, amount=Decimal("1.00"), description="d", openid=OPENID
+            )
+        certificates = client.download_certificates(API_V3_KEY)
+    finally:
+        client.close()
     assert (fake.requests[-1].path, fake.requests[-1].status) == ("/v3/certificates", 200)
-    assert cert.serial == serial
+    assert [c.serial for c in certificates] == [first, serial]
+    cert = certificates[1]
     assert cert.pem.startswith("-----BEGIN CERTIFICATE-----")
     assert cert.expires > cert.effective
+    # a client in public-key mode names its key, so the rotation does not concern its calls
+    api.jsapi_prepay(out_trade_no=no, amount=Decimal("1.00"), description="d", openid=OPENID)
     # the downloaded key is the one WeChat now signs its notifications with
     delivery = fake.pay(no)
     verifier = WeChatPayNotifications(

@@ -3,8 +3,17 @@
 WeChat's servers cannot run here, so this plays them: it checks every request's
 ``Authorization`` signature like WeChat does (and answers 401 SIGN_ERROR otherwise), keeps
 the state WeChat keeps (orders, refunds, transfer bills, all idempotent on the merchant's
-ids), signs every answer with its platform key, and produces the notifications WeChat would
-send (through :func:`tokenmall.payments.wechat.build_notification`).
+ids), signs every answer, and produces the notifications WeChat would send (through
+:func:`tokenmall.payments.wechat.build_notification`).
+
+Which key signs an answer follows the request, as WeChat's guide to switching from platform
+certificates to the WeChat Pay public key describes: a request whose ``Wechatpay-Serial``
+names a key WeChat holds (the public key ``PUB_KEY_ID_...`` or a platform certificate) is
+answered signed with that key; a request that names none is answered with the default signer,
+the current platform certificate once one exists (:meth:`FakeWeChatPay.rotate_certificate`),
+else the public key; a request naming a key WeChat does not hold is refused 400 PARAM_ERROR
+(assumed).  So a client in public-key mode that forgets the header gets answers it cannot
+verify, as it would from WeChat.
 
 The request signature is checked here from WeChat's documented format, written out
 independently of the client's code, so a client that signs the wrong string fails here.
@@ -77,6 +86,7 @@ class Fault(StrEnum):
     WRONG_KEY = "wrong_key"  # sign with a key that is not the platform's (right serial)
     UNKNOWN_SERIAL = "unknown_serial"  # sign properly but name a serial nobody knows
     UNSIGNED = "unsigned"  # no Wechatpay-* headers at all
+    DEEP_JSON = "deep_json"  # a properly signed body of arrays nested 30,000 deep
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,11 @@ class FakeWeChatPay:
         self.mch_id = mch_id
         self.app_id = app_id
         self.platform_key = platform_key
+        """The default signer (notifications, answers to requests that name no key)."""
         self.platform_serial = platform_serial
+        self._signing_keys: dict[str, rsa.RSAPrivateKey] = {platform_serial: platform_key}
+        """Every key WeChat holds for this merchant, by serial: the public key given here
+        and each platform certificate issued since (what ``Wechatpay-Serial`` may name)."""
         self.api_v3_key = api_v3_key
         self.clock = clock
         self.answer_mch_id: str | None = None
@@ -242,8 +256,9 @@ class FakeWeChatPay:
             return len(self._transfers)
 
     def rotate_certificate(self) -> str:
-        """WeChat rotates its platform certificate: a new key signs every answer and
-        notification from now on, and GET /v3/certificates lists it.  Returns its serial."""
+        """WeChat rotates its platform certificate: from now on the new key signs every
+        notification and every answer to a request that names no key (``Wechatpay-Serial``),
+        and GET /v3/certificates lists it.  Returns its serial."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = self.clock()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA")])
@@ -277,6 +292,7 @@ class FakeWeChatPay:
                 }
             )
             self.platform_key, self.platform_serial = key, serial
+            self._signing_keys[serial] = key
         return serial
 
     def transfer_payee_name(self, out_bill_no: str) -> str | None:
@@ -380,20 +396,34 @@ class FakeWeChatPay:
         """One request, start to finish (called on the server's threads)."""
         with self._lock:
             fault = self._faults.pending.pop(0) if self._faults.pending else None
+            named = {k.lower(): v for k, v in headers.items()}.get(WECHATPAY_SERIAL.lower())
+            signer = self._signer(named)
             if fault is not None and not fault[1]:
-                answer = self._faulty(fault[0], 500, {"code": "SYSTEM_ERROR", "message": "x"})
+                answer = self._faulty(
+                    fault[0], 500, {"code": "SYSTEM_ERROR", "message": "x"}, signer
+                )
             else:
                 try:
                     self._authenticate(method, path, headers, body)
+                    if named is not None and named not in self._signing_keys:
+                        raise _Refusal(
+                            400, "PARAM_ERROR", f"Wechatpay-Serial {named!r} is not a key of ours"
+                        )
                     status, payload = self._route(method, path, body, headers)
                 except _Refusal as exc:
                     status, payload = exc.status, {"code": exc.code, "message": exc.message}
                 if fault is None:
-                    answer = self._signed(status, payload)
+                    answer = self._signed(status, payload, key=signer[0], serial=signer[1])
                 else:
-                    answer = self._faulty(fault[0], status, payload)
+                    answer = self._faulty(fault[0], status, payload, signer)
             self._requests.append(ReceivedRequest(method, path, headers, body, answer.status))
             return answer
+
+    def _signer(self, named: str | None) -> tuple[rsa.RSAPrivateKey, str]:
+        """The key (and its serial) that signs the answer to a request naming ``named``."""
+        if named is not None and named in self._signing_keys:
+            return self._signing_keys[named], named
+        return self.platform_key, self.platform_serial
 
     def _authenticate(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
         """WeChat's check of ``Authorization``; any failure is 401 SIGN_ERROR."""
@@ -623,11 +653,12 @@ class FakeWeChatPay:
         if sealed is None:
             return None
         serial = {k.lower(): v for k, v in headers.items()}.get(WECHATPAY_SERIAL.lower())
-        if serial != self.platform_serial:
+        key = self._signing_keys.get(serial) if serial is not None else None
+        if key is None:
             raise _Refusal(400, "PARAM_ERROR", f"Wechatpay-Serial {serial!r} is not a key of ours")
         sha1 = hashes.SHA1()
         try:
-            plain = self.platform_key.decrypt(
+            plain = key.decrypt(
                 base64.b64decode(sealed, validate=True),
                 padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None),
             )
@@ -658,12 +689,14 @@ class FakeWeChatPay:
         *,
         key: rsa.RSAPrivateKey | None = None,
         serial: str | None = None,
+        raw: bytes | None = None,
     ) -> _Answer:
-        body = (
-            b""
-            if payload is None
-            else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        )
+        if raw is not None:
+            body = raw
+        elif payload is None:
+            body = b""
+        else:
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(int(self.clock().timestamp()))
         nonce = f"fake{self._next():028d}"
         headers = {
@@ -676,13 +709,21 @@ class FakeWeChatPay:
         }
         return _Answer(status, headers, body)
 
-    def _faulty(self, fault: Fault, status: int, payload: dict[str, Any] | None) -> _Answer:
+    def _faulty(
+        self,
+        fault: Fault,
+        status: int,
+        payload: dict[str, Any] | None,
+        signer: tuple[rsa.RSAPrivateKey, str],
+    ) -> _Answer:
+        key, serial = signer
         if fault is Fault.ERROR_500:
-            return self._signed(500, {"code": "SYSTEM_ERROR", "message": "系统错误"})
+            error = {"code": "SYSTEM_ERROR", "message": "系统错误"}
+            return self._signed(500, error, key=key, serial=serial)
         if fault is Fault.DROP:
             return _Answer(0, {}, b"", drop=True)
         if fault is Fault.TAMPER:
-            answer = self._signed(status, payload)
+            answer = self._signed(status, payload, key=key, serial=serial)
             # Change the first digit (an amount or an id) to another one; the signature stays.
             body = re.sub(
                 rb"\d", lambda m: b"1" if m.group() != b"1" else b"2", answer.body, count=1
@@ -691,10 +732,13 @@ class FakeWeChatPay:
         if fault is Fault.WRONG_KEY:
             if self._rogue_key is None:
                 self._rogue_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            return self._signed(status, payload, key=self._rogue_key)
+            return self._signed(status, payload, key=self._rogue_key, serial=serial)
+        if fault is Fault.DEEP_JSON:
+            deep = b'{"code": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+            return self._signed(status, None, key=key, serial=serial, raw=deep)
         if fault is Fault.UNKNOWN_SERIAL:
-            return self._signed(status, payload, serial="PUB_KEY_ID_NOBODY_KNOWS")
-        answer = self._signed(status, payload)
+            return self._signed(status, payload, key=key, serial="PUB_KEY_ID_NOBODY_KNOWS")
+        answer = self._signed(status, payload, key=key, serial=serial)
         return _Answer(status, {}, answer.body)
 
 

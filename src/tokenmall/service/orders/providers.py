@@ -58,7 +58,6 @@ WALLET: Final = "wallet"  # an SP/EP-only payment: no provider, nothing to give 
 HELD_PAST_DEADLINE: Final = (WECHAT,)
 ProviderName = Literal["sandbox", "wechat"]
 WECHAT_API: Final = "https://api.mch.weixin.qq.com"
-PUBLIC_KEY_PREFIX: Final = "PUB_KEY_ID_"  # WeChat Pay public-key mode: nothing to download
 _SANDBOX_DRAIN_ROUNDS: Final = 10
 
 

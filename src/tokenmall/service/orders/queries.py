@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, literal, select, tuple_
 
 from tokenmall.errors import NotFound
+from tokenmall.json_limits import loads_bounded
 from tokenmall.money import EP_PLACES, cny_of_fen, from_atoms
 from tokenmall.service.errors import InvalidCursor
 from tokenmall.service.orders import statements as q
@@ -207,7 +208,7 @@ def _decode_event_cursor(cursor: str) -> tuple[float, str, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not raw.startswith(_EVENT_CURSOR):
             raise bad
-        at, provider, event_id = json.loads(raw[len(_EVENT_CURSOR) :])
+        at, provider, event_id = loads_bounded(raw[len(_EVENT_CURSOR) :])
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise bad from None
     if not (

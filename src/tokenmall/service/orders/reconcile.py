@@ -19,6 +19,7 @@ from sqlalchemy import select
 from tokenmall.errors import NotFound
 from tokenmall.payments import Notification, PaymentError, ProviderUnavailable
 from tokenmall.payments.errors import ProviderRefused
+from tokenmall.payments.wechat import PUBLIC_KEY_ID_PREFIX
 from tokenmall.payments.wechat_api import WeChatPayApi
 from tokenmall.service.errors import Conflict
 from tokenmall.service.orders import queries
@@ -27,7 +28,7 @@ from tokenmall.service.orders.context import OrderContext
 from tokenmall.service.orders.lifecycle import get_order
 from tokenmall.service.orders.models import Order, ProviderNotConfigured
 from tokenmall.service.orders.notifications import apply_event, fail_open_payment
-from tokenmall.service.orders.providers import PUBLIC_KEY_PREFIX, WECHAT
+from tokenmall.service.orders.providers import WECHAT
 from tokenmall.service.orders.wechat_config import refresh_wechat_certificates
 from tokenmall.store import schema as s
 
@@ -88,8 +89,11 @@ def _refresh_certificates_due(
     a failure is logged and tried again after the same interval."""
     if at - ctx.certificates_checked.get(tenant_id, -math.inf) < CERTIFICATE_REFRESH:
         return
-    if not config.get("outbound") or all(k.startswith(PUBLIC_KEY_PREFIX) for k in config["keys"]):
-        return  # nothing to download: looked at again each tick, in case that changes
+    if not config.get("outbound") or all(
+        k.startswith(PUBLIC_KEY_ID_PREFIX) for k in config["keys"]
+    ):
+        # public-key mode: nothing to download; looked at again each tick, in case that changes
+        return
     ctx.certificates_checked[tenant_id] = at
     try:
         refresh_wechat_certificates(ctx, tenant_id, actor="scheduler")
