@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,11 +164,19 @@ class WebhookSender:
             self._client.close()
             self._client = None
 
-    def deliver_due(self, now: float | None = None, *, limit: int = 1000) -> int:
-        """Send what is due; returns how many attempts were made (at most ``limit``)."""
+    def deliver_due(
+        self,
+        now: float | None = None,
+        *,
+        limit: int = 1000,
+        tenants: Sequence[int] | None = None,
+    ) -> int:
+        """Send what is due (of ``tenants``, else of every tenant); returns how many attempts
+        were made (at most ``limit``: the rest waits for the next round)."""
         now = time.time() if now is None else now
-        with read_only(self.engine).connect() as conn:
-            tenants = [int(t) for t in conn.execute(select(s.tenants.c.id)).scalars()]
+        if tenants is None:
+            with read_only(self.engine).connect() as conn:
+                tenants = [int(t) for t in conn.execute(select(s.tenants.c.id)).scalars()]
         attempts = 0
         for tenant_id in tenants:
             while attempts < limit:
