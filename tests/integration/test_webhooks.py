@@ -31,6 +31,9 @@ from tokenmall.settings import Settings
 from tokenmall.store import schema as s
 
 SECRET_KEY = "webhooks-secret-key-0123456789abcdef-0123"
+# where rows no test sends point: refused at once if another test's scheduler round (they
+# share the PostgreSQL database) tries them
+UNREACHABLE = "http://127.0.0.1:9/hook"
 FAST = webhooks.RetryPolicy(base=1, cap=4, max_attempts=10)
 
 
@@ -159,7 +162,7 @@ def test_a_rolled_back_fact_writes_no_delivery_and_its_retry_writes_one(
     bus = EventBus(bootstrap.event_handlers())
     services = _services(db_engine, bus)
     tid, code, sku = _mall(services)
-    _endpoint(db_engine, tid, "https://shop.example.com/hook")
+    _endpoint(db_engine, tid, UNREACHABLE)
 
     def boom(_tx: TenantTx, event: OrderSettled) -> None:
         raise Boom(event.order)
@@ -194,7 +197,7 @@ def test_withdrawals_and_day_closes_are_delivered_with_their_figures(db_engine: 
     _endpoint(
         db_engine,
         tid,
-        "https://shop.example.com/hook",
+        UNREACHABLE,
         ["withdrawal.paid", "withdrawal.failed", "day.closed"],
     )
     _pay(services, tid, code, sku)  # not subscribed: nothing written for it
@@ -232,7 +235,7 @@ def json_of(request: httpx.Request) -> dict[str, Any]:
 def test_given_up_deliveries_are_failed_and_a_replay_sends_them(db_engine: Engine) -> None:
     services = _services(db_engine)
     tid, code, sku = _mall(services)
-    _endpoint(db_engine, tid, "https://shop.example.com/hook", ["order.paid", "order.settled"])
+    _endpoint(db_engine, tid, UNREACHABLE, ["order.paid", "order.settled"])
     answers = [500] * 3
     got: list[str] = []
 
@@ -273,7 +276,7 @@ def test_two_schedulers_never_send_the_same_row_at_once(db_engine: Engine) -> No
     """A claimed row is skipped by the other scheduler until its claim lapses."""
     services = _services(db_engine)
     tid, code, sku = _mall(services)
-    _endpoint(db_engine, tid, "https://shop.example.com/hook", ["order.paid"])
+    _endpoint(db_engine, tid, UNREACHABLE, ["order.paid"])
     _pay(services, tid, code, sku)
     calls: list[str] = []
     other = webhooks.WebhookSender(
@@ -312,7 +315,7 @@ def test_two_schedulers_never_send_the_same_row_at_once(db_engine: Engine) -> No
 def test_a_disabled_endpoint_gets_nothing_new_and_nothing_pending(db_engine: Engine) -> None:
     services = _services(db_engine)
     tid, code, sku = _mall(services)
-    _endpoint(db_engine, tid, "https://shop.example.com/hook", ["order.paid"])
+    _endpoint(db_engine, tid, UNREACHABLE, ["order.paid"])
     _pay(services, tid, code, sku)
     with db_engine.begin() as conn:
         endpoint = webhooks.list_endpoints(conn, tid, limit=10, cursor=None).items[0]
