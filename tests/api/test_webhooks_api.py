@@ -7,10 +7,9 @@ import httpx
 from api_helpers import Mall, assert_error, make_mall, ok
 from fastapi.testclient import TestClient
 from orders_helpers import engine, paid_order, tenant_id
+from webhook_helpers import URL
 
 from tokenmall.service.webhooks import WebhookSender
-
-URL = "http://127.0.0.1:9/hook"  # refused at once if a scheduler tries it
 
 
 def _create(client: TestClient, mall: Mall, **body: object) -> dict[str, object]:

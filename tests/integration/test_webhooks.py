@@ -329,3 +329,15 @@ def test_a_disabled_endpoint_gets_nothing_new_and_nothing_pending(db_engine: Eng
     )
     assert sender.deliver_due(tenants=[tid]) == 0
     assert _rows(db_engine, tid)[0].status == "pending"
+
+
+def test_migration_0011_matches_the_metadata(db_engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    tables = {"webhook_endpoints", "webhook_deliveries"}
+    with db_engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(ctx, s.metadata)
+    assert [d for d in diffs if any(t in repr(d) for t in tables)] == []
+    assert set(s.metadata.tables) >= tables
