@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, select, update
 from webhook_receiver import Receiver
 
@@ -332,9 +334,6 @@ def test_a_disabled_endpoint_gets_nothing_new_and_nothing_pending(db_engine: Eng
 
 
 def test_migration_0011_matches_the_metadata(db_engine: Engine) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
     tables = {"webhook_endpoints", "webhook_deliveries"}
     with db_engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
