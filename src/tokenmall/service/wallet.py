@@ -12,7 +12,9 @@ under the tenant's lock, and the ledger refuses one that would take a wallet bel
   review or a slow provider can never find the money already spent.  A rejection or a failed
   payout returns it (``PayoutResult(paid=False)``), a payout confirmed by the provider
   finalises it (``paid=True``).  Both are keyed ``payout:<ref>``: the first outcome wins and a
-  contradicting late notification is refused.
+  contradicting late notification is refused.  The outcome applied emits ``WithdrawalPaid`` or
+  ``WithdrawalFailed`` in its transaction (webhooks write their outbox rows there), so the
+  functions that apply one take the composition root's store, not a bare ledger.
 
 Withdrawal states: ``requested`` -> ``approved`` | ``rejected`` (operator) -> ``paid`` |
 ``failed`` (provider).  The payout is sent only after the approval has committed (never from
