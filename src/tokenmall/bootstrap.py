@@ -12,6 +12,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from tokenmall.domain.events import (
+    DayClosed,
+    OrderPaid,
+    OrderRefunded,
+    OrderSettled,
+    WithdrawalFailed,
+    WithdrawalPaid,
+)
+from tokenmall.service import webhooks
 from tokenmall.service.messagebus import EventBus, Handler
 from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.service.uow import Store
@@ -25,11 +34,20 @@ __all__ = ["Services", "build", "event_handlers", "scheduler"]
 def event_handlers() -> dict[type, list[Handler]]:
     """Event type -> its handlers, in the order they run (see docs/DESIGN.md, "Events").
 
-    Empty today: the engine's own reactions (EP issuance, quota, dividends; model #0) are
-    ledger commands the order flow applies itself, before it emits.  Marketing models,
-    group buys and webhooks register here, each after the ones before it in this table.
+    The engine's own reactions (EP issuance, quota, dividends; model #0) are ledger commands
+    the order flow applies itself, before it emits.  Webhooks write their outbox rows here
+    (in the fact's transaction; the scheduler sends them).  Marketing models and group buys
+    register here too, each after the ones before it in this table; webhooks should stay
+    last, so a fact whose later handler fails leaves no delivery either (it rolls back).
     """
-    return {}
+    return {
+        OrderPaid: [webhooks.record_event],
+        OrderSettled: [webhooks.record_event],
+        OrderRefunded: [webhooks.record_event],
+        WithdrawalPaid: [webhooks.record_event],
+        WithdrawalFailed: [webhooks.record_event],
+        DayClosed: [webhooks.record_event],
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +59,7 @@ class Services:
     store: Store
     orders: OrderService
     payouts: PayoutProviders
+    webhooks: webhooks.WebhookSender
 
 
 def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) -> Services:
@@ -60,13 +79,13 @@ def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) ->
     # payouts through the orders service's payment hub: one sandbox gateway per tenant serves
     # payments and payouts, and every provider notification is recorded alike
     payouts = HubPayouts(store.ledger, lambda: orders)
-    return Services(settings, engine, store, orders, payouts)
+    return Services(settings, engine, store, orders, payouts, webhooks.WebhookSender(engine))
 
 
 def scheduler(services: Services, *, interval: float | None = None) -> Scheduler:
     """The scheduler of a process (``serve`` runs it in a thread, ``worker`` as the
     process): day closes, reconciliation, the order jobs, payout and refund resends, all
-    in the services' store."""
+    in the services' store, then the webhook deliveries those wrote."""
     orders = services.orders
     return Scheduler(
         services.engine,
@@ -76,4 +95,5 @@ def scheduler(services: Services, *, interval: float | None = None) -> Scheduler
         jobs=orders_jobs(services.store),
         refunds=lambda now: orders.retry_refunds(now=now),
         payments=lambda now: orders.reconcile_payments(now=now),
+        webhooks=services.webhooks.deliver_due,
     )

@@ -17,7 +17,9 @@ One :meth:`Scheduler.tick` does, in this order:
 4. payouts of approved withdrawals that were never sent or never answered
    (:func:`tokenmall.service.wallet.retry_payouts`);
 5. provider refunds that never got through (a timeout, a 5xx), sent again with the same
-   refund id (``OrderService.retry_refunds``), when the scheduler was given it.
+   refund id (``OrderService.retry_refunds``), when the scheduler was given it;
+6. webhook deliveries due (:meth:`tokenmall.service.webhooks.WebhookSender.deliver_due`),
+   when the scheduler was given it: last, so the facts of this round go out in it.
 
 Between ticks it sleeps until the earliest next local midnight of any tenant or ``interval``
 seconds, whichever is sooner.  Every job is idempotent, so any number of schedulers may run
@@ -88,6 +90,7 @@ class TickReport:
     payouts: int = 0
     refunds: int = 0
     reconciled: int = 0
+    webhooks: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -105,6 +108,7 @@ class Scheduler:
         refunds: Callable[[float], int] | None = None,
         payments: Callable[[float], int] | None = None,
         store: Store | None = None,
+        webhooks: Callable[[float], int] | None = None,
     ) -> None:
         self.engine = engine
         # the composition root's store (its handlers react to day closes), else a bare one
@@ -113,6 +117,8 @@ class Scheduler:
         self.payments = payments
         # sends again provider refunds that never got through (OrderService.retry_refunds)
         self.refunds = refunds
+        # sends the webhook outbox (WebhookSender.deliver_due)
+        self.webhooks = webhooks
         self.ledger = self.store.ledger
         self.providers = providers
         self.interval = interval
@@ -164,10 +170,12 @@ class Scheduler:
             if done is not _FAILED:
                 report.jobs[name] = done
         if providers is not None:
-            send = partial(retry_payouts, self.ledger, providers, now=now)
+            send = partial(retry_payouts, self.store, providers, now=now)
             report.payouts = _guarded(report, "payouts", send, 0)
         if refunds is not None:
             report.refunds = _guarded(report, "refunds", partial(refunds, now), 0)
+        if self.webhooks is not None:
+            report.webhooks = _guarded(report, "webhooks", partial(self.webhooks, now), 0)
         return report
 
     def next_wakeup(self, now: float) -> float:

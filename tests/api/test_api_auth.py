@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from orders_helpers import order_path_values
 from wallet_helpers import wallet_path_values
+from webhook_helpers import webhook_path_values
 
 from tokenmall.api import create_app
 from tokenmall.api.ratelimit import RateLimiter
@@ -55,6 +56,8 @@ def path_values(client: TestClient, mall: Mall, path: str) -> dict[str, str]:
         values.update(order_path_values(client, mall))
     if "{withdrawal_id}" in path:
         values.update(wallet_path_values(client, mall))
+    if "{endpoint_id}" in path or "{delivery_id}" in path:
+        values.update(webhook_path_values(client, mall))
     return values
 
 

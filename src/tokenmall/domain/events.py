@@ -22,6 +22,8 @@ __all__ = [
     "OrderPaid",
     "OrderRefunded",
     "OrderSettled",
+    "WithdrawalFailed",
+    "WithdrawalPaid",
 ]
 
 
@@ -99,4 +101,35 @@ class MemberJoined:
     at: float
 
 
-Event = OrderPaid | OrderSettled | OrderRefunded | OrderClosed | DayClosed | MemberJoined
+@dataclass(frozen=True, slots=True)
+class WithdrawalPaid:
+    """The provider paid a withdrawal out: ``amount - fee`` reached the member's account."""
+
+    withdrawal: str
+    member: str
+    amount: Decimal
+    fee: Decimal
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalFailed:
+    """The provider could not pay a withdrawal out: its whole amount went back to the wallet."""
+
+    withdrawal: str
+    member: str
+    amount: Decimal
+    fee: Decimal
+    at: float
+
+
+Event = (
+    OrderPaid
+    | OrderSettled
+    | OrderRefunded
+    | OrderClosed
+    | DayClosed
+    | MemberJoined
+    | WithdrawalPaid
+    | WithdrawalFailed
+)

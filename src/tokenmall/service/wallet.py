@@ -12,7 +12,9 @@ under the tenant's lock, and the ledger refuses one that would take a wallet bel
   review or a slow provider can never find the money already spent.  A rejection or a failed
   payout returns it (``PayoutResult(paid=False)``), a payout confirmed by the provider
   finalises it (``paid=True``).  Both are keyed ``payout:<ref>``: the first outcome wins and a
-  contradicting late notification is refused.
+  contradicting late notification is refused.  The outcome applied emits ``WithdrawalPaid`` or
+  ``WithdrawalFailed`` in its transaction (webhooks write their outbox rows there), so the
+  functions that apply one take the composition root's store, not a bare ledger.
 
 Withdrawal states: ``requested`` -> ``approved`` | ``rejected`` (operator) -> ``paid`` |
 ``failed`` (provider).  The payout is sent only after the approval has committed (never from
@@ -34,6 +36,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, insert, or_, select, update
 
 from tokenmall.domain.economy import BuyPoints, Command, Exchange, PayoutResult, Sell, Withdraw
+from tokenmall.domain.events import WithdrawalFailed, WithdrawalPaid
 from tokenmall.errors import (
     IdempotencyConflict,
     InsufficientBalance,
@@ -70,7 +73,7 @@ from tokenmall.service.ledger import Ledger, Outcome
 from tokenmall.service.members import get_profile
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.service.reads import member_no, tenant_params
-from tokenmall.service.uow import TenantTx, as_store
+from tokenmall.service.uow import Store, TenantTx, as_store
 from tokenmall.store import schema as s
 from tokenmall.store.db import read_only
 
@@ -510,15 +513,21 @@ def _apply_payout_in(tx: TenantTx, ref: str, *, paid: bool) -> tuple[str, Any]:
     if row.status != "approved":
         raise Conflict(f"withdrawal {ref!r} is {row.status}: a payout cannot make it {status}")
     _apply(tx, f"payout:{ref}", PayoutResult(ref, paid=paid))
+    now = time.time()
     conn.execute(
         update(s.withdrawals)
         .where(w.tenant_id == tenant_id, w.ref == ref, w.status == "approved")
-        .values(status=status, finished_at=time.time())
+        .values(status=status, finished_at=now)
     )
+    amount, fee = from_atoms(row.amount_fen, 2), from_atoms(row.fee_fen, 2)
+    outcome = WithdrawalPaid if paid else WithdrawalFailed
+    tx.emit(outcome(row.ref, row.member, amount, fee, now))
     return "applied", _row(conn, tenant_id, ref)
 
 
-def apply_payout_result(ledger: Ledger, tenant_id: int, ref: str, *, paid: bool) -> Withdrawal:
+def apply_payout_result(
+    ledger: Ledger | Store, tenant_id: int, ref: str, *, paid: bool
+) -> Withdrawal:
     """approved -> paid (the held CNY leaves) or failed (the SP goes back), exactly once.
 
     The same outcome again (a repeated notification) changes nothing; the opposite outcome
@@ -538,7 +547,9 @@ def _check_notification(conn: Connection, tenant_id: int, n: Notification) -> An
     return row
 
 
-def apply_payout_notification(ledger: Ledger, tenant_id: int, n: Notification) -> Withdrawal:
+def apply_payout_notification(
+    ledger: Ledger | Store, tenant_id: int, n: Notification
+) -> Withdrawal:
     """A verified provider notification about a payout; checks it is the payout we sent."""
     with as_store(ledger).tenant_tx(tenant_id) as tx:
         row = _check_notification(tx.conn, tenant_id, n)
@@ -706,7 +717,7 @@ class HubPayouts:
 
 
 def send_payout(
-    ledger: Ledger, providers: PayoutProviders, tenant_id: int, tenant: str, ref: str
+    ledger: Ledger | Store, providers: PayoutProviders, tenant_id: int, tenant: str, ref: str
 ) -> Withdrawal:
     """Ask the provider to pay an approved withdrawal, then take in what it answers.
 
@@ -755,7 +766,7 @@ def send_payout(
 
 
 def retry_payouts(
-    ledger: Ledger,
+    ledger: Ledger | Store,
     providers: PayoutProviders,
     *,
     now: float | None = None,

@@ -603,3 +603,69 @@ payment_settings = Table(
     Column("updated_at", Float, nullable=False),
     Column("updated_by", String(120), nullable=False),
 )
+
+# ----------------------------------------------------------------------------- webhooks (0011)
+# A tenant's webhook endpoints and the outbox of deliveries to them (service/webhooks/).  A
+# delivery row is written by an event handler in the transaction that makes the fact true, so
+# it commits or rolls back with the fact; the scheduler sends it afterwards.
+
+__all__ += ["webhook_deliveries", "webhook_endpoints"]
+
+WEBHOOK_DELIVERY_STATES = ("pending", "delivered", "failed")
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("url", String(500), nullable=False),
+    # the signing secret: kept in clear because every delivery is signed with it
+    Column("secret", String(80), nullable=False),
+    Column("events", String(1000), nullable=False),  # event types, comma-separated
+    Column("description", String(200), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(120), nullable=False),
+    Column("disabled_at", Float, nullable=True),
+    UniqueConstraint("tenant_id", "id", name="uq_webhook_endpoints_tenant_id"),
+    Index("ix_webhook_endpoints_tenant", "tenant_id", "id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("endpoint_id", Integer, nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    # what the deliveries of one endpoint are ordered by ("order:<ref>", "withdrawal:<ref>",
+    # "day"): a later row of a stream waits while an earlier one is pending
+    Column("stream", String(120), nullable=False),
+    Column("payload", Text, nullable=False),  # the JSON body, exactly as signed and sent
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    # a scheduler that claimed the row owns it until then (a crash mid-send: it lapses)
+    Column("claimed_until", Float, nullable=True),
+    Column("claim", String(32), nullable=True),
+    Column("last_status", Integer, nullable=True),  # the receiver's HTTP status, if any
+    Column("last_error", String(300), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float, nullable=True),
+    ForeignKeyConstraint(
+        ["tenant_id", "endpoint_id"],
+        ["webhook_endpoints.tenant_id", "webhook_endpoints.id"],
+        name="fk_webhook_deliveries_endpoint",
+    ),
+    UniqueConstraint(
+        "tenant_id", "event_id", "endpoint_id", name="uq_webhook_deliveries_tenant_event"
+    ),
+    CheckConstraint(
+        "status IN ('" + "', '".join(WEBHOOK_DELIVERY_STATES) + "')",
+        name="ck_webhook_deliveries_status",
+    ),
+    # the scheduler's due rows per tenant, the order check per stream, the operator's list
+    Index("ix_webhook_deliveries_due", "tenant_id", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_stream", "tenant_id", "endpoint_id", "stream", "id"),
+    Index("ix_webhook_deliveries_tenant_status", "tenant_id", "status", "id"),
+)

@@ -330,7 +330,7 @@ def approve_withdrawal(
         note=body.note if body else None,
     )
     providers = payout_providers(request)
-    wd = wallet.send_payout(ctx.ledger, providers, caller.tenant_id, caller.tenant, withdrawal_id)
+    wd = wallet.send_payout(ctx.store, providers, caller.tenant_id, caller.tenant, withdrawal_id)
     return WithdrawalOut.of(wd)
 
 
