@@ -23,8 +23,9 @@ from tokenmall.domain.events import (
 from tokenmall.service import webhooks
 from tokenmall.service.messagebus import EventBus, Handler
 from tokenmall.service.orders import OrderService, PaymentHub
+from tokenmall.service.payouts import HubPayouts
 from tokenmall.service.uow import Store
-from tokenmall.service.wallet import HubPayouts, PayoutProviders
+from tokenmall.service.wallet import PayoutProviders
 from tokenmall.settings import Settings
 from tokenmall.worker import DEFAULT_INTERVAL, Scheduler, orders_jobs
 

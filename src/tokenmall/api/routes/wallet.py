@@ -34,7 +34,8 @@ from tokenmall.payments.wechat_api import TRANSFER_NAME_REQUIRED_FROM
 from tokenmall.service import reads, wallet
 from tokenmall.service.members import get_profile
 from tokenmall.service.orders import ProviderNotConfigured
-from tokenmall.service.wallet import HubPayouts, PayoutProviders, SandboxPayouts
+from tokenmall.service.payouts import HubPayouts, SandboxPayouts
+from tokenmall.service.wallet import PayoutProviders
 from tokenmall.store.db import read_only
 
 __all__ = [
