@@ -154,7 +154,30 @@ def _engine(url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names when it does not exist (None for other URLs, memory)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # reported as a bad URL where the engine is made
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or database in (None, "", ":memory:"):
+        return None
+    if database.startswith("file:") or parsed.query.get("mode") == "memory":
+        return None  # a URI filename: SQLite's own options decide
+    path = Path(database)
+    return None if path.exists() else path
+
+
 def _require_schema(engine: Engine, url: str) -> None:
+    # Connecting to a SQLite file that does not exist creates it, empty: a mistyped --db of
+    # a command that only reads would leave a stray file behind and report "no schema".
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        _fail(
+            f"no database file {missing}: check --db, or create it with "
+            "`tokenmall db upgrade --db URL`"
+        )
     if not inspect(engine).has_table(schema.tenants.name):
         _fail(f"no tokenmall schema at {_safe_url(url)}: run `tokenmall db upgrade` first")
 

@@ -227,7 +227,8 @@ def test_lists_filter_and_page(client: TestClient, mall: Mall) -> None:
         )
     )
     assert [p["name"] for p in mine["items"]] == ["Green tea"]
-    assert "skus" not in mine["items"][0]
+    # the list carries each product's SKUs (tests/api/test_api_shelf.py checks them)
+    assert [k["id"] for k in mine["items"][0]["skus"]] == [mall.sku_id]
     names: list[str] = []
     params: dict[str, object] = {"merchant_id": other["id"], "limit": 3}
     page = ok(client.get(mall.url("/products"), params=params, headers=mall.member))

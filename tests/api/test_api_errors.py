@@ -7,9 +7,12 @@ allowed to use it, and must answer with a 4xx in the error shape (or succeed).
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +21,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tokenmall.api import create_app
-from tokenmall.api.errors import ApiError
-from tokenmall.errors import InvalidCommand
+from tokenmall.api.errors import _HTTP_CODES, ApiError, status_for
+from tokenmall.errors import InvalidCommand, TokenmallError
+from tokenmall.payments.errors import NotificationRejected
+from tokenmall.scenario import ScenarioError
 from tokenmall.settings import Settings
 
 
@@ -219,3 +224,65 @@ def test_every_error_message_is_encodable_whatever_it_holds(app: FastAPI) -> Non
         error = assert_error(c.get("/test-surrogate/command"), 422, "invalid_command")
         # a lone surrogate is escaped; a valid pair (an emoji) was text and stays as it is
         assert error["message"] == "bad \\udfff name \U0001f600"
+
+
+# ----------------------------------------------------------------------------- the error table
+
+_ROOT = Path(__file__).resolve().parents[2]
+_SRC = _ROOT / "src" / "tokenmall"
+
+
+def _error_table() -> dict[str, str]:
+    """docs/API.md's error table: code -> status (one row may name several codes)."""
+    text = (_ROOT / "docs" / "API.md").read_text(encoding="utf-8")
+    block = text[text.index("| status | code | meaning |") :]
+    table: dict[str, str] = {}
+    for line in block.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        status, codes = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        for code in re.findall(r"`([a-z0-9_]+)`", codes):
+            table[code] = status
+    return table
+
+
+def _error_classes() -> list[type[TokenmallError]]:
+    for info in pkgutil.walk_packages([str(_SRC)], "tokenmall."):
+        if ".migrations" not in info.name and not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    found: list[type[TokenmallError]] = []
+    todo: list[type[TokenmallError]] = [TokenmallError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def _raised_codes() -> set[str]:
+    """Codes the API answers with by name: ApiError(...) in the routes, _error(...) in the
+    handlers, and the HTTP codes of api/errors.py."""
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (_SRC / "api").rglob("*.py"))
+    named = set(re.findall(r'(?:ApiError|_error)\(\s*\d+,\s*"([a-z_]+)"', source))
+    return named | set(_HTTP_CODES.values())
+
+
+def test_every_error_code_is_in_the_table_with_its_status() -> None:
+    table = _error_table()
+    missing = set()
+    for cls in _error_classes():
+        if cls.code not in table:
+            missing.add(cls.code)
+            continue
+        if issubclass(cls, NotificationRejected):
+            expected = "400"  # the notify route answers them 400 with their own code
+        elif issubclass(cls, ScenarioError):
+            expected = "—"  # the command line's only
+        else:
+            expected = str(status_for(cls.__new__(cls)))
+        assert table[cls.code] == expected, (cls.code, table[cls.code], expected)
+    missing |= _raised_codes() - set(table)
+    assert not missing, f"codes missing from docs/API.md's error table: {sorted(missing)}"
+    # and the table names nothing that does not exist
+    known = {cls.code for cls in _error_classes()} | _raised_codes()
+    assert set(table) <= known, sorted(set(table) - known)

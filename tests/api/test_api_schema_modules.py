@@ -20,6 +20,7 @@ ROUTE_MODULES = [
     "imports",
     "keys",
     "members",
+    "operations",
     "orders",
     "reads",
     "tenants",

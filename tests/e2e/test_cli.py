@@ -408,6 +408,32 @@ def test_db_upgrade_tenant_create_and_show(tmp_path: Path) -> None:
     assert_user_error(invoke("tenant", "create", "bad code", env=env), "tenant code")
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tenant", "show", "mall"],
+        ["day", "status", "--tenant", "mall"],
+        ["day", "close", "--tenant", "mall"],
+        ["tenant", "create", "mall"],
+        ["worker", "--once"],
+    ],
+)
+def test_a_missing_sqlite_file_is_refused_not_created(tmp_path: Path, command: list[str]) -> None:
+    """A mistyped --db must not leave an empty database file behind."""
+    missing = tmp_path / "typo" / "nothere.db"
+    (tmp_path / "typo").mkdir()
+    err = assert_user_error(
+        invoke(*command, "--db", f"sqlite:///{missing}"), "no database file", str(missing)
+    )
+    assert "tokenmall db upgrade" in err
+    assert list((tmp_path / "typo").iterdir()) == []
+    # the same through the environment's URL
+    assert_user_error(
+        invoke(*command, env={"TOKENMALL_DB_URL": f"sqlite:///{missing}"}), "no database file"
+    )
+    assert not missing.exists()
+
+
 def test_default_database_url_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

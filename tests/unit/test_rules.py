@@ -7,6 +7,7 @@ from the engine's output.
 from __future__ import annotations
 
 import copy
+import re
 from decimal import Decimal
 from fractions import Fraction
 
@@ -277,10 +278,15 @@ def test_r6_a_short_treasury_is_a_clear_error_that_changes_nothing() -> None:
     e.apply(Exchange("B", D(1)))  # but the treasury holds only 1 point
     before = fingerprint(e)
     e.take_journal()
-    with pytest.raises(InsufficientBalance, match="treasury"):
+    with pytest.raises(InsufficientBalance, match="treasury") as refused:
         e.apply(BuyPoints("A", e.member("A").sp))
     assert fingerprint(e) == before
     assert e.take_journal() == []
+    # the member learns that the purchase does not fit, not what the treasury holds
+    numbers = {D(n) for n in re.findall(r"\d+(?:\.\d+)?", str(refused.value))}
+    assert e.treasury == 1
+    assert e.treasury not in numbers
+    assert "holds" not in str(refused.value)
 
 
 def test_r6_an_empty_treasury_is_refused() -> None:

@@ -22,6 +22,7 @@ from tokenmall.api.routes import (
     imports,
     keys,
     members,
+    operations,
     orders,
     reads,
     tenants,
@@ -107,6 +108,17 @@ def create_app(
     # request, twice per layer: 24 route checks and about 0.1 ms of CPU per request here
     # (bench/README.md, fifth session).  Order still decides: imports before orders, so its
     # fixed path wins over orders' {order_ref} paths.
-    for module in (tenants, keys, members, catalog, imports, orders, wallet, reads, webhooks):
+    for module in (
+        tenants,
+        keys,
+        members,
+        catalog,
+        imports,
+        orders,
+        wallet,
+        reads,
+        operations,
+        webhooks,
+    ):
         app.router.routes.extend(module.router.routes)
     return app

@@ -777,7 +777,11 @@ class Economy:
         if q <= 0:
             raise InvalidCommand(f"{s} SP buys less than one point atom at the current price")
         if q > self.treasury:
-            raise InsufficientBalance(f"the treasury holds {self.treasury} EP, {q} asked")
+            # the treasury's balance is the platform's business, not the member's: say only
+            # that this purchase does not fit (R6)
+            raise InsufficientBalance(
+                f"the treasury cannot sell {q} EP for {s} SP now; try a smaller amount later"
+            )
         self._move(Asset.SP, m, SystemAccount.SP_ISSUANCE, s)
         self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.REVENUE, s)
         self._credit_ep(m, q, SystemAccount.TREASURY)

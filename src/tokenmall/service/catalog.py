@@ -82,6 +82,7 @@ class Product:
     fund_amount: Decimal | None
     created_at: float
     updated_at: float
+    on_shelf: bool = True
     skus: list[Sku] = field(default_factory=list)
 
 
@@ -193,6 +194,7 @@ def _product(row: Any) -> Product:
         fund_amount=_cny(row.fund_amount_fen),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        on_shelf=bool(row.on_shelf),
     )
 
 
@@ -254,13 +256,30 @@ def list_products(
     limit: int,
     cursor: str | None,
     merchant_id: int | None = None,
+    on_shelf: bool | None = None,
 ) -> Page[Product]:
-    """Products without their SKUs (list SKUs by product for those)."""
+    """Products with their SKUs, prices and stock; ``on_shelf`` filters (None: all).
+
+    The SKUs of a page come from one query over the page's products (at most
+    MAX_SKUS_PER_PRODUCT each), not one per product.
+    """
     p = s.products.c
     q = select(s.products).where(p.tenant_id == tenant_id)
     if merchant_id is not None:
         q = q.where(p.merchant_id == merchant_id)
-    return fetch_page(conn, q, p.id, limit=limit, cursor=cursor, convert=_product)
+    if on_shelf is not None:
+        q = q.where(p.on_shelf.is_(on_shelf))
+    page = fetch_page(conn, q, p.id, limit=limit, cursor=cursor, convert=_product)
+    by_id = {product.id: product for product in page.items}
+    if by_id:
+        k = s.skus.c
+        for r in conn.execute(
+            select(s.skus)
+            .where(k.tenant_id == tenant_id, k.product_id.in_(list(by_id)))
+            .order_by(k.product_id, k.id)
+        ):
+            by_id[r.product_id].skus.append(_sku(r))
+    return page
 
 
 def update_product(
@@ -272,9 +291,16 @@ def update_product(
     description: str | None = None,
     pool_amount: Decimal | None = UNSET,
     fund_amount: Decimal | None = UNSET,
+    on_shelf: bool | None = None,
 ) -> Product:
-    """Change what is given; ``pool_amount``/``fund_amount`` None clears the override."""
+    """Change what is given; ``pool_amount``/``fund_amount`` None clears the override.
+
+    ``on_shelf`` False takes the product off the shelf: it stays listed (orders already made
+    keep their lines), new orders of its SKUs are refused (:class:`OffShelf`); True puts it
+    back."""
     values: dict[str, Any] = {}
+    if on_shelf is not None:
+        values["on_shelf"] = on_shelf
     if name is not None:
         values["name"] = name
     if description is not None:

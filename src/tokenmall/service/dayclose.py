@@ -36,11 +36,14 @@ from tokenmall.store import schema as s
 
 __all__ = [
     "CloseOutcome",
+    "DayStatus",
     "TenantClock",
     "catch_up",
     "close_day",
     "close_key",
+    "close_requested",
     "closed_dates",
+    "day_status",
     "due_dates",
     "next_midnight",
     "parse_date",
@@ -191,3 +194,38 @@ def catch_up(ledger: Ledger | Store, clock: TenantClock, now: float) -> list[Clo
     with as_store(ledger).read() as conn:
         due = due_dates(conn, clock, now)
     return [close_day(ledger, clock, day) for day in due]
+
+
+@dataclass(frozen=True, slots=True)
+class DayStatus:
+    """Where a tenant's day closes stand: what ``tokenmall day status`` prints."""
+
+    zone: str
+    today: dt.date
+    last_closed: dt.date | None
+    next_close: float  # the next local midnight, Unix time
+    due: list[dt.date]
+
+
+def day_status(conn: Connection, clock: TenantClock, now: float) -> DayStatus:
+    closed = closed_dates(conn, clock.tenant_id)
+    first, today = clock.first_date(), clock.today(now)
+    days = max(0, (today - first).days)
+    due = [d for d in (first + dt.timedelta(days=i) for i in range(days)) if d not in closed]
+    return DayStatus(
+        zone=clock.zone.key,
+        today=today,
+        last_closed=max(closed) if closed else None,
+        next_close=next_midnight(clock, now),
+        due=due,
+    )
+
+
+def close_requested(store: Store, clock: TenantClock, day: dt.date, now: float) -> CloseOutcome:
+    """An operator's close of ``day`` (HTTP): as :func:`close_day`, and also refused for a date
+    before the tenant existed, which would pay today's fund under a date it never had."""
+    if day < clock.first_date():
+        raise InvalidCommand(
+            f"{day} is before the tenant's first day ({clock.first_date()} in {clock.zone.key})"
+        )
+    return close_day(store, clock, day, now=now)

@@ -5,6 +5,7 @@ TokenmallError
 │   └── InvalidCursor       a pagination cursor that this service did not hand out
 └── Conflict                a valid request that the current state does not allow (HTTP 409)
     ├── AlreadyExists       a code or key that must be unique is taken
+    ├── OffShelf            an order of a product taken off the shelf
     └── OutOfStock          a stock change would take a SKU below zero
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from tokenmall.errors import InvalidCommand, TokenmallError
 
-__all__ = ["AlreadyExists", "Conflict", "InvalidCursor", "OutOfStock"]
+__all__ = ["AlreadyExists", "Conflict", "InvalidCursor", "OffShelf", "OutOfStock"]
 
 
 class InvalidCursor(InvalidCommand):
@@ -29,3 +30,9 @@ class AlreadyExists(Conflict):
 
 class OutOfStock(Conflict):
     code = "out_of_stock"
+
+
+class OffShelf(Conflict):
+    """The product is off the shelf: its SKUs cannot be ordered until it is put back."""
+
+    code = "off_shelf"

@@ -48,6 +48,7 @@ __all__ = [
     "PricePoint",
     "board",
     "economy",
+    "first_seq_at",
     "holdings",
     "level_of",
     "levels",
@@ -173,7 +174,7 @@ class PricePoint:
     dividend_fund: str
 
 
-def _first_seq_at(conn: Connection, tenant_id: int, ts: float, last: int) -> int:
+def first_seq_at(conn: Connection, tenant_id: int, ts: float, last: int) -> int:
     """The first seq committed at or after ``ts``, by binary search over the primary key.
 
     ``created_at`` grows with ``seq`` (it is read after the tenant's lock is taken), so about
@@ -215,7 +216,7 @@ def price_history(
         last = conn.execute(
             select(s.tenant_state.c.seq).where(s.tenant_state.c.tenant_id == tenant_id)
         ).scalar()
-        after = max(after, _first_seq_at(conn, tenant_id, since, int(last or 0)) - 1)
+        after = max(after, first_seq_at(conn, tenant_id, since, int(last or 0)) - 1)
     q = select(t.seq, t.created_at, t.kind, t.result).where(t.tenant_id == tenant_id, t.seq > after)
     if since is not None:
         q = q.where(t.created_at >= since)

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 
 __all__ = [
@@ -250,6 +251,8 @@ products = Table(
     Column("fund_amount_fen", BigInteger, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # migration 0012: a product taken off the shelf stays listed, its SKUs cannot be ordered
+    Column("on_shelf", Boolean, nullable=False, default=True, server_default=true()),
     ForeignKeyConstraint(
         ["tenant_id", "merchant_id"],
         ["merchants.tenant_id", "merchants.id"],

@@ -21,7 +21,6 @@ from tokenmall.api.schemas import (
     Page,
     ProductCreate,
     ProductOut,
-    ProductSummary,
     ProductUpdate,
     SkuCreate,
     SkuOut,
@@ -130,13 +129,21 @@ def list_products(
     ctx: Context,
     page: Paging,
     merchant_id: Annotated[int | None, Query(**_ID)] = None,
-) -> Page[ProductSummary]:
-    """Products (without SKUs), optionally of one merchant."""
+    on_shelf: Annotated[
+        bool | None, Query(description="true: only products on the shelf; false: only off it.")
+    ] = None,
+) -> Page[ProductOut]:
+    """Products with their SKUs, prices and stock, optionally of one merchant or by shelf."""
     with read_only(ctx.engine).connect() as conn:
         found = catalog.list_products(
-            conn, caller.tenant_id, limit=page.limit, cursor=page.cursor, merchant_id=merchant_id
+            conn,
+            caller.tenant_id,
+            limit=page.limit,
+            cursor=page.cursor,
+            merchant_id=merchant_id,
+            on_shelf=on_shelf,
         )
-    return Page(items=[ProductSummary.of(p) for p in found.items], next_cursor=found.next_cursor)
+    return Page(items=[ProductOut.of(p) for p in found.items], next_cursor=found.next_cursor)
 
 
 @router.get("/tenants/{tenant}/products/{product_id}")
@@ -150,7 +157,8 @@ def read_product(caller: AnyCaller, ctx: Context, product_id: ProductId) -> Prod
 def update_product(
     caller: CatalogWriter, ctx: Context, product_id: ProductId, body: ProductUpdate
 ) -> ProductOut:
-    """Change name, description, or the per-unit pool/fund amounts (null clears them)."""
+    """Change name, description, the per-unit pool/fund amounts (null clears them), or take
+    the product off the shelf (``on_shelf`` false: new orders of its SKUs are refused)."""
     given = body.model_fields_set
     with ctx.store.tenant_tx(caller.tenant_id, lock=False) as tx:
         conn = tx.conn
@@ -163,6 +171,7 @@ def update_product(
             description=body.description,
             pool_amount=body.pool_amount if "pool_amount" in given else catalog.UNSET,
             fund_amount=body.fund_amount if "fund_amount" in given else catalog.UNSET,
+            on_shelf=body.on_shelf,
         )
     return ProductOut.of(product)
 

@@ -113,6 +113,11 @@ class ProductUpdate(InputModel):
     description: Text | None = None
     pool_amount: FenIn | None = Field(default=None, description="null clears the override.")
     fund_amount: FenIn | None = Field(default=None, description="null clears the override.")
+    on_shelf: bool | None = Field(
+        default=None,
+        description="false takes the product off the shelf (its SKUs cannot be ordered), "
+        "true puts it back.",
+    )
 
 
 class ProductSummary(BaseModel):
@@ -122,6 +127,7 @@ class ProductSummary(BaseModel):
     description: str
     pool_amount: MoneyOut | None
     fund_amount: MoneyOut | None
+    on_shelf: bool = Field(description="false: listed, but its SKUs cannot be ordered.")
     created_at: datetime
     updated_at: datetime
 
@@ -138,6 +144,7 @@ def _product_fields(p: Product) -> dict[str, Any]:
         "description": p.description,
         "pool_amount": p.pool_amount,
         "fund_amount": p.fund_amount,
+        "on_shelf": p.on_shelf,
         "created_at": utc(p.created_at),
         "updated_at": utc(p.updated_at),
     }

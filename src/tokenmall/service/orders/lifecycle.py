@@ -28,7 +28,7 @@ from tokenmall.domain.params import TenantParams
 from tokenmall.errors import IdempotencyConflict, InvalidCommand, NotFound, UnknownMember
 from tokenmall.money import CNY_PLACES, ZERO, cny_of_fen, fen_of, mul, ratio_floor
 from tokenmall.service import catalog, members
-from tokenmall.service.errors import OutOfStock
+from tokenmall.service.errors import OffShelf, OutOfStock
 from tokenmall.service.orders import queries, transitions
 from tokenmall.service.orders import statements as q
 from tokenmall.service.orders.context import OrderContext
@@ -137,6 +137,10 @@ def _insert_order(  # noqa: PLR0917 - the one caller passes them by position, na
     info = {
         r.id: r for r in conn.execute(q.SKU_INFO, {"t": tenant_id, "ids": [k for k, _ in lines]})
     }
+    off = sorted({(r.product_id, r.product_name) for r in info.values() if not r.on_shelf})
+    if off:  # the reservation above rolls back with this error
+        names = ", ".join(f"{pid} ({name})" for pid, name in off)
+        raise OffShelf(f"product {names} is off the shelf and cannot be ordered")
     total_fen = sum(info[sku].price_fen * qty for sku, qty in lines)
     if total_fen > fen_of(MAX_ORDER_TOTAL):
         raise InvalidCommand(f"an order may total at most {MAX_ORDER_TOTAL} CNY")

@@ -148,6 +148,7 @@ SKU_INFO = (
         _p.name.label("product_name"),
         _p.pool_amount_fen,
         _p.fund_amount_fen,
+        _p.on_shelf,
     )
     .select_from(s.skus.join(s.products, (_p.tenant_id == _k.tenant_id) & (_p.id == _k.product_id)))
     .where(_k.tenant_id == bindparam("t"), _k.id.in_(bindparam("ids", expanding=True)))
