@@ -15,7 +15,18 @@ import tokenmall.api.app
 import tokenmall.api.routes.orders
 from tokenmall.api import schemas
 
-ROUTE_MODULES = ["catalog", "imports", "keys", "members", "orders", "reads", "tenants", "wallet"]
+ROUTE_MODULES = [
+    "aftersales",
+    "catalog",
+    "imports",
+    "keys",
+    "members",
+    "merchant_orders",
+    "orders",
+    "reads",
+    "tenants",
+    "wallet",
+]
 
 
 def _declared(obj: object) -> type[BaseModel] | None:

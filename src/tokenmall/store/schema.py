@@ -622,7 +622,9 @@ order_addresses = Table(
     Column("district", String(32), nullable=False),
     Column("detail", String(200), nullable=False),
     ForeignKeyConstraint(
-        ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_order_addresses_order"
+        ["tenant_id", "order_id"],
+        ["orders.tenant_id", "orders.id"],
+        name="fk_order_addresses_order",
     ),
 )
 
@@ -641,7 +643,9 @@ order_shipments = Table(
     Column("updated_at", Float, nullable=False),
     Column("updated_by", String(120), nullable=False),
     ForeignKeyConstraint(
-        ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_order_shipments_order"
+        ["tenant_id", "order_id"],
+        ["orders.tenant_id", "orders.id"],
+        name="fk_order_shipments_order",
     ),
 )
 
