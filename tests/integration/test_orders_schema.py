@@ -1,5 +1,5 @@
-"""Migrations 0003 and 0013 create exactly the order tables store/schema.py describes (queries use the
-metadata, deployments the migration: a drift would only show in production)."""
+"""Migrations 0003 and 0013 create exactly the order tables store/schema.py describes (queries
+use the metadata, deployments the migration: a drift would only show in production)."""
 
 from __future__ import annotations
 
