@@ -129,6 +129,19 @@ def order_path_values(client: TestClient, mall: Mall) -> dict[str, str]:
     return {"order_ref": order["ref"], "intent_id": pay["intent_id"]}
 
 
+def aftersales_path_values(client: TestClient, mall: Mall) -> dict[str, str]:
+    """A refund request open on a paid order of the mall's member: ``{request_id}``."""
+    paid = paid_order(client, mall, member=mall.member_code)
+    body = {"amount": "1.00", "reason": "damaged"}
+    done = ok(
+        client.post(
+            mall.url(f"/orders/{paid['ref']}/aftersales"), json=body, headers=mall.operator
+        ),
+        201,
+    )
+    return {"request_id": done["request_id"]}
+
+
 def run_expiry(client: TestClient, mall: Mall, later: float) -> int:
     """The expiry job for this mall, ``later`` seconds from now."""
     return expire_orders(engine(client), time.time() + later, tenant_id=tenant_id(client, mall))

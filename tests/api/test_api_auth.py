@@ -16,7 +16,7 @@ import pytest
 from api_helpers import ADMIN, ADMIN_TOKEN, SECRET_KEY, Mall, assert_error, bearer, make_mall, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from orders_helpers import order_path_values
+from orders_helpers import aftersales_path_values, order_path_values
 from wallet_helpers import wallet_path_values
 from webhook_helpers import webhook_path_values
 
@@ -54,6 +54,8 @@ def path_values(client: TestClient, mall: Mall, path: str) -> dict[str, str]:
     values = dict(mall.path_values)
     if "{order_ref}" in path or "{intent_id}" in path:
         values.update(order_path_values(client, mall))
+    if "{request_id}" in path:
+        values.update(aftersales_path_values(client, mall))
     if "{withdrawal_id}" in path:
         values.update(wallet_path_values(client, mall))
     if "{endpoint_id}" in path or "{delivery_id}" in path:

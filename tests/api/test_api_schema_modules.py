@@ -16,11 +16,13 @@ import tokenmall.api.routes.orders
 from tokenmall.api import schemas
 
 ROUTE_MODULES = [
+    "aftersales",
     "catalog",
     "imports",
     "keys",
     "members",
     "operations",
+    "merchant_orders",
     "orders",
     "reads",
     "tenants",

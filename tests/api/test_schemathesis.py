@@ -25,7 +25,7 @@ import schemathesis
 from api_helpers import Mall, make_mall, make_settings
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, settings
-from orders_helpers import order_path_values
+from orders_helpers import aftersales_path_values, order_path_values
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -69,6 +69,7 @@ def fuzz_target() -> Iterator[tuple[Mall, dict[str, str]]]:
         mall = make_mall(client)
         values = dict(mall.path_values)
         values.update(order_path_values(client, mall))
+        values.update(aftersales_path_values(client, mall))
         values.update(wallet_path_values(client, mall))
         yield mall, values
 

@@ -1,5 +1,5 @@
-"""Migration 0003 creates exactly the order tables store/schema.py describes (queries use the
-metadata, deployments the migration: a drift would only show in production)."""
+"""Migrations 0003 and 0013 create exactly the order tables store/schema.py describes (queries
+use the metadata, deployments the migration: a drift would only show in production)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ ORDER_TABLES = {
     "order_refunds",
     "provider_events",
     "payment_settings",
+    "order_addresses",
+    "order_shipments",
+    "aftersales_requests",
+    "aftersales_events",
 }
 
 

@@ -18,10 +18,12 @@ from tokenmall.api.deps import AppContext
 from tokenmall.api.errors import install_error_handlers
 from tokenmall.api.routes import (
     API_PREFIX,
+    aftersales,
     catalog,
     imports,
     keys,
     members,
+    merchant_orders,
     operations,
     orders,
     reads,
@@ -108,17 +110,7 @@ def create_app(
     # request, twice per layer: 24 route checks and about 0.1 ms of CPU per request here
     # (bench/README.md, fifth session).  Order still decides: imports before orders, so its
     # fixed path wins over orders' {order_ref} paths.
-    for module in (
-        tenants,
-        keys,
-        members,
-        catalog,
-        imports,
-        orders,
-        wallet,
-        reads,
-        operations,
-        webhooks,
-    ):
+    routers = (tenants, keys, members, catalog, imports, orders, merchant_orders, aftersales)
+    for module in (*routers, wallet, reads, operations, webhooks):
         app.router.routes.extend(module.router.routes)
     return app

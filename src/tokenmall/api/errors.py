@@ -38,7 +38,7 @@ from tokenmall.errors import (
     TokenmallError,
 )
 from tokenmall.payments.errors import ProviderRefused, ProviderUnavailable
-from tokenmall.service.errors import Conflict
+from tokenmall.service.errors import Conflict, Forbidden
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -55,6 +55,7 @@ log = logging.getLogger("tokenmall.api")
 _STATUS: Mapping[type[TokenmallError], int] = {
     NotFound: 404,
     Conflict: 409,
+    Forbidden: 403,
     IdempotencyConflict: 409,
     InsufficientBalance: 409,
     SupplyExhausted: 409,

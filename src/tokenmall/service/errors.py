@@ -3,6 +3,7 @@
 TokenmallError
 ├── InvalidCommand
 │   └── InvalidCursor       a pagination cursor that this service did not hand out
+├── Forbidden               the caller may not do this to a record it may see (HTTP 403)
 └── Conflict                a valid request that the current state does not allow (HTTP 409)
     ├── AlreadyExists       a code or key that must be unique is taken
     ├── OffShelf            an order of a product taken off the shelf
@@ -13,11 +14,15 @@ from __future__ import annotations
 
 from tokenmall.errors import InvalidCommand, TokenmallError
 
-__all__ = ["AlreadyExists", "Conflict", "InvalidCursor", "OffShelf", "OutOfStock"]
+__all__ = ["AlreadyExists", "Conflict", "Forbidden", "InvalidCursor", "OffShelf", "OutOfStock"]
 
 
 class InvalidCursor(InvalidCommand):
     code = "invalid_cursor"
+
+
+class Forbidden(TokenmallError):
+    code = "forbidden"
 
 
 class Conflict(TokenmallError):

@@ -502,6 +502,8 @@ order_lines = Table(
         ["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"], name="fk_order_lines_order"
     ),
     CheckConstraint("quantity > 0 AND unit_price_fen > 0", name="ck_order_lines_positive"),
+    # a merchant's orders (GET /merchants/{id}/orders; migration 0013)
+    Index("ix_order_lines_tenant_merchant", "tenant_id", "merchant_id", "order_id"),
 )
 
 # One row per attempt to collect an order's money (a provider intent, or an SP-only payment).
@@ -671,4 +673,105 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "tenant_id", "status", "next_attempt_at"),
     Index("ix_webhook_deliveries_stream", "tenant_id", "endpoint_id", "stream", "id"),
     Index("ix_webhook_deliveries_tenant_status", "tenant_id", "status", "id"),
+)
+
+# ----------------------------------------------------------------------------- shipping (0013)
+
+# Where the goods go: given with the order, shown only to its buyer, its merchants and operators.
+order_addresses = Table(
+    "order_addresses",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("order_id", Integer, primary_key=True, autoincrement=False),
+    Column("recipient", String(50), nullable=False),
+    Column("phone", String(11), nullable=False),
+    Column("province", String(32), nullable=False),
+    Column("city", String(32), nullable=False),
+    Column("district", String(32), nullable=False),
+    Column("detail", String(200), nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "order_id"],
+        ["orders.tenant_id", "orders.id"],
+        name="fk_order_addresses_order",
+    ),
+)
+
+# One shipment per merchant of an order: its lines leave together, with one tracking number.
+order_shipments = Table(
+    "order_shipments",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("order_id", Integer, primary_key=True, autoincrement=False),
+    Column("merchant_id", Integer, primary_key=True, autoincrement=False),
+    Column("carrier", String(32), nullable=False),
+    Column("tracking_no", String(40), nullable=False),
+    Column("shipped_at", Float, nullable=False),
+    Column("shipped_by", String(120), nullable=False),
+    # a corrected tracking number: who and when (shipped_* keep the first shipment)
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(120), nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "order_id"],
+        ["orders.tenant_id", "orders.id"],
+        name="fk_order_shipments_order",
+    ),
+)
+
+# ----------------------------------------------------------------------------- after-sales (0013)
+
+AFTERSALES_STATES = ("requested", "accepted", "refunded", "refused", "cancelled")
+
+# A member's request for a refund of a paid or delivered order.
+aftersales_requests = Table(
+    "aftersales_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, nullable=False),
+    Column("ref", String(32), nullable=False),  # public id; also the refund id when accepted
+    Column("order_id", Integer, nullable=False),
+    Column("member", String(64), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("photos", Text, nullable=False),  # JSON array of https URLs
+    Column("status", String(12), nullable=False),
+    Column("decision_note", String(200), nullable=True),  # why it was refused
+    # the order's id while the request is open, NULL once decided or cancelled: the unique
+    # constraint below is what refuses a second open request for one order
+    Column("open_order_id", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "order_id"],
+        ["orders.tenant_id", "orders.id"],
+        name="fk_aftersales_requests_order",
+    ),
+    UniqueConstraint("tenant_id", "ref", name="uq_aftersales_requests_tenant_ref"),
+    UniqueConstraint("tenant_id", "open_order_id", name="uq_aftersales_requests_open"),
+    UniqueConstraint("tenant_id", "id", name="uq_aftersales_requests_tenant_id"),
+    CheckConstraint("amount_fen > 0", name="ck_aftersales_requests_amount"),
+    CheckConstraint(
+        "status IN ('" + "', '".join(AFTERSALES_STATES) + "')",
+        name="ck_aftersales_requests_status",
+    ),
+    Index("ix_aftersales_requests_tenant_order", "tenant_id", "order_id", "id"),
+    Index("ix_aftersales_requests_tenant_member", "tenant_id", "member", "id"),
+)
+
+# Every state a request took, who moved it there and when (append-only).
+aftersales_events = Table(
+    "aftersales_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("note", String(200), nullable=True),
+    Column("at", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "request_id"],
+        ["aftersales_requests.tenant_id", "aftersales_requests.id"],
+        name="fk_aftersales_events_request",
+    ),
+    Index("ix_aftersales_events_tenant_request", "tenant_id", "request_id", "id"),
 )

@@ -7,7 +7,9 @@ Who may do what:
   (another member's order answers 404, as if it did not exist), and play the customer at the
   sandbox for them;
 * refunds, settling now and provider settings: operators only;
-* merchant keys: none of it (403): an order may mix several merchants' goods.
+* merchant keys: none of it (403): an order may mix several merchants' goods, so a merchant
+  reads and ships its own lines through ``/merchants/{merchant_id}/orders``
+  (:mod:`tokenmall.api.routes.merchant_orders`).
 
 The provider callbacks (``.../payments/sandbox/notify``, ``.../payments/wechat/notify``) take
 no credential: the provider's signature is the authentication, checked before anything else;
@@ -124,6 +126,7 @@ def create_order(caller: TenantCaller, orders: Orders, body: OrderCreate) -> Ord
         member=member,
         lines=[(ln.sku_id, ln.quantity) for ln in body.lines],
         client_ref=body.client_ref,
+        address=None if body.shipping_address is None else body.shipping_address.to_address(),
     )
     return OrderOut.of(order)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from tokenmall.api.schemas.common import FenIn, InputModel, MemberCode, MoneyOut, utc_or_none
+from tokenmall.api.schemas.shipping import ShipmentOut, ShippingAddressIn, ShippingAddressOut
 from tokenmall.service.codec import dec
 from tokenmall.service.orders import (
     MAX_LINES,
@@ -76,6 +77,11 @@ class OrderCreate(InputModel):
     client_ref: Ref | None = Field(
         default=None,
         description="Your own order id: creating again with it returns the first order.",
+    )
+    shipping_address: ShippingAddressIn | None = Field(
+        default=None,
+        description="Where the goods go; shown only to the buyer, the order's merchants and "
+        "operators.",
     )
 
 
@@ -299,6 +305,10 @@ class OrderSummary(BaseModel):
     close_reason: str | None
     settle_error: str | None
     lines: list[OrderLineOut]
+    shipping_address: ShippingAddressOut | None = None
+    shipments: list[ShipmentOut] = Field(
+        default_factory=list, description="One per merchant that shipped its lines."
+    )
 
     @classmethod
     def fields_of(cls, o: Order) -> dict[str, Any]:
@@ -322,6 +332,8 @@ class OrderSummary(BaseModel):
             "close_reason": o.close_reason,
             "settle_error": o.settle_error,
             "lines": [OrderLineOut.of(ln) for ln in o.lines],
+            "shipping_address": ShippingAddressOut.maybe(o.shipping_address),
+            "shipments": [ShipmentOut.of(sh) for sh in o.shipments],
         }
 
     @classmethod

@@ -12,6 +12,10 @@ One role per module:
 ``paying``             starting a payment and applying one
 ``notifications``      provider notifications: verify, deduplicate, dispatch; the sandbox
 ``refunds``            refunds and the provider refunds they send
+``shipping``           shipping addresses (checked) and merchants' shipments
+``merchant_desk``      a merchant's view of its orders; shipping its lines
+``aftersales``         refund requests: asked, accepted (refunded), refused, cancelled
+``desks``              the facades of the two above (``OrderService.merchants/aftersales``)
 ``reconcile``          asking WeChat Pay about what its notifications did not say
 ``wechat_config``      a tenant's WeChat Pay keys
 ``providers``          the only module that knows providers by name
@@ -25,7 +29,15 @@ the tenant's lock first, then order rows; one that does not (create, cancel, exp
 payment) never takes the tenant lock, so there is no lock cycle on PostgreSQL.
 """
 
+from tokenmall.service.orders.aftersales import (
+    MAX_PHOTO_URL,
+    MAX_PHOTOS,
+    AfterSalesEvent,
+    AfterSalesRequest,
+    Viewer,
+)
 from tokenmall.service.orders.lifecycle import expire_orders, settle_due
+from tokenmall.service.orders.merchant_desk import MerchantOrder
 from tokenmall.service.orders.models import (
     MAX_LINES,
     MAX_ORDER_TOTAL,
@@ -42,6 +54,8 @@ from tokenmall.service.orders.models import (
     ProviderNotConfigured,
     SandboxCompletion,
     SettleReport,
+    Shipment,
+    ShippingAddress,
     WeChatConfig,
     check_ref,
 )
@@ -51,9 +65,14 @@ from tokenmall.service.orders.service import OrderService
 __all__ = [
     "MAX_LINES",
     "MAX_ORDER_TOTAL",
+    "MAX_PHOTOS",
+    "MAX_PHOTO_URL",
     "MAX_QUANTITY",
     "ORDER_STATUSES",
     "PAYMENT_GRACE",
+    "AfterSalesEvent",
+    "AfterSalesRequest",
+    "MerchantOrder",
     "NotificationResult",
     "Order",
     "OrderLine",
@@ -66,6 +85,9 @@ __all__ = [
     "ProviderNotConfigured",
     "SandboxCompletion",
     "SettleReport",
+    "Shipment",
+    "ShippingAddress",
+    "Viewer",
     "WeChatConfig",
     "check_ref",
     "expire_orders",

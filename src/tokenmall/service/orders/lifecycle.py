@@ -15,12 +15,12 @@ import json
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from tokenmall.domain.economy import Settle
@@ -29,7 +29,7 @@ from tokenmall.errors import IdempotencyConflict, InvalidCommand, NotFound, Unkn
 from tokenmall.money import CNY_PLACES, ZERO, cny_of_fen, fen_of, mul, ratio_floor
 from tokenmall.service import catalog, members
 from tokenmall.service.errors import OffShelf, OutOfStock
-from tokenmall.service.orders import queries, transitions
+from tokenmall.service.orders import queries, shipping, transitions
 from tokenmall.service.orders import statements as q
 from tokenmall.service.orders.context import OrderContext
 from tokenmall.service.orders.models import (
@@ -41,6 +41,7 @@ from tokenmall.service.orders.models import (
     Order,
     OrderStateError,
     SettleReport,
+    ShippingAddress,
     check_ref,
 )
 from tokenmall.service.orders.providers import HELD_PAST_DEADLINE
@@ -59,13 +60,17 @@ def create_order(
     member: str,
     lines: Sequence[tuple[int, int]],
     client_ref: str | None = None,
+    address: ShippingAddress | None = None,
 ) -> Order:
-    """An order of ``lines`` ((SKU id, quantity), ...) for ``member``, stock reserved.
+    """An order of ``lines`` ((SKU id, quantity), ...) for ``member``, stock reserved, going
+    to ``address`` (checked; stored with the order).
 
     With ``client_ref`` creating is safe to retry: the same id and the same content return
     the first order, the same id with other content is refused (409).
     """
     members.check_member_code(member)
+    if address is not None:
+        address = shipping.check_address(address)
     if client_ref is not None:
         check_ref(client_ref, "client_ref")
     if not 1 <= len(lines) <= MAX_LINES:
@@ -75,16 +80,21 @@ def create_order(
     for _, qty in lines:
         if isinstance(qty, bool) or not 1 <= qty <= MAX_QUANTITY:
             raise InvalidCommand(f"quantity must be an integer from 1 to {MAX_QUANTITY}")
-    digest = hashlib.sha256(
-        json.dumps({"member": member, "lines": [list(x) for x in lines]}).encode()
-    ).hexdigest()
+    content: dict[str, Any] = {"member": member, "lines": [list(x) for x in lines]}
+    if address is not None:  # absent, the digest of an order without one is as before
+        content["address"] = asdict(address)
+    digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()
     try:
         with ctx.store.tenant_tx(tenant_id, lock=False) as tx:
             if client_ref is not None:
                 found = _by_client_ref(tx.conn, tenant_id, client_ref, digest)
                 if found is not None:
                     return found
-            return _insert_order(ctx, tx.conn, tenant_id, member, lines, client_ref, digest)
+            order = _insert_order(ctx, tx.conn, tenant_id, member, lines, client_ref, digest)
+            if address is not None:
+                shipping.save_address(tx.conn, tenant_id, order.id, address)
+                order = replace(order, shipping_address=address)
+            return order
     except IntegrityError:
         if client_ref is None:
             raise
@@ -372,10 +382,13 @@ def settle_due(
     One ledger transaction per chunk of orders.  An order the ledger refuses to settle (its
     products' pool and dividend amounts exceed what is left of it, say) keeps ``delivered``,
     gets ``settle_error`` and is reported; the others settle.  Idempotent: the ledger key
-    ``settle:<ref>`` and the status both say an order settled once.
+    ``settle:<ref>`` and the status both say an order settled once.  An order with an open
+    after-sales request waits for its decision (settling would grant the rewards its refund
+    then takes back); an operator may still settle it at once.
     """
     at, store = _ts(now), as_store(db)
-    o = s.orders.c
+    o, ar = s.orders.c, s.aftersales_requests.c
+    open_request = exists().where(ar.tenant_id == o.tenant_id, ar.open_order_id == o.id)
     settled = 0
     failed: list[tuple[int, str, str]] = []
     for tid in _tenant_ids(store, tenant_id):
@@ -385,7 +398,11 @@ def settle_due(
                 stmt = (
                     select(s.orders)
                     .where(
-                        o.tenant_id == tid, o.status == "delivered", o.settle_at <= at, o.id > after
+                        o.tenant_id == tid,
+                        o.status == "delivered",
+                        o.settle_at <= at,
+                        o.id > after,
+                        ~open_request,
                     )
                     .order_by(o.id)
                     .limit(JOB_CHUNK)

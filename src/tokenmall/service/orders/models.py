@@ -32,6 +32,8 @@ __all__ = [
     "ProviderNotConfigured",
     "SandboxCompletion",
     "SettleReport",
+    "Shipment",
+    "ShippingAddress",
     "WeChatConfig",
     "check_ref",
 ]
@@ -148,6 +150,31 @@ class ProviderEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ShippingAddress:
+    """Where the goods go (checked by :func:`.shipping.check_address`)."""
+
+    recipient: str
+    phone: str  # a mainland mobile number, 11 digits
+    province: str
+    city: str
+    district: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    """One merchant's lines of an order, handed to a carrier."""
+
+    merchant_id: int
+    carrier: str
+    tracking_no: str
+    shipped_at: float
+    shipped_by: str
+    updated_at: float
+    updated_by: str
+
+
+@dataclass(frozen=True, slots=True)
 class Order:
     id: int
     ref: str
@@ -172,6 +199,8 @@ class Order:
     paid_points: Decimal | None = None  # EP redeemed (burned) by the payment
     payments: list[Payment] = field(default_factory=list)
     refunds: list[OrderRefund] = field(default_factory=list)
+    shipping_address: ShippingAddress | None = None
+    shipments: list[Shipment] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

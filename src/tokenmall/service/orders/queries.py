@@ -20,6 +20,7 @@ from tokenmall.errors import NotFound
 from tokenmall.json_limits import loads_bounded
 from tokenmall.money import EP_PLACES, cny_of_fen, from_atoms
 from tokenmall.service.errors import InvalidCursor
+from tokenmall.service.orders import shipping
 from tokenmall.service.orders import statements as q
 from tokenmall.service.orders.models import (
     PAYMENT_GRACE,
@@ -66,6 +67,11 @@ def load(conn: Connection, tenant_id: int, row: Any, *, full: bool = True) -> Or
         )
         order.refunds.extend(
             refund_of(r, row.ref) for r in conn.execute(q.REFUNDS_OF_ORDER, of_order)
+        )
+        order = replace(
+            order,
+            shipping_address=shipping.addresses_of(conn, tenant_id, [row.id]).get(row.id),
+            shipments=shipping.shipments_of(conn, tenant_id, [row.id]).get(row.id, []),
         )
         if row.paid_cny_fen is not None and row.paid_cny_fen + row.paid_sp_fen < row.total_fen:
             burned = conn.execute(q.ESCROW_POINTS, {"t": tenant_id, "ref": row.ref}).scalar()
@@ -115,7 +121,19 @@ def list_orders(
                 .order_by(ln.order_id, ln.line_no)
             ):
                 by_order.setdefault(r.order_id, []).append(line_of(r))
-    return Page([order_of(r, by_order.get(r.id, [])) for r in page.items], page.next_cursor)
+        addresses = shipping.addresses_of(conn, tenant_id, ids)
+        shipments = shipping.shipments_of(conn, tenant_id, ids)
+    return Page(
+        [
+            replace(
+                order_of(r, by_order.get(r.id, [])),
+                shipping_address=addresses.get(r.id),
+                shipments=shipments.get(r.id, []),
+            )
+            for r in page.items
+        ],
+        page.next_cursor,
+    )
 
 
 def list_refunds(engine: Engine, tenant_id: int, ref: str) -> list[OrderRefund]:

@@ -53,37 +53,55 @@ def refund(
     reason: str | None = None,
 ) -> tuple[OrderRefund, bool]:
     """See :meth:`tokenmall.service.orders.OrderService.refund`."""
+    with ctx.store.tenant_tx(tenant_id) as tx:
+        result, created, sent = refund_in(
+            ctx, tx, tenant, ref, refund_id=refund_id, amount=amount, reason=reason
+        )
+    if sent:
+        with ctx.store.read() as conn:
+            result = refund_of(queries.refund_by_ref(conn, tenant_id, refund_id), ref)
+    return result, created
+
+
+def refund_in(
+    ctx: OrderContext,
+    tx: TenantTx,
+    tenant: str,
+    ref: str,
+    *,
+    refund_id: str,
+    amount: Decimal | None = None,
+    reason: str | None = None,
+) -> tuple[OrderRefund, bool, bool]:
+    """:func:`refund` inside the caller's unit of work (which holds the tenant's lock), so
+    that what decided the refund (an after-sales request accepted) commits with it or not at
+    all; (refund, created, a provider call is scheduled after the commit)."""
     check_ref(refund_id, "refund_id")
     requested = None if amount is None else fen_of(amount)
     if requested is not None and requested <= 0:
         raise InvalidCommand("a refund amount must be greater than 0")
-    now = ctx.clock()
-    todo: list[ProviderRefund] = []
-    with ctx.store.tenant_tx(tenant_id) as tx:
-        prior = queries.refund_by_ref(tx.conn, tenant_id, refund_id)
-        if prior is not None:
-            prior_ref = queries.order_by_id(tx.conn, tenant_id, prior.order_id).ref
-            if prior_ref != ref or prior.requested_fen != requested:
-                raise IdempotencyConflict(
-                    f"refund {refund_id!r} was made for {cny_of_fen(prior.amount_fen)} of order "
-                    f"{prior_ref!r}; a refund id cannot be reused for another refund"
-                )
-            row = prior
-            created = False
-        else:
-            _new_refund(
-                ctx, tx, ref, refund_id=refund_id, requested=requested, reason=reason, now=now
+    tenant_id = tx.tenant_id
+    prior = queries.refund_by_ref(tx.conn, tenant_id, refund_id)
+    if prior is not None:
+        prior_ref = queries.order_by_id(tx.conn, tenant_id, prior.order_id).ref
+        if prior_ref != ref or prior.requested_fen != requested:
+            raise IdempotencyConflict(
+                f"refund {refund_id!r} was made for {cny_of_fen(prior.amount_fen)} of order "
+                f"{prior_ref!r}; a refund id cannot be reused for another refund"
             )
-            row = queries.refund_by_ref(tx.conn, tenant_id, refund_id)
-            created = True
-        if row.provider_status == "pending":  # new, or a provider call that did not happen
-            todo.append(_provider_refund(tx.conn, tenant_id, row))
-            tx.after_commit(lambda: submit_refunds(ctx, tenant_id, tenant, todo, pump=True))
-        result = refund_of(row, ref)
-    if todo:
-        with ctx.store.read() as conn:
-            result = refund_of(queries.refund_by_ref(conn, tenant_id, refund_id), ref)
-    return result, created
+        row = prior
+        created = False
+    else:
+        _new_refund(
+            ctx, tx, ref, refund_id=refund_id, requested=requested, reason=reason, now=ctx.clock()
+        )
+        row = queries.refund_by_ref(tx.conn, tenant_id, refund_id)
+        created = True
+    sent = row.provider_status == "pending"  # new, or a provider call that did not happen
+    if sent:
+        todo = [_provider_refund(tx.conn, tenant_id, row)]
+        tx.after_commit(lambda: submit_refunds(ctx, tenant_id, tenant, todo, pump=True))
+    return refund_of(row, ref), created, sent
 
 
 def _provider_refund(conn: Connection, tenant_id: int, row: Any) -> ProviderRefund:

@@ -25,6 +25,7 @@ from tokenmall.service.orders import (
     wechat_config,
 )
 from tokenmall.service.orders.context import NotificationHandler, OrderContext
+from tokenmall.service.orders.desks import AfterSalesDesk, MerchantDesk
 from tokenmall.service.orders.models import (
     NotificationResult,
     Order,
@@ -32,6 +33,7 @@ from tokenmall.service.orders.models import (
     Payment,
     ProviderEvent,
     SandboxCompletion,
+    ShippingAddress,
     WeChatConfig,
 )
 from tokenmall.service.orders.providers import SANDBOX, PaymentHub, ProviderName, Providers
@@ -64,6 +66,8 @@ class OrderService:
         self.engine = engine
         store = store if store is not None else Store(engine)
         self.ctx = OrderContext(store, Providers(hub, sandbox=sandbox), clock)
+        self.merchants = MerchantDesk(self.ctx)  # a merchant's orders and shipments
+        self.aftersales = AfterSalesDesk(self.ctx)  # refund requests
 
     # the context's fields, settable (tests move the clock, the app turns the sandbox off)
     @property
@@ -103,12 +107,13 @@ class OrderService:
         member: str,
         lines: Sequence[tuple[int, int]],
         client_ref: str | None = None,
+        address: ShippingAddress | None = None,
     ) -> Order:
-        """An order of ``lines`` ((SKU id, quantity), ...) for ``member``, stock reserved.
-        With ``client_ref`` creating is safe to retry (same id and content: the first order;
-        other content: 409)."""
+        """An order of ``lines`` ((SKU id, quantity), ...) for ``member``, stock reserved,
+        going to ``address``.  With ``client_ref`` creating is safe to retry (same id and
+        content: the first order; other content: 409)."""
         return lifecycle.create_order(
-            self.ctx, tenant_id, member=member, lines=lines, client_ref=client_ref
+            self.ctx, tenant_id, member=member, lines=lines, client_ref=client_ref, address=address
         )
 
     def get_order(self, tenant_id: int, ref: str) -> Order:
