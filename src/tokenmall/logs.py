@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+import sys
+from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "log_config"]
+__all__ = ["JsonFormatter", "StderrHandler", "log_config"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 _ACCESS_ARGS = 5  # uvicorn.access: client, method, path, http version, status
@@ -42,6 +43,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes, not the stream it was at
+    set-up: a command run inside another program (a test runner) sees stderr swapped and
+    closed after it returns, and a handler holding the old stream would fail on it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def log_config(*, json_lines: bool = False, level: str = "INFO") -> dict[str, Any]:
     """The :func:`logging.config.dictConfig` of ``serve`` and ``worker``: everything to
     stderr through one handler, tokenmall's and uvicorn's loggers at ``level``."""
@@ -54,13 +72,7 @@ def log_config(*, json_lines: bool = False, level: str = "INFO") -> dict[str, An
         # loggers made at import time (every module's ``log``) must keep working
         "disable_existing_loggers": False,
         "formatters": {"tokenmall": formatter},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "tokenmall",
-                "stream": "ext://sys.stderr",
-            }
-        },
+        "handlers": {"stderr": {"class": f"{__name__}.StderrHandler", "formatter": "tokenmall"}},
         "loggers": {
             "tokenmall": dict(named),
             "uvicorn": dict(named),
