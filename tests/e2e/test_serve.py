@@ -1,4 +1,5 @@
-"""``tokenmall serve`` as an operator runs it: real processes, real sockets, PostgreSQL.
+"""``tokenmall serve`` as an operator runs it: real processes, real sockets, SQLite and
+PostgreSQL.
 
 ``serve --workers 2``: orders are paid through the sandbox with the payment started on one
 worker and completed on the other; of the two workers' schedulers exactly one runs the jobs
@@ -41,10 +42,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A migrated PostgreSQL database of this test's own: the server's scheduler runs on
-    every tenant of its database, which must not be another test's."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of this test's own: the server's scheduler runs on every tenant of
+    its database, which must not be another test's."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'mall.db'}"
+        engine = create_db_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+        return
     if not PG_URL:
         pytest.skip("TOKENMALL_TEST_PG_URL is not set (make test sets it)")
     name = f"tm_serve_{uuid.uuid4().hex[:10]}"
@@ -223,9 +231,9 @@ def _served_by(logs: list[dict[str, Any]], fragment: str) -> set[int]:
 
 
 def test_two_workers_pay_across_workers_run_one_scheduler_and_survive_a_restart(
-    pg_database: str, tmp_path: Path, serve: list[Server]
+    database: str, tmp_path: Path, serve: list[Server]
 ) -> None:
-    server = Server(tmp_path, pg_database, "--workers", "2", "--no-demo")
+    server = Server(tmp_path, database, "--workers", "2", "--no-demo")
     serve.append(server)
     server.start()
     clients = server.clients(2)
@@ -273,7 +281,7 @@ def test_two_workers_pay_across_workers_run_one_scheduler_and_survive_a_restart(
     assert holder_pid in (one, two)
     assert [line["pid"] for line in standby] == [({one, two} - {holder_pid}).pop()]
     assert [(line["pid"], line["message"].split()[1]) for line in expired] == [(holder_pid, "1")]
-    engine = create_db_engine(pg_database)
+    engine = create_db_engine(database)
     try:
         with engine.connect() as conn:
             holder = conn.execute(select(s.scheduler_lease.c.holder)).scalars().all()
