@@ -3,7 +3,11 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench fuzz lint clean
+.PHONY: setup serve demo test bench fuzz lint clean
+
+# make serve PORT=8080 WORKERS=4
+PORT ?= 8000
+WORKERS ?= 1
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 serve: $(STAMP)
-	$(VENV)/bin/tokenmall serve
+	$(VENV)/bin/tokenmall serve --port $(PORT) --workers $(WORKERS)
 
 demo: $(STAMP)
 	$(VENV)/bin/tokenmall demo

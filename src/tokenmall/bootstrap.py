@@ -27,7 +27,8 @@ from tokenmall.service.payouts import HubPayouts
 from tokenmall.service.uow import Store
 from tokenmall.service.wallet import PayoutProviders
 from tokenmall.settings import Settings
-from tokenmall.worker import DEFAULT_INTERVAL, Scheduler, orders_jobs
+from tokenmall.store.lease import Lease
+from tokenmall.worker import Scheduler, lease_ttl, orders_jobs
 
 __all__ = ["Services", "build", "event_handlers", "scheduler"]
 
@@ -73,7 +74,9 @@ def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) ->
     store = Store(engine, bus=bus if bus is not None else EventBus(event_handlers()))
     orders = OrderService(
         engine,
-        PaymentHub(settings.secret_key.get_secret_value()),
+        # the sandbox's intents in the database: any worker process, and a restarted one,
+        # can complete or refund what another opened
+        PaymentHub(settings.secret_key.get_secret_value(), engine=engine),
         sandbox=not settings.production,
         store=store,
     )
@@ -83,18 +86,27 @@ def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) ->
     return Services(settings, engine, store, orders, payouts, webhooks.WebhookSender(engine))
 
 
-def scheduler(services: Services, *, interval: float | None = None) -> Scheduler:
-    """The scheduler of a process (``serve`` runs it in a thread, ``worker`` as the
-    process): day closes, reconciliation, the order jobs, payout and refund resends, all
-    in the services' store, then the webhook deliveries those wrote."""
+def scheduler(
+    services: Services, *, interval: float | None = None, lease: bool = True
+) -> Scheduler:
+    """The scheduler of a process (``serve`` runs it in a thread of each worker, ``worker``
+    as the process): day closes, reconciliation, the order jobs, payout and refund resends,
+    all in the services' store, then the webhook deliveries those wrote.
+
+    ``lease``: run the jobs only while this process holds the database's scheduler lease, so
+    one process per database runs them however many servers and workers there are
+    (:mod:`tokenmall.store.lease`).  ``interval``: default ``settings.scheduler_interval``.
+    """
     orders = services.orders
+    every = services.settings.scheduler_interval if interval is None else interval
     return Scheduler(
         services.engine,
         store=services.store,
         providers=services.payouts,
-        interval=DEFAULT_INTERVAL if interval is None else interval,
+        interval=every,
         jobs=orders_jobs(services.store),
         refunds=lambda now: orders.retry_refunds(now=now),
         payments=lambda now: orders.reconcile_payments(now=now),
         webhooks=services.webhooks.deliver_due,
+        lease=Lease(services.engine, ttl=lease_ttl(every)) if lease else None,
     )

@@ -11,8 +11,12 @@ traceback means a bug.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
-import logging
+import logging.config
+import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +36,7 @@ from tokenmall import bootstrap
 from tokenmall.domain.economy import BuyPoints, CloseDay, Exchange, Purchase, Redeem, Refund, Sell
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import InvariantViolation, TokenmallError
+from tokenmall.logs import log_config
 from tokenmall.scenario import (
     CHUNK_SIZE,
     DEFAULT_TENANT,
@@ -462,8 +467,47 @@ def tenant_show(
 # ----------------------------------------------------------------------------- serve
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail before touching the database if ``host:port`` cannot be listened on: a second
+    ``serve`` on a busy port must not migrate, seed, or revoke the running one's demo keys.
+    SO_REUSEADDR as uvicorn sets it, so a port left in TIME_WAIT by a stopped server is free."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc}", 1)
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            busy = exc.errno == errno.EADDRINUSE
+            _fail(
+                f"port {port} on {host} is already in use (another tokenmall serve?): choose "
+                "another with --port"
+                if busy
+                else f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                1,
+            )
+
+
+def _first_tenant_help(base: str, settings: Settings) -> list[str]:
+    """What to type to create a tenant and its first key on a service without the demo."""
+    admin = settings.admin_token.get_secret_value()
+    token = admin if admin == DEFAULT_ADMIN_TOKEN else "$TOKENMALL_ADMIN_TOKEN"
+    auth = f'-H "Authorization: Bearer {token}" -H "Content-Type: application/json"'
+    return [
+        "create a tenant (a mall) and its first operator API key with the platform admin token:",
+        f'  curl {auth} -d \'{{"code": "my-mall"}}\' {base}/v1/tenants',
+        f'  curl {auth} -d \'{{"scope": "operator", "name": "back office"}}\' '
+        f"{base}/v1/tenants/my-mall/api-keys",
+        "the second answer's \"key\" (tmk_...) is the operator's credential; it is shown once",
+    ]
+
+
 @app.command()
-def serve(
+def serve(  # noqa: PLR0917 - typer passes the options by keyword
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
     db: DbOption = None,
@@ -477,13 +521,34 @@ def serve(
         ),
     ] = None,
     scheduler: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--scheduler/--no-scheduler",
             help="Run the scheduler (day closes at local midnight, order expiry and "
-            "settlement, payout retries) inside the server; off when `tokenmall worker` does.",
+            "settlement, payout retries) inside the server; off when `tokenmall worker` does. "
+            "Of all the processes on one database, one runs it (a lease in the database). "
+            "Default: $TOKENMALL_SERVE_SCHEDULER, else on.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            max=64,
+            help="Worker processes (uvicorn); about one per CPU core.",
+        ),
+    ] = 1,
+    log_json: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-json/--log-text",
+            help="Logs as one JSON object per line (default: $TOKENMALL_LOG_JSON, else text).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs) until interrupted."""
     import uvicorn  # noqa: PLC0415 - only this command needs the server
@@ -496,6 +561,8 @@ def serve(
         settings.check_for_serving()
     except InsecureSettings as exc:
         _fail(str(exc))
+    run_scheduler = settings.serve_scheduler if scheduler is None else scheduler
+    _check_port(host, port)
     url = settings.db_url
     seed = demo_mall if demo_mall is not None else url == DEFAULT_DB_URL
     with _user_errors(url):
@@ -505,12 +572,22 @@ def serve(
         elif not inspect(engine).has_table(schema.api_keys.name):
             engine.dispose()
             _fail(f"no tokenmall service schema at {_safe_url(url)}: run `tokenmall db upgrade`")
-        app_ = create_app(settings, engine=engine, scheduler=scheduler)
+        elif not inspect(engine).has_table(schema.scheduler_lease.name):
+            engine.dispose()
+            _fail(f"the schema at {_safe_url(url)} is out of date: run `tokenmall db upgrade`")
+        # one worker: the app is built here; several: each worker builds its own (serve_app)
+        app_ = None
+        if workers == 1:
+            app_ = create_app(settings, engine=engine, scheduler=run_scheduler)
         creds = (
             seed_demo_mall(Ledger(engine), settings.secret_key.get_secret_value()) if seed else None
         )
     base = f"http://{host}:{port}"
-    typer.echo(f"tokenmall serve: {settings.environment} mode, database {_safe_url(url)}")
+    typer.echo(
+        f"tokenmall serve: {settings.environment} mode, database {_safe_url(url)}, "
+        f"{workers} worker{'s' if workers > 1 else ''}"
+        + ("" if run_scheduler else ", no scheduler (run `tokenmall worker`)")
+    )
     if creds is not None:
         typer.echo(f"demo tenant {creds.tenant!r} (new credentials on every start):")
         rows = [
@@ -528,11 +605,50 @@ def serve(
             f'try: curl -H "Authorization: Bearer {creds.operator_key}" '
             f"{base}/v1/tenants/{creds.tenant}/products"
         )
+    else:
+        for line in _first_tenant_help(base, settings):
+            typer.echo(line)
     typer.echo(f"API docs at {base}/docs")
+    logging_config = log_config(
+        json_lines=settings.log_json if log_json is None else log_json, level=settings.log_level
+    )
+    level = settings.log_level.lower()
+    if app_ is not None:
+        try:
+            uvicorn.run(app_, host=host, port=port, log_config=logging_config, log_level=level)
+        finally:
+            engine.dispose()
+        return
+    engine.dispose()
+    # the workers are fresh interpreters: what they need goes through the environment
+    with _environment(
+        TOKENMALL_DB_URL=url,
+        TOKENMALL_SERVE_SCHEDULER="1" if run_scheduler else "0",
+    ):
+        uvicorn.run(
+            "tokenmall.api.app:serve_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=logging_config,
+            log_level=level,
+        )
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the processes started inside, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
-        uvicorn.run(app_, host=host, port=port, log_level="info")
+        yield
     finally:
-        engine.dispose()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # ----------------------------------------------------------------------------- day, worker
@@ -632,25 +748,44 @@ def day_status(
 def worker(
     db: DbOption = None,
     interval: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--interval",
             min=0.1,
-            help="Seconds between rounds when no tenant's midnight comes sooner.",
+            help="Seconds between rounds when no tenant's midnight comes sooner "
+            f"(default: $TOKENMALL_SCHEDULER_INTERVAL, else {DEFAULT_INTERVAL:g}).",
+            show_default=False,
         ),
-    ] = DEFAULT_INTERVAL,
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+    log_json: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-json/--log-text",
+            help="Logs as one JSON object per line (default: $TOKENMALL_LOG_JSON, else text).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the scheduler without the HTTP server: day closes at each tenant's local midnight
     (and, on start, every missed one), WeChat Pay reconciliation (lost notifications, orders to
-    close, rotated certificates), order expiry and settlement, payout and refund resends."""
+    close, rotated certificates), order expiry and settlement, payout and refund resends.
+
+    Of every `tokenmall worker` and `tokenmall serve` process on one database, one runs the
+    jobs (it holds the scheduler's lease in the database); the others stand by and take over
+    when its lease expires."""
     settings = Settings() if db is None else Settings(db_url=db)
     url = settings.db_url
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.config.dictConfig(
+        log_config(
+            json_lines=settings.log_json if log_json is None else log_json,
+            level=settings.log_level,
+        )
     )
     with _user_errors(url), _engine(url) as engine:
         _require_schema(engine, url)
+        if not inspect(engine).has_table(schema.scheduler_lease.name):
+            _fail(f"the schema at {_safe_url(url)} is out of date: run `tokenmall db upgrade`")
         # the server's services (payouts through the same sandbox secrets, payout
         # notifications recorded in provider_events, the same event handlers)
         jobs = bootstrap.scheduler(bootstrap.build(settings, engine), interval=interval)
@@ -658,6 +793,13 @@ def worker(
         try:
             if once:
                 report = jobs.tick()
+                jobs.release()
+                if report.standby:
+                    typer.echo(
+                        "another process runs the scheduler on this database (it holds the "
+                        "lease): nothing done",
+                        err=True,
+                    )
                 for outcome in report.closes:
                     typer.echo(_close_line(outcome))
                 for error in report.errors:
@@ -665,7 +807,11 @@ def worker(
                 if report.errors:
                     raise typer.Exit(1)
             else:
+                # SIGTERM (systemd, docker stop) ends the round in course, then the lease is
+                # given up, so a standby process takes over at once instead of after its expiry
+                signal.signal(signal.SIGTERM, lambda *_: jobs.halt())
                 jobs.run()
+                jobs.release()
         except KeyboardInterrupt:  # pragma: no cover - interactive stop
             jobs.stop()
 

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     # lifetime of member access tokens: default and the most a tenant may ask for
     member_token_ttl_seconds: int = Field(default=3600, ge=60)
     member_token_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    # seconds between the scheduler's rounds when no tenant's midnight comes sooner; its
+    # lease lasts three rounds (at least 10 s) unrenewed
+    scheduler_interval: float = Field(default=30.0, ge=0.1)
+    # whether the workers of `tokenmall serve` run the scheduler (`--no-scheduler` turns it
+    # off when a `tokenmall worker` runs it instead); either way one process per database runs it
+    serve_scheduler: bool = True
+    # logs of `serve` and `worker`: one JSON object per line instead of text
+    log_json: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
     def production(self) -> bool:

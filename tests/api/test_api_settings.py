@@ -184,6 +184,10 @@ def test_serve_on_another_database_needs_its_schema(
     result, called = _serve(monkeypatch, tmp_path, "--db", url, "--host", "0.0.0.0")
     assert result.exit_code == 0, result.output
     assert "demo tenant" not in result.output
+    # without the demo it says how to create the first tenant and key (tests/e2e/test_serve.py
+    # runs these commands against a real server)
+    assert "create a tenant (a mall) and its first operator API key" in result.output
+    assert "http://0.0.0.0:8000/v1/tenants/my-mall/api-keys" in result.output
     assert "API docs at http://0.0.0.0:8000/docs" in result.output
     assert called["host"] == "0.0.0.0"
 

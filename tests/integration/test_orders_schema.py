@@ -43,3 +43,13 @@ def test_migration_0003_matches_the_metadata(db_engine: Engine) -> None:
     ours = [d for d in diffs if _name(d) in ORDER_TABLES]
     assert ours == []
     assert set(s.metadata.tables) >= ORDER_TABLES
+
+
+def test_migration_0014_matches_the_metadata(db_engine: Engine) -> None:
+    """The scheduler's lease and the sandbox's intents (migration 0014)."""
+    tables = {"scheduler_lease", "sandbox_intents"}
+    with db_engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(ctx, s.metadata)
+    assert [d for d in diffs if _name(d) in tables] == []
+    assert set(s.metadata.tables) >= tables

@@ -7,6 +7,7 @@ Settings are checked here, so no way of starting the service skips the productio
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,7 +36,7 @@ from tokenmall.api.schemas.platform import Health
 from tokenmall.settings import Settings
 from tokenmall.store.db import create_db_engine
 
-__all__ = ["API_PREFIX", "create_app"]
+__all__ = ["API_PREFIX", "create_app", "serve_app"]
 
 VERSION = importlib.metadata.version("tokenmall")
 
@@ -64,7 +65,8 @@ def create_app(
 
     ``scheduler``: run :class:`~tokenmall.worker.Scheduler` (day closes at each tenant's
     local midnight, order expiry and settlement, payout retries) in a thread for the
-    app's lifetime, as ``tokenmall serve`` does; tests leave it off.
+    app's lifetime, as ``tokenmall serve`` does; tests leave it off.  It runs the jobs only
+    while this process holds the database's scheduler lease, so of N workers one runs them.
 
     Raises :class:`~tokenmall.settings.InsecureSettings` in production with weak secrets.
     """
@@ -103,7 +105,7 @@ def create_app(
     @app.get(API_PREFIX + "/health", tags=["platform"])
     def health() -> Health:
         """Liveness: answers without credentials and without touching the database."""
-        return Health(version=VERSION)
+        return Health(version=VERSION, pid=os.getpid())
 
     # The routers' own routes go straight into the app's table.  include_router would put each
     # behind two layers of included routers, which FastAPI matches route by route on every
@@ -114,3 +116,14 @@ def create_app(
     for module in (*routers, wallet, reads, operations, webhooks):
         app.router.routes.extend(module.router.routes)
     return app
+
+
+def serve_app() -> FastAPI:
+    """The app of one worker of ``tokenmall serve --workers N``, from the environment.
+
+    uvicorn starts each worker as a fresh interpreter and builds the app there from this
+    import string (``tokenmall.api.app:serve_app``, ``factory=True``), so everything comes
+    from ``TOKENMALL_*`` variables, which ``serve`` sets before it starts them.
+    """
+    settings = Settings()
+    return create_app(settings, scheduler=settings.serve_scheduler)

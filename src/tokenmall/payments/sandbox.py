@@ -30,7 +30,7 @@ import json
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -65,6 +65,7 @@ from tokenmall.payments.errors import (
     ProviderConfigError,
     UnknownPayment,
 )
+from tokenmall.payments.sandbox_store import IntentRecord, IntentStore, MemoryIntents
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -176,11 +177,7 @@ class _Message:
     pinned: bool = False  # a payout's event: kept for redelivery however old
 
 
-@dataclass(slots=True)
-class _IntentRecord:
-    intent: PaymentIntent
-    transaction_id: str | None = None
-    refunded: Decimal = field(default_factory=Decimal)
+_CAS_TRIES = 8  # a compare-and-set lost this often in a row means something else is wrong
 
 
 class SandboxGateway:
@@ -188,6 +185,9 @@ class SandboxGateway:
 
     ``seed`` makes every id, nonce and chaos decision reproducible; without it the gateway
     draws from system entropy like a real provider (ids must not collide across restarts).
+    ``intents``: where the intents are kept (:mod:`tokenmall.payments.sandbox_store`; default
+    this process's memory).  The outbox, refunds' and payouts' idempotency records stay in
+    memory: the service delivers a notification in the call that queued it.
     """
 
     def __init__(
@@ -200,6 +200,7 @@ class SandboxGateway:
         chaos: DeliveryChaos | None = None,
         max_attempts: int = 8,
         history: int = 10_000,
+        intents: IntentStore | None = None,
     ) -> None:
         check_reference(tenant_id, what="tenant_id")
         if max_attempts < 1:
@@ -218,8 +219,7 @@ class SandboxGateway:
         self._ids = random.Random(None if seed is None else f"{seed}/ids")  # noqa: S311
         self._nonces = random.Random(None if seed is None else f"{seed}/nonces")  # noqa: S311
         self._chaos_rng = random.Random(None if seed is None else f"{seed}/chaos")  # noqa: S311
-        self._intents: dict[str, _IntentRecord] = {}
-        self._intent_by_order: dict[str, str] = {}
+        self._intents: IntentStore = MemoryIntents() if intents is None else intents
         self._refunds: dict[str, RefundResult] = {}
         self._payouts: dict[str, tuple[PayoutRequest, PayoutAnswer]] = {}
         self._blocked_accounts: set[str] = set()
@@ -246,47 +246,63 @@ class SandboxGateway:
         """Create, or return the existing, intent for ``order_id`` (one per order)."""
         check_reference(order_id, what="order_id")
         to_fen(amount)
-        existing = self._intent_by_order.get(order_id)
-        if existing is not None:
-            intent = self._intents[existing].intent
-            if intent.amount != amount:
-                raise PaymentConflict(
-                    f"order {order_id} already has an intent for {intent.amount}, not {amount}"
-                )
-            return intent
-        intent = PaymentIntent(
-            provider=PROVIDER,
-            intent_id=self._new_id("pi"),
-            order_id=order_id,
-            amount=amount,
-            description=description,
-            status=IntentStatus.REQUIRES_PAYMENT,
-            created_at=self.clock(),
-        )
-        self._intents[intent.intent_id] = _IntentRecord(intent)
-        self._intent_by_order[order_id] = intent.intent_id
-        return intent
+        record = self._intents.of_order(order_id)
+        if record is None:
+            intent = PaymentIntent(
+                provider=PROVIDER,
+                intent_id=self._new_id("pi"),
+                order_id=order_id,
+                amount=amount,
+                description=description,
+                status=IntentStatus.REQUIRES_PAYMENT,
+                created_at=self.clock(),
+            )
+            record = self._intents.add(IntentRecord(intent))
+        if record.intent.amount != amount:
+            raise PaymentConflict(
+                f"order {order_id} already has an intent for {record.intent.amount}, not {amount}"
+            )
+        return record.intent
 
     def get_intent(self, intent_id: str) -> PaymentIntent:
         return self._record(intent_id).intent
 
-    def _record(self, intent_id: str) -> _IntentRecord:
+    def knows_intent(self, intent_id: str) -> bool:
+        return self._intents.get(intent_id) is not None
+
+    def _record(self, intent_id: str) -> IntentRecord:
         record = self._intents.get(intent_id)
         if record is None:
             raise UnknownPayment(f"no sandbox intent {intent_id!r} for tenant {self.tenant_id}")
         return record
 
+    def _settle(self, intent_id: str, status: IntentStatus) -> IntentRecord:
+        """Move a waiting intent to ``status`` (a compare-and-set: of two processes paying
+        it at once, one does; the other finds it paid)."""
+        for _ in range(_CAS_TRIES):
+            record = self._record(intent_id)
+            if record.intent.status is not IntentStatus.REQUIRES_PAYMENT:
+                verb = "pay" if status is IntentStatus.SUCCEEDED else "fail"
+                raise PaymentStateError(
+                    f"intent {intent_id} is {record.intent.status}, cannot {verb}"
+                )
+            paid = status is IntentStatus.SUCCEEDED
+            new = replace(
+                record,
+                intent=replace(record.intent, status=status),
+                transaction_id=self._new_id("tx") if paid else None,
+                version=record.version + 1,
+            )
+            if self._intents.replace(record, new):
+                return new
+        raise PaymentError(f"intent {intent_id} kept changing: try again")
+
     def pay(self, intent_id: str) -> PaymentIntent:
         """The customer pays: the intent succeeds and a payment_succeeded event is queued."""
-        record = self._record(intent_id)
-        if record.intent.status is not IntentStatus.REQUIRES_PAYMENT:
-            raise PaymentStateError(f"intent {intent_id} is {record.intent.status}, cannot pay")
-        now = self.clock()
-        record.transaction_id = self._new_id("tx")
-        record.intent = replace(record.intent, status=IntentStatus.SUCCEEDED)
+        record = self._settle(intent_id, IntentStatus.SUCCEEDED)
         self._emit(
             NotificationKind.PAYMENT_SUCCEEDED,
-            now,
+            self.clock(),
             intent_id=intent_id,
             order_id=record.intent.order_id,
             amount_fen=to_fen(record.intent.amount),
@@ -296,10 +312,7 @@ class SandboxGateway:
 
     def fail(self, intent_id: str) -> PaymentIntent:
         """The payment fails for good (card declined, closed): a payment_failed event."""
-        record = self._record(intent_id)
-        if record.intent.status is not IntentStatus.REQUIRES_PAYMENT:
-            raise PaymentStateError(f"intent {intent_id} is {record.intent.status}, cannot fail")
-        record.intent = replace(record.intent, status=IntentStatus.FAILED)
+        record = self._settle(intent_id, IntentStatus.FAILED)
         self._emit(
             NotificationKind.PAYMENT_FAILED,
             self.clock(),
@@ -317,32 +330,37 @@ class SandboxGateway:
         """
         check_reference(refund_id, what="refund_id")
         to_fen(amount)
-        record = self._record(intent_id)
-        previous = self._refunds.get(refund_id)
-        if previous is not None:
-            if previous.intent_id != intent_id or previous.amount != amount:
-                raise PaymentConflict(
-                    f"refund {refund_id} was for {previous.amount} of {previous.intent_id}, "
-                    f"not {amount} of {intent_id}"
+        for _ in range(_CAS_TRIES):
+            record = self._record(intent_id)
+            previous = record.refund(refund_id) or self._refunds.get(refund_id)
+            if previous is not None:
+                if previous.intent_id != intent_id or previous.amount != amount:
+                    raise PaymentConflict(
+                        f"refund {refund_id} was for {previous.amount} of {previous.intent_id}, "
+                        f"not {amount} of {intent_id}"
+                    )
+                return previous
+            if record.intent.status is not IntentStatus.SUCCEEDED:
+                raise PaymentStateError(f"intent {intent_id} is {record.intent.status}, not paid")
+            if record.refunded + amount > record.intent.amount:
+                raise PaymentStateError(
+                    f"refund of {amount} exceeds what is left of {intent_id}: "
+                    f"{record.intent.amount - record.refunded}"
                 )
-            return previous
-        if record.intent.status is not IntentStatus.SUCCEEDED:
-            raise PaymentStateError(f"intent {intent_id} is {record.intent.status}, not paid")
-        if record.refunded + amount > record.intent.amount:
-            raise PaymentStateError(
-                f"refund of {amount} exceeds what is left of {intent_id}: "
-                f"{record.intent.amount - record.refunded}"
+            result = RefundResult(
+                provider=PROVIDER,
+                refund_id=refund_id,
+                intent_id=intent_id,
+                order_id=record.intent.order_id,
+                amount=amount,
+                status=RefundStatus.PENDING,
+                provider_refund_id=self._new_id("rf"),
             )
-        record.refunded += amount
-        result = RefundResult(
-            provider=PROVIDER,
-            refund_id=refund_id,
-            intent_id=intent_id,
-            order_id=record.intent.order_id,
-            amount=amount,
-            status=RefundStatus.PENDING,
-            provider_refund_id=self._new_id("rf"),
-        )
+            new = replace(record, refunds=(*record.refunds, result), version=record.version + 1)
+            if self._intents.replace(record, new):
+                break
+        else:
+            raise PaymentError(f"intent {intent_id} kept changing: try again")
         self._refunds[refund_id] = result
         self._emit(
             NotificationKind.REFUND_SUCCEEDED,

@@ -775,3 +775,41 @@ aftersales_events = Table(
     ),
     Index("ix_aftersales_events_tenant_request", "tenant_id", "request_id", "id"),
 )
+
+# ----------------------------------------------------------------------------- running (0014)
+
+__all__ += ["sandbox_intents", "scheduler_lease"]
+
+# Who runs the scheduler: one row per lease name, taken and renewed by a conditional update
+# (store/lease.py).  Deployment-wide, not a tenant's: the one table whose key is not a tenant.
+scheduler_lease = Table(
+    "scheduler_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(200), nullable=False),  # host:pid:random of the process holding it
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# The sandbox provider's payment intents (service/orders/sandbox_intents.py), so that every
+# worker process of a server, and the same server after a restart, knows the intents any of
+# them opened.  ``version`` makes each change a compare-and-set: two workers paying the same
+# intent at once, one wins.
+sandbox_intents = Table(
+    "sandbox_intents",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("intent_id", String(64), primary_key=True),
+    Column("provider_order_id", String(64), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("description", String(200), nullable=False),
+    Column("status", String(24), nullable=False),  # requires_payment | succeeded | failed
+    Column("transaction_id", String(64), nullable=True),
+    Column("refunds", Text, nullable=False),  # JSON list of the refunds accepted
+    Column("created_at", Float, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint(
+        "tenant_id", "provider_order_id", name="uq_sandbox_intents_tenant_provider_order"
+    ),
+    sqlite_with_rowid=False,
+)

@@ -182,6 +182,7 @@ def test_public_api_is_what_it_should_be() -> None:
         "base",
         "errors",
         "sandbox",
+        "sandbox_store",
         "wechat",
         "wechat_api",
     }

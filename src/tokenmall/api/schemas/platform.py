@@ -12,3 +12,5 @@ __all__ = ["Health"]
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
+    # the server process that answered: which worker, under `tokenmall serve --workers N`
+    pid: int

@@ -305,8 +305,8 @@ def complete_sandbox(
             intent = gw.pay(intent_id) if succeed else gw.fail(intent_id)
         except UnknownPayment:
             raise OrderStateError(
-                f"the sandbox does not know intent {intent_id!r} (it keeps intents in "
-                "memory: after a restart, start a new payment)"
+                f"the sandbox does not know intent {intent_id!r} (this one kept it in another "
+                "process's memory): start the payment again, which opens it anew"
             ) from None
         except PaymentStateError as exc:
             raise OrderStateError(str(exc)) from None

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tokenmall.domain import pricing
@@ -113,6 +113,7 @@ def _open_payment(  # noqa: PLR0917 - one caller, start_payment
     ctx.providers.check_startable(provider)
     sp_fen, ep_fen = fen_of(sp), fen_of(points_value)
     now = ctx.clock()
+    waiting: Any = None
     # The checks only read (the row is checked again, locked, when the payment is
     # inserted), so they take no writer lock; only an order found overdue is written.
     with ctx.store.read() as conn:
@@ -140,8 +141,10 @@ def _open_payment(  # noqa: PLR0917 - one caller, start_payment
                 q.WAITING,
                 {"t": tenant_id, "id": row.id, "provider": provider, "sp": sp_fen, "cny": cny_fen},
             ).first()
-            if waiting is not None:
-                return payment_of(waiting, ref, row.total_fen), row.expires_at
+    if waiting is not None:
+        if not ctx.providers.intent_alive(tenant, provider, waiting.intent_id):
+            waiting = _reopen(ctx, tenant_id, tenant, ref, waiting)
+        return payment_of(waiting, ref, row.total_fen), row.expires_at
     if wallet_only:
         if sp_fen + ep_fen > row.total_fen:
             raise InvalidCommand(
@@ -188,6 +191,28 @@ def _open_payment(  # noqa: PLR0917 - one caller, start_payment
         if pay is None:
             raise
     return payment_of(pay, ref, row.total_fen), row.expires_at
+
+
+def _reopen(ctx: OrderContext, tenant_id: int, tenant: str, ref: str, waiting: Any) -> Any:
+    """The waiting attempt with a live intent in place of one its provider forgot (a
+    sandbox kept in one process's memory, restarted since): handing the dead one back would
+    leave the customer an intent nobody can pay.  Same attempt, same provider order id."""
+    intent_id = ctx.providers.open_intent(
+        tenant, waiting.provider, waiting.provider_order_id, cny_of_fen(waiting.cny_fen), ref
+    )
+    py = s.payments.c
+    with ctx.store.tenant_tx(tenant_id, lock=False) as tx:
+        tx.conn.execute(
+            update(s.payments)
+            .where(
+                py.tenant_id == tenant_id,
+                py.id == waiting.id,
+                py.status == "requires_payment",
+                py.intent_id == waiting.intent_id,
+            )
+            .values(intent_id=intent_id)
+        )
+        return tx.conn.execute(q.PAYMENT_BY_ID, {"t": tenant_id, "id": waiting.id}).one()
 
 
 def points_for(price: tuple[Decimal, Decimal], params: TenantParams, value_fen: int) -> Decimal:

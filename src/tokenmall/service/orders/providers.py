@@ -4,11 +4,13 @@ Every other module of the order flow asks :class:`Providers` (is this provider u
 verifies its notifications, open an intent, how does a refund go back, send it) and never
 compares a provider's name.  The sandbox is one more provider, chosen like WeChat Pay.
 
-Sandbox: one :class:`SandboxGateway` per tenant, in memory (it plays the provider), with a
+Sandbox: one :class:`SandboxGateway` per tenant and process (it plays the provider), with a
 secret derived from the service's secret key, so every process of a deployment verifies the
-same signatures; intents live only in the process that created them.  The gateway is not
-thread-safe, so each has a re-entrant lock (re-entrant: delivering a notification runs the
-handler, which may ask the same gateway for a refund).
+same signatures.  Given the database (``PaymentHub(engine=...)``, as the composition root
+does), its intents are kept there (:mod:`.sandbox_intents`), so every worker process knows
+every intent and a restart loses none; without it (unit tests), in memory.  The gateway is
+not thread-safe, so each has a re-entrant lock (re-entrant: delivering a notification runs
+the handler, which may ask the same gateway for a refund).
 WeChat Pay: the verifier and the outbound client are built from the tenant's
 ``payment_settings`` row, cached until it changes.
 """
@@ -26,7 +28,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 from tokenmall.errors import NotFound
 from tokenmall.money import cny_of_fen
@@ -44,6 +46,7 @@ from tokenmall.payments.wechat import load_merchant_key, load_platform_key
 from tokenmall.payments.wechat_api import WeChatPayApi
 from tokenmall.service.errors import Conflict
 from tokenmall.service.orders.models import ProviderNotConfigured
+from tokenmall.service.orders.sandbox_intents import DbIntents
 from tokenmall.store import schema as s
 
 __all__ = ["PaymentHub", "ProviderRefund", "Providers"]
@@ -77,9 +80,13 @@ class _WeChat:
 class PaymentHub:
     """The payment providers of every tenant, for one process (see the module docstring)."""
 
-    def __init__(self, secret: str | bytes, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, secret: str | bytes, *, clock: Clock = system_clock, engine: Engine | None = None
+    ) -> None:
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self._clock = clock
+        # where the sandbox keeps its intents: this database, or (None) this process's memory
+        self._engine = engine
         self._sandboxes: dict[str, _Sandbox] = {}
         self._wechat: dict[int, tuple[float, _WeChat]] = {}
         self._lock = threading.Lock()
@@ -91,7 +98,10 @@ class PaymentHub:
         with self._lock:
             box = self._sandboxes.get(tenant)
             if box is None:
-                gateway = SandboxGateway(tenant, self.sandbox_secret(tenant), clock=self._clock)
+                intents = None if self._engine is None else DbIntents(self._engine, tenant)
+                gateway = SandboxGateway(
+                    tenant, self.sandbox_secret(tenant), clock=self._clock, intents=intents
+                )
                 box = _Sandbox(gateway, SandboxProvider(gateway), threading.RLock())
                 self._sandboxes[tenant] = box
             return box
@@ -250,6 +260,16 @@ class Providers:
             except PaymentStateError as exc:
                 raise Conflict(str(exc)) from None
         return intent.intent_id
+
+    def intent_alive(self, tenant: str, provider: str, intent_id: str | None) -> bool:
+        """Whether the provider still knows ``intent_id``, so a customer can pay it.  Only
+        a sandbox kept in memory forgets (a restart, another process); a database-backed
+        one and WeChat Pay do not."""
+        if provider != SANDBOX or intent_id is None:
+            return True
+        box = self.hub.sandbox(tenant)
+        with box.lock:
+            return box.gateway.knows_intent(intent_id)
 
     def prepay(
         self,
