@@ -11,8 +11,12 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from tokenmall import bootstrap
 from tokenmall.api.deps import AppContext
@@ -55,6 +59,27 @@ admin token. Tenant routes are `/v1/tenants/{tenant}/...`; a credential of anoth
 """
 
 
+_DOCS_STATIC = "/docs/static"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """The Swagger UI page at ``/docs`` with its script and styles served by this app (the
+    ``swagger-ui-bundle`` package ships them): FastAPI's own page fetches them from a CDN, so
+    it is blank offline and where that CDN is blocked (behind the Great Firewall)."""
+    app.mount(_DOCS_STATIC, StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    async def docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="tokenmall API",
+            swagger_js_url=f"{_DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{_DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{_DOCS_STATIC}/favicon-32x32.png",
+        )
+
+    app.add_route("/docs", docs, include_in_schema=False)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -91,7 +116,10 @@ def create_app(
         version=VERSION,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from vendored files: FastAPI's page loads them from a CDN
+        redoc_url=None,
     )
+    _serve_docs(app)
     # the composition root's services: one orders service per app, shared by the order
     # routes, the wallet's payouts and the scheduler (it holds the tenants' sandbox gateways
     # and the notification handlers), and the store whose units of work carry the events
