@@ -33,6 +33,7 @@ from sqlalchemy import Engine, inspect, make_url, select
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from tokenmall import bootstrap
+from tokenmall.domain import draw
 from tokenmall.domain.economy import BuyPoints, CloseDay, Exchange, Purchase, Redeem, Refund, Sell
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import InvariantViolation, TokenmallError
@@ -89,6 +90,10 @@ day_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(day_app, name="day")
+groupbuy_app = typer.Typer(
+    help="Group buys (docs/RULES.md section 4): check a published draw.", no_args_is_help=True
+)
+app.add_typer(groupbuy_app, name="groupbuy")
 
 DbOption = Annotated[
     str | None,
@@ -302,6 +307,48 @@ def scenario_run(
     console.print(_members_table(run))
     resumed = f", {run.replayed} replayed (already in the store)" if run.replayed else ""
     console.print(f"{total} events: {run.applied} applied{resumed}.")
+
+
+# ----------------------------------------------------------------------------- group buys
+
+
+def _draw_record(file: Path) -> dict[str, Any]:
+    """The public record in FILE; a scenario's group or draw entry (``members``, no ``k``)
+    is read as candidates and k = the number of winners."""
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror or exc}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(f"{file}: not valid JSON: {exc}")
+    if not isinstance(record, dict):
+        _fail(f"{file}: a draw record is an object with commitment, seed, candidates, k, winners")
+    if "candidates" not in record and isinstance(record.get("members"), list):
+        record = {**record, "candidates": record["members"]}
+        if isinstance(record.get("winners"), list):
+            record.setdefault("k", len(record["winners"]))
+    if record.get("seed") is None:
+        _fail(f"{file}: the draw has not revealed its seed yet")
+    return record
+
+
+@groupbuy_app.command("verify")
+def groupbuy_verify(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The draw's public record: JSON with commitment, seed, candidates, k, winners.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Recompute a draw from its public record alone: the seed must hash to the commitment
+    and the k smallest tickets sha256(seed:candidate) must be the published winners.  Prints
+    the winners, one a line; a mismatch is one line on stderr and exit status 2."""
+    with _user_errors():
+        winners = draw.verify(_draw_record(file))
+    for w in winners:
+        typer.echo(w)
 
 
 # ----------------------------------------------------------------------------- demo

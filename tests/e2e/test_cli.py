@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from tokenmall.cli import app
+from tokenmall.domain import draw
 from tokenmall.service.ledger import Ledger
 from tokenmall.store.db import create_db_engine
 
@@ -460,3 +461,50 @@ def test_no_tokenmall_db_url_leaks_into_scenario_runs(tmp_path: Path) -> None:
     result = invoke("scenario", "run", str(EXAMPLES / "seed.json"), "--json", env=env)
     assert result.exit_code == 0
     assert not target.exists()
+
+
+# ----------------------------------------------------------------------------- groupbuy verify
+
+
+def _record(tmp_path: Path, **change: Any) -> Path:
+    seed = bytes(range(32))
+    record = {**draw.public_record(seed, ["g1", "g2", "g3", "g4"], 2), **change}
+    return write(tmp_path, record, "draw.json")
+
+
+def test_groupbuy_verify_prints_the_winners_of_a_matching_record(tmp_path: Path) -> None:
+    path = _record(tmp_path)
+    published = json.loads(path.read_text())
+    result = invoke("groupbuy", "verify", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == published["winners"]
+    assert len(published["winners"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"winners": "reversed"}, "are not the draw's winners"),
+        ({"seed": "00" * 32}, "does not match the published commitment"),
+        ({"k": 3}, "are not the draw's winners"),
+        ({"seed": "xyz"}, "not hexadecimal"),
+    ],
+)
+def test_groupbuy_verify_refuses_a_record_that_does_not_match(
+    tmp_path: Path, change: dict[str, Any], fragment: str
+) -> None:
+    if change.get("winners") == "reversed":  # the right winners in the wrong order
+        change = {"winners": json.loads(_record(tmp_path).read_text())["winners"][::-1]}
+    path = _record(tmp_path, **change)
+    result = invoke("groupbuy", "verify", str(path))
+    assert result.exit_code == 2
+    assert fragment in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_groupbuy_verify_checks_a_draw_of_a_scenario_run(tmp_path: Path) -> None:
+    out = json.loads(invoke("scenario", "run", str(EXAMPLES / "groups.json"), "--json").output)
+    for name, record in [("c1.json", out["draws"]["c1"]), ("s1.json", out["groups"]["s1"])]:
+        result = invoke("groupbuy", "verify", str(write(tmp_path, record, name)))
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines() == record["winners"]

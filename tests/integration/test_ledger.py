@@ -26,6 +26,8 @@ from tokenmall.domain.economy import (
     Purchase,
     Redeem,
     Refund,
+    RewardGrant,
+    RewardTakeBack,
     Sell,
     Settle,
     Withdraw,
@@ -107,7 +109,7 @@ def test_rejected_command_changes_nothing_and_others_apply(
 
 
 def _random_commands(
-    rng: random.Random, n: int, *, orders_flow: bool = False
+    rng: random.Random, n: int, *, orders_flow: bool = False, rewards: bool = False
 ) -> list[tuple[str, Command]]:
     names = [f"u{i}" for i in range(12)]
     # referral links are permanent: each member keeps the one referrer it was given
@@ -121,6 +123,13 @@ def _random_commands(
     for i in range(n):
         r = rng.random()
         who = rng.choice(names)
+        if rewards and r < 0.15:
+            # grants, and take-backs larger than most wallets: SP debts the next credits
+            # (sales, exchanges, the bulk close's dividends and exits) must set off
+            amount = D(rng.randint(1, 6000)) / 100
+            cls = RewardGrant if r < 0.06 else RewardTakeBack
+            cmds.append((f"e{i}", cls(who, amount, "distribution")))
+            continue
         if orders_flow and r < 0.30:
             o = f"p{i}"
             cmds.append(
@@ -187,13 +196,25 @@ def _assert_store_is(
             "dividends": dec(m.dividends),
             "exited": m.exited,
         }, code
+    with ledger.engine.connect() as conn:
+        debts = dict(
+            conn.execute(
+                select(s.members.c.code, s.members.c.sp_debt).where(s.members.c.tenant_id == tid)
+            ).all()
+        )
+    assert {c: D(debts[c]) / 10**4 for c in eco.members} == {
+        c: m.sp_debt for c, m in eco.members.items()
+    }
     assert all(v == 0 for v in _sums(ledger, tid).values())
     assert ledger.verify_chain(tid) is None
 
 
-@pytest.mark.parametrize(("seed", "orders_flow"), [(1, False), (2, False), (3, True), (4, True)])
+@pytest.mark.parametrize(
+    ("seed", "orders_flow", "rewards"),
+    [(1, False, False), (2, False, False), (3, True, False), (4, True, False), (5, True, True)],
+)
 def test_store_matches_the_pure_domain(
-    ledger: Ledger, tenant_code: str, seed: int, orders_flow: bool
+    ledger: Ledger, tenant_code: str, seed: int, orders_flow: bool, rewards: bool
 ) -> None:
     """Differential: batches on the database == the in-memory economy, event by event.
 
@@ -201,7 +222,7 @@ def test_store_matches_the_pure_domain(
     close against the domain's reference implementation.
     """
     rng = random.Random(seed)
-    cmds = _random_commands(rng, 400, orders_flow=orders_flow)
+    cmds = _random_commands(rng, 400, orders_flow=orders_flow, rewards=rewards)
     params = TenantParams(referral_ratio=D("0.25"), quota_multiplier=D("1.2"))
     tid = ledger.create_tenant(tenant_code, params)
     eco = Economy(params)
@@ -531,3 +552,42 @@ def test_the_store_keeps_the_last_price_when_circulation_empties(
         atoms(eco.state.empty_circulating, EP_PLACES),
     )
     _assert_store_is(ledger, tid, ledger.members(tid), eco)
+
+
+def test_day_close_sets_sp_debts_off_against_dividends_and_exits(
+    ledger: Ledger, tenant_code: str
+) -> None:
+    """The bulk close pays every holder in SQL; members with an SP debt (a reward taken back
+    after they spent it) keep only what the pay and any forced exit exceed the debt by, as in
+    the pure domain, and the debt shrinks by the rest."""
+    params = TenantParams(quota_multiplier=D("1.1"), dividend_rate=D("0.6"))
+    tid = ledger.create_tenant(tenant_code, params)
+    eco = Economy(params)
+    cmds: list[tuple[str, Command]] = []
+    for i in range(30):
+        cmds.append((f"buy{i}", Purchase(f"o{i}", f"h{i}", D(100 + 37 * i))))
+    for i in range(0, 30, 3):  # every third holder owes: a small debt or one larger than pays
+        debt = D("0.05") if i % 2 else D(500)
+        cmds += [
+            (f"g{i}", RewardGrant(f"h{i}", debt, "distribution")),
+            (f"w{i}", Withdraw(f"wr{i}", f"h{i}", debt)),
+            (f"t{i}", RewardTakeBack(f"h{i}", debt, "distribution")),
+        ]
+    cmds.append(("close1", CloseDay("d1")))
+    cmds.append(("buy-late", Purchase("late", "h1", D(5000))))
+    cmds.append(("close2", CloseDay("d2")))
+    for _, cmd in cmds:
+        eco.apply(cmd)
+        eco.take_journal()
+    debts_before_close = {f"h{i}" for i in range(0, 30, 3)}
+    out = ledger.submit(tid, cmds)
+    assert {o.status for o in out} == {"applied"}
+    stored = ledger.members(tid)
+    _assert_store_is(ledger, tid, stored, eco)
+    settled = [c for c in debts_before_close if eco.members[c].sp_debt == 0]
+    owing = [c for c in debts_before_close if eco.members[c].sp_debt > 0]
+    # both paths ran: debts fully set off, and debts larger than what the closes paid
+    assert settled
+    assert owing
+    assert all(eco.members[c].sp == 0 for c in owing)
+    assert any(eco.members[c].exited for c in eco.members)

@@ -33,6 +33,8 @@ from tokenmall.domain.economy import (
     PayoutResult,
     Purchase,
     Refund,
+    RewardGrant,
+    RewardTakeBack,
     Sell,
     Settle,
     SystemAccount,
@@ -58,6 +60,7 @@ class EconomyMachine(RuleBasedStateMachine):
         self.prev_price = self.e.price_ratio()
         self.days = 0
         self.paid = 0
+        self.rewarded: dict[str, Decimal] = {}  # net reward per member (granted - taken back)
 
     @initialize(
         quota_multiplier=st.sampled_from(["2", "0.6"]),  # 0.6 makes exits frequent
@@ -226,6 +229,37 @@ class EconomyMachine(RuleBasedStateMachine):
         held = sorted(r for r, h in self.e.holds.items() if h.status == "held")
         assert self.attempt(PayoutResult(data.draw(st.sampled_from(held)), paid))
 
+    # Model rewards from revenue and their take-backs: a take-back larger than the wallet
+    # leaves an SP debt that the next SP credits (sales, dividends, rewards...) set off.
+
+    @precondition(lambda self: self.e.members)
+    @rule(data=st.data(), amount=fen_amounts)
+    def grant_reward(self, data: st.DataObject, amount: Decimal) -> None:
+        code = data.draw(st.sampled_from(sorted(self.e.members)))
+        m = self.e.member(code)
+        debt, sp, revenue = m.sp_debt, m.sp, self.e.balance(SystemAccount.REVENUE, Asset.CNY)
+        assert self.attempt(RewardGrant(code, amount, "test"))
+        off = min(debt, amount)
+        assert (m.sp, m.sp_debt) == (sp + amount - off, debt - off)
+        # the platform pays what the member keeps; a set-off returns the rest at once
+        assert self.e.balance(SystemAccount.REVENUE, Asset.CNY) == revenue - amount + off
+        self.rewarded[code] = self.rewarded.get(code, Decimal(0)) + amount
+
+    @precondition(lambda self: self.rewarded)
+    @rule(data=st.data(), part=fractions)
+    def take_back_reward(self, data: st.DataObject, part: Fraction) -> None:
+        code = data.draw(st.sampled_from(sorted(self.rewarded)))
+        net = self.rewarded[code]
+        amount = floor_fen(net * Decimal(part.numerator) / part.denominator)
+        m = self.e.member(code)
+        sp, debt = m.sp, m.sp_debt
+        done = self.attempt(RewardTakeBack(code, amount, "test"))
+        assert done == (amount > 0)
+        if done:
+            taken = min(sp, amount)
+            assert (m.sp, m.sp_debt) == (sp - taken, debt + amount - taken)
+            self.rewarded[code] = net - amount
+
     @precondition(lambda self: self.orders)
     @rule(data=st.data())
     def replay_purchase(self, data: st.DataObject) -> None:
@@ -253,7 +287,9 @@ class EconomyMachine(RuleBasedStateMachine):
     @invariant()
     def no_negative_holdings_and_quota(self) -> None:
         for m in self.e.members.values():
-            assert min(m.ep, m.sp, m.quota, m.ep_debt) >= 0, m
+            assert min(m.ep, m.sp, m.quota, m.ep_debt, m.sp_debt) >= 0, m
+            # every SP credit sets a debt off first, so an indebted member holds no SP
+            assert m.sp_debt == 0 or m.sp == 0, m
         assert self.e.pool >= 0
         assert self.e.treasury >= 0
         assert self.e.dividend_fund >= 0

@@ -44,6 +44,7 @@ def fingerprint(e: Economy) -> dict[str, Any]:
                 m.spent,
                 m.dividends,
                 m.ep_debt,
+                m.sp_debt,
                 m.exited,
             )
             for code, m in e.members.items()

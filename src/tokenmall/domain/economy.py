@@ -67,6 +67,8 @@ __all__ = [
     "Purchase",
     "Redeem",
     "Refund",
+    "RewardGrant",
+    "RewardTakeBack",
     "Sell",
     "Settle",
     "SystemAccount",
@@ -136,6 +138,8 @@ class Member:
     spent: Decimal = ZERO
     dividends: Decimal = ZERO
     ep_debt: Decimal = ZERO
+    # SP a reward take-back could not find in the wallet: set off against the next SP credits
+    sp_debt: Decimal = ZERO
     exited: bool = False
     new: bool = False
     version: int = 0
@@ -324,6 +328,28 @@ class PayoutResult:
     paid: bool
 
 
+@dataclass(frozen=True, slots=True)
+class RewardGrant:
+    """A marketing model's reward (or a group buy's compensation, subsidy, commission):
+    ``amount`` SP to ``member``, backed by CNY from the platform's revenue share, never from
+    the pool or the dividend fund.  ``model`` names who pays it (the audit trail's reason)."""
+
+    member: str
+    amount: Decimal
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class RewardTakeBack:
+    """Take back ``amount`` SP of a reward (a refund of the order that earned it): what the
+    member still holds goes back to revenue, the rest becomes ``sp_debt``, set off against
+    the member's next SP credits."""
+
+    member: str
+    amount: Decimal
+    model: str
+
+
 Command = (
     Purchase
     | Sell
@@ -337,6 +363,8 @@ Command = (
     | Settle
     | Withdraw
     | PayoutResult
+    | RewardGrant
+    | RewardTakeBack
 )
 
 
@@ -574,6 +602,31 @@ class Economy:
             m.ep_debt -= off
         return amount
 
+    def _credit_sp(self, m: Member, amount: Decimal) -> Decimal:
+        """Give ``amount`` SP (its CNY backing already moved into ``sp_reserve`` by the
+        caller); an SP debt of a reward take-back is set off first.  Every SP credit of the
+        economy goes through here, so a member with ``sp_debt > 0`` always holds 0 SP.
+
+        Returns what the member keeps (``amount`` less the set-off)."""
+        if amount <= 0:
+            return ZERO
+        self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, amount)
+        return amount - self.set_off_sp(m)
+
+    def set_off_sp(self, m: Member) -> Decimal:
+        """Set ``m``'s SP debt off against the SP they hold: the SP goes back to issuance and
+        its CNY backing from ``sp_reserve`` to revenue, where the reward came from.  Public
+        for the ledger's bulk day close, which credits dividends in SQL and then corrects
+        the few indebted members through here."""
+        off = min(m.sp_debt, m.sp)
+        if off <= 0:
+            return ZERO
+        self._move(Asset.SP, m, SystemAccount.SP_ISSUANCE, off)
+        self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.REVENUE, off)
+        m.sp_debt -= off
+        self._touch(m)
+        return off
+
     # ------------------------------------------------------------------ dispatch
 
     def apply(self, cmd: Command) -> dict[str, Decimal]:
@@ -608,6 +661,10 @@ class Economy:
             out = self._withdraw(cmd)
         elif isinstance(cmd, PayoutResult):
             out = self._payout_result(cmd)
+        elif isinstance(cmd, RewardGrant):
+            out = self._reward_grant(cmd)
+        elif isinstance(cmd, RewardTakeBack):
+            out = self._reward_take_back(cmd)
         else:  # pragma: no cover - the union is closed
             raise InvalidCommand(f"unknown command {cmd!r}")
         out["exits"] = Decimal(self.run_exits())
@@ -742,7 +799,7 @@ class Economy:
         self._move(Asset.EP, m, SystemAccount.BURNED, q)
         if to_wallet:
             self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.SP_RESERVE, payout)
-            self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, payout)
+            self._credit_sp(m, payout)
         else:
             self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.REVENUE, payout)
         return payout
@@ -761,7 +818,7 @@ class Economy:
         self._move(Asset.EP, m, SystemAccount.TREASURY, q)
         # The platform backs the new SP from its revenue: the pool (and so the price) is untouched.
         self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.SP_RESERVE, sp)
-        self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, sp)
+        self._credit_sp(m, sp)
         self._touch(m)
         return {"stable": sp}
 
@@ -851,7 +908,7 @@ class Economy:
         total = sum((p for _, p in pays), ZERO)
         self._move(Asset.CNY, SystemAccount.DIVIDEND_FUND, SystemAccount.SP_RESERVE, total)
         for m, pay in pays:
-            self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, pay)
+            self._credit_sp(m, pay)
             m.quota -= pay
             m.dividends += pay
             self._touch(m)
@@ -931,7 +988,7 @@ class Economy:
             return
         self._move(Asset.CNY, SystemAccount.POOL, SystemAccount.SP_RESERVE, from_pool)
         self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.SP_RESERVE, amount - from_pool)
-        self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, amount)
+        self._credit_sp(m, amount)
         self._touch(m)
 
     # ------------------------------------------------------------------ orders (R4, R11)
@@ -1025,7 +1082,7 @@ class Economy:
         self._move(Asset.CNY, SystemAccount.ESCROW, SystemAccount.WORLD, cny_back)
         if r > cny_back:
             self._move(Asset.CNY, SystemAccount.ESCROW, SystemAccount.SP_RESERVE, r - cny_back)
-            self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, r - cny_back)
+            self._credit_sp(m, r - cny_back)
             self._touch(m)
         esc.refunded = after
         self.dirty_escrows.add(esc.order)
@@ -1139,11 +1196,36 @@ class Economy:
             m = self.member(h.member)
             self._move(Asset.CNY, SystemAccount.PAYOUT_HOLD, SystemAccount.SP_RESERVE, net)
             self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.SP_RESERVE, h.fee)
-            self._move(Asset.SP, SystemAccount.SP_ISSUANCE, m, h.amount)
+            self._credit_sp(m, h.amount)
             self._touch(m)
             h.status = "released"
         self.dirty_holds.add(h.request)
         return {"paid": net if cmd.paid else ZERO}
+
+    # ------------------------------------------------------------------ model rewards
+
+    def _reward_member(self, code: str, amount: Decimal, what: str) -> Member:
+        if amount <= 0 or floor_fen(amount) != amount:
+            raise InvalidCommand(f"{what} must be > 0 and whole fen, got {amount}")
+        return self.member(code)
+
+    def _reward_grant(self, cmd: RewardGrant) -> dict[str, Decimal]:
+        """SP from the platform's revenue share: revenue -> sp_reserve, SP to the member."""
+        m = self._reward_member(cmd.member, cmd.amount, "a reward")
+        self._move(Asset.CNY, SystemAccount.REVENUE, SystemAccount.SP_RESERVE, cmd.amount)
+        kept = self._credit_sp(m, cmd.amount)
+        self._touch(m)
+        return {"granted": cmd.amount, "set_off": cmd.amount - kept, "debt": m.sp_debt}
+
+    def _reward_take_back(self, cmd: RewardTakeBack) -> dict[str, Decimal]:
+        """What the member still holds goes back to revenue; the rest becomes an SP debt."""
+        m = self._reward_member(cmd.member, cmd.amount, "a take-back")
+        taken = min(cmd.amount, m.sp)
+        self._move(Asset.SP, m, SystemAccount.SP_ISSUANCE, taken)
+        self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.REVENUE, taken)
+        m.sp_debt += cmd.amount - taken
+        self._touch(m)
+        return {"taken": taken, "debt": m.sp_debt}
 
 
 _DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {
@@ -1159,6 +1241,8 @@ _DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {
     Settle: ("pool_amount", "fund_amount"),
     Withdraw: ("amount", "fee"),
     PayoutResult: (),
+    RewardGrant: ("amount",),
+    RewardTakeBack: ("amount",),
 }
 # Stored atoms are 64-bit: 10^12 CNY at 4 places or EP at 8 places stays far inside that.
 _MAX_DIGITS = 12

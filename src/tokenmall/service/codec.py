@@ -24,6 +24,8 @@ from tokenmall.domain.economy import (
     Purchase,
     Redeem,
     Refund,
+    RewardGrant,
+    RewardTakeBack,
     Sell,
     Settle,
     Withdraw,
@@ -31,7 +33,15 @@ from tokenmall.domain.economy import (
 from tokenmall.errors import InvalidCommand
 from tokenmall.money import parse_amount
 
-__all__ = ["KINDS", "canonical", "command_from_payload", "content_hash", "dec", "to_payload"]
+__all__ = [
+    "KINDS",
+    "LEDGER_KINDS",
+    "canonical",
+    "command_from_payload",
+    "content_hash",
+    "dec",
+    "to_payload",
+]
 
 KINDS = (
     "purchase",
@@ -47,6 +57,9 @@ KINDS = (
     "withdraw",
     "payout_result",
 )
+# Commands the engine applies on its own behalf (model rewards and their take-backs): parsed
+# from a stored payload, never accepted as a scenario event or an API body.
+LEDGER_KINDS = ("reward_grant", "reward_take_back")
 
 
 def dec(d: Decimal) -> str:
@@ -103,11 +116,26 @@ def _amount0(ev: Mapping[str, Any], name: str) -> Decimal:
         raise InvalidCommand(str(exc)) from None
 
 
-def command_from_payload(ev: Mapping[str, Any], *, default_order: str | None = None) -> Command:
-    """Parse and validate one event; raises :class:`InvalidCommand` with the reason."""
+def command_from_payload(
+    ev: Mapping[str, Any], *, default_order: str | None = None, internal: bool = False
+) -> Command:
+    """Parse and validate one event; raises :class:`InvalidCommand` with the reason.
+
+    ``internal``: also the engine's own kinds (:data:`LEDGER_KINDS`), e.g. to replay a log.
+    """
     if not isinstance(ev, Mapping):
         raise InvalidCommand("an event must be an object")
     kind = ev.get("type")
+    if internal and kind in LEDGER_KINDS:
+        extra = sorted(set(ev) - {"type", "member", "amount", "model"})
+        if extra:
+            raise InvalidCommand(f"unexpected field(s) for {kind}: {', '.join(extra)}")
+        amount = _amount(ev, "amount")
+        assert amount is not None
+        reward = RewardGrant if kind == "reward_grant" else RewardTakeBack
+        return reward(
+            member=_code(ev, "member") or "", amount=amount, model=_code(ev, "model") or ""
+        )
     if kind not in KINDS:
         raise InvalidCommand(f"unknown event type {kind!r} (expected one of {', '.join(KINDS)})")
     allowed = _FIELDS[kind]
@@ -255,6 +283,9 @@ def to_payload(cmd: Command) -> dict[str, Any]:
         return {"type": "buy_points", "member": cmd.member, "stable": dec(cmd.stable)}
     if isinstance(cmd, CloseDay):
         return {"type": "close_day", "day": cmd.day}
+    if isinstance(cmd, RewardGrant | RewardTakeBack):
+        kind = "reward_grant" if isinstance(cmd, RewardGrant) else "reward_take_back"
+        return {"type": kind, "member": cmd.member, "amount": dec(cmd.amount), "model": cmd.model}
     out = {"type": "refund", "order": cmd.order}
     if cmd.amount is not None:
         out["amount"] = dec(cmd.amount)

@@ -116,6 +116,8 @@ members = Table(
     # quota/EP as a float: an index for the exit query, a pre-filter only; the domain decides
     # exactly.  NULL when the member can never be due (no EP or never bought).
     Column("trigger", Float, nullable=True),
+    # SP owed from reward take-backs (migration 0015), set off against the next SP credits
+    Column("sp_debt", BigInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("tenant_id", "code", name="uq_members_tenant_code"),
     CheckConstraint("ep >= 0 AND sp >= 0 AND quota >= 0", name="ck_members_non_negative"),
     # (trigger, no) is the exit order: the index serves the paged due query without a sort
@@ -415,6 +417,15 @@ Index(
 )
 # the top-N holder board, partners and level counts (R10) walk members by EP held
 Index("ix_members_tenant_ep", members.c.tenant_id, members.c.ep)
+# the day close's set-off pass reads the few members with an SP debt (migration 0015)
+MEMBER_SP_DEBT_PREDICATE = "sp_debt > 0"
+Index(
+    "ix_members_tenant_sp_debt",
+    members.c.tenant_id,
+    members.c.no,
+    sqlite_where=text(MEMBER_SP_DEBT_PREDICATE),
+    postgresql_where=text(MEMBER_SP_DEBT_PREDICATE),
+)
 
 # ----------------------------------------------------------------------------- orders (0003)
 # Orders, their lines, payment attempts, refunds, provider notifications and per-tenant

@@ -37,18 +37,27 @@ from tokenmall.service.ledger.common import (
     _EXIT_COLS,
     _FUND,
     _HOLDERS_SQL,
+    _MEMBER_COLS_SQL,
+    _PLACES,
     _POOL,
     _RESERVE,
     _SPI,
     _TRIGGER_SLACK,
     _DuePages,
     _exit_bound,
+    _member_from_row,
 )
 from tokenmall.store import schema as s
 
 if TYPE_CHECKING:
     pass
 from tokenmall.service.ledger.writes import LedgerWrites
+
+# "sp_debt > 0" repeats the partial index's predicate literally, so both backends use it
+_SET_OFF_SQL = (
+    f"SELECT {_MEMBER_COLS_SQL} FROM members "  # noqa: S608 - a constant of our own
+    "WHERE tenant_id = ? AND sp_debt > 0 AND sp > 0 ORDER BY no"
+)
 
 
 class LedgerClose(LedgerWrites):
@@ -199,12 +208,17 @@ class LedgerClose(LedgerWrites):
 
             # Exits after the pay-out (R9 "Then exits (R7) run"), same transaction and log row.
             exits, exit_rows = self._bulk_exits(conn, tenant_id, eco, new_shift)
-            self._stream_transfers(pipe, digest, n, self._chunks(exit_rows))
+            n = self._stream_transfers(pipe, digest, n, self._chunks(exit_rows))
+            pipe.drain()
+            # The SQL above credited every pay and exit payout in full; members with an SP
+            # debt get it set off now, through the domain (the same moves as its close).
+            exit_eco = Economy(params, eco.state)
+            set_off = self._set_off_debts(conn, tenant_id, exit_eco)
+            self._stream_transfers(pipe, digest, n, [set_off])
             pipe.drain()
         finally:
             with contextlib.suppress(Exception):  # already failing: the first error wins
                 pipe.drain()
-        exit_eco = Economy(params, eco.state)
 
         figures = {"paid": paid_d, "recipients": Decimal(len(paid_idx)), "exits": Decimal(exits)}
         result = self._result(exit_eco, figures)
@@ -228,6 +242,23 @@ class LedgerClose(LedgerWrites):
             )
         )
         return seq, head, result
+
+    def _set_off_debts(
+        self, conn: Connection, tenant_id: int, eco: Economy
+    ) -> list[tuple[str, str, str, int]]:
+        """Set SP debts off against what the close just paid: the few members with
+        ``sp_debt > 0`` (a partial index) who now hold SP.  Before the close such a member
+        held 0 SP (every other credit sets the debt off at once), so what they hold now is
+        exactly the close's pay and exit payout.  Returns the transfers, as rows."""
+        sql = _SET_OFF_SQL if self._sqlite else _SET_OFF_SQL.replace("?", "%s")
+        for row in conn.exec_driver_sql(sql, (tenant_id,)):
+            m = _member_from_row(row)
+            eco.members[m.code] = m
+            eco.set_off_sp(m)
+        return [
+            (tr.asset.value, tr.debit, tr.credit, atoms(tr.amount, _PLACES[tr.asset]))
+            for tr in eco.take_journal()
+        ]
 
     def _bulk_exits(
         self,

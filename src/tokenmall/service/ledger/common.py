@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 GENESIS = "00" * 32
 _PLACES = {Asset.CNY: CNY_PLACES, Asset.SP: CNY_PLACES, Asset.EP: EP_PLACES}
-_MEMBER_COLS = ("ep", "sp", "quota", "spent", "dividends", "ep_debt")
+_MEMBER_COLS = ("ep", "sp", "quota", "spent", "dividends", "ep_debt", "sp_debt")
 _MEMBER_PLACES = {
     "ep": EP_PLACES,
     "sp": CNY_PLACES,
@@ -51,6 +51,7 @@ _MEMBER_PLACES = {
     "spent": CNY_PLACES,
     "dividends": CNY_PLACES,
     "ep_debt": EP_PLACES,
+    "sp_debt": CNY_PLACES,
 }
 _CHUNK = 500
 _DUE_PAGE = 256
@@ -65,7 +66,7 @@ _HOLDERS_SQL = (
 # by more than this share of the price; a lagging entry is a false candidate of the exit
 # query (loaded, checked exactly, passed over), never a missed exit.
 _TRIGGER_SLACK = 0.01
-_DUE_COLS = "no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited, trigger"
+_DUE_COLS = "no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, sp_debt, exited, trigger"
 # the bulk exit pass needs only these (see _bulk_exits)
 _EXIT_COLS = "no, ep, sp, quota, spent, trigger"
 
@@ -134,10 +135,11 @@ def _member_from_row(row: Any) -> Member:
     m.spent = from_atoms(row.spent, CNY_PLACES)
     m.dividends = from_atoms(row.dividends, CNY_PLACES)
     m.ep_debt = from_atoms(row.ep_debt, EP_PLACES)
+    m.sp_debt = from_atoms(row.sp_debt, CNY_PLACES)
     return m
 
 
-_MEMBER_COLS_SQL = "no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, exited"
+_MEMBER_COLS_SQL = "no, code, referrer, ep, sp, quota, spent, dividends, ep_debt, sp_debt, exited"
 
 
 def _in_query(  # noqa: PLR0917 - an internal hot path

@@ -353,6 +353,18 @@ class Ledger(LedgerClose):
                 keep.append(_Warm(seq, members, dict(eco.state.balances)))
         return outcomes
 
+    def figures(self, tenant_id: int) -> dict[str, Any]:
+        """The tenant's figures as a command's result shows them (price, pool, circulating,
+        burned, treasury, dividend fund), read without the lock: the step of a scenario event
+        that moved nothing."""
+        with read_only(self.engine).connect() as conn:
+            sql = _LOCK_SQL if self._sqlite else _LOCK_SQL.replace("?", "%s")
+            st = conn.exec_driver_sql(sql, (tenant_id,)).first()
+            if st is None:
+                raise NotFound(f"no tenant {tenant_id}")
+            eco = Economy(TenantParams.from_json(st.params), self._load_state(conn, tenant_id, st))
+        return self._result(eco, {})
+
     def members(
         self, tenant_id: int, codes: Iterable[str] | None = None
     ) -> dict[str, dict[str, Any]]:

@@ -285,6 +285,7 @@ class LedgerWrites:
                 atoms_unchecked(m.spent, CNY_PLACES),
                 atoms_unchecked(m.dividends, CNY_PLACES),
                 atoms_unchecked(m.ep_debt, EP_PLACES),
+                atoms_unchecked(m.sp_debt, CNY_PLACES),
                 m.exited,
                 _trigger_float(m, shift),
                 m.referrer,
@@ -306,7 +307,7 @@ class LedgerWrites:
                 conn,
                 "tm_member_upd",
                 "ep bigint, sp bigint, quota bigint, spent bigint, dividends bigint, "
-                'ep_debt bigint, exited boolean, "trigger" double precision, '
+                'ep_debt bigint, sp_debt bigint, exited boolean, "trigger" double precision, '
                 "referrer varchar(64), no bigint",
                 (*_MEMBER_VALUE_COLS, "no"),
                 (row[:-2] + row[-1:] for row in upd_rows),  # without tenant_id

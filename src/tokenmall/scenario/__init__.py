@@ -35,10 +35,18 @@ import yaml
 from sqlalchemy import Engine, select
 
 from tokenmall.domain.economy import CloseDay, Command, Purchase
+from tokenmall.domain.marketing import ModelSet
 from tokenmall.domain.params import TenantParams
-from tokenmall.errors import InvalidCommand
+from tokenmall.errors import InvalidCommand, TokenmallError
 from tokenmall.json_limits import loads_bounded
-from tokenmall.service.codec import command_from_payload
+from tokenmall.scenario.events import (
+    GROUP_KINDS,
+    GroupOp,
+    GroupOpenOp,
+    group_op_from_payload,
+)
+from tokenmall.scenario.promotions import Promotions, seeds_by_campaign
+from tokenmall.service.codec import KINDS, command_from_payload
 from tokenmall.service.ledger import Ledger
 from tokenmall.service.tenants import check_tenant_code
 from tokenmall.store import schema
@@ -72,6 +80,9 @@ MEMBER_KEYS = ("points", "stable", "quota_remaining", "spent", "dividends", "exi
 # Per event; 10^12 CNY is far beyond any order and far inside the 64-bit atoms (4 decimals).
 MAX_AMOUNT = Decimal(10) ** 12
 _TOP_LEVEL = frozenset({"config", "events", "description"})
+# config keys that are not tenant parameters: the marketing models and the override reason
+_MODELS = "models"
+_OVERRIDE = "compliance_override"
 _MAX_KEY = 160  # ledger_tx.key
 
 
@@ -83,12 +94,14 @@ class ScenarioError(InvalidCommand):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One validated event: where it is in the file, its idempotency key and its command."""
+    """One validated event: where it is in the file, its idempotency key and its command
+    (a ledger command, or a group buy's operation that the run turns into several)."""
 
     index: int
     key: str
     kind: str
-    command: Command
+    command: Command | GroupOp
+    product: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +111,15 @@ class Scenario:
     params: TenantParams
     events: tuple[Event, ...]
     members: tuple[str, ...]  # every member named (buyers, sellers, referrers), first mention first
+    models: ModelSet | None = None  # the marketing models enabled by config.models
+
+    @property
+    def promotions(self) -> bool:
+        """Whether the run has models or group events (its output then has rewards and
+        groups, docs/RULES.md section 7)."""
+        return bool(self.models and self.models.models) or any(
+            not isinstance(e.command, Command) for e in self.events
+        )
 
 
 @dataclass(slots=True)
@@ -108,13 +130,24 @@ class ScenarioRun:
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     applied: int = 0
     replayed: int = 0
+    # with models or groups: per member {model: net SP}, and the groups' and draws' records
+    rewards: dict[str, dict[str, str]] | None = None
+    groups: dict[str, dict[str, Any]] | None = None
+    draws: dict[str, dict[str, Any]] | None = None
 
     def output(self) -> dict[str, Any]:
         """The JSON contract of docs/RULES.md section 7 (and nothing else, so it stays stable)."""
-        return {
+        members = {code: {k: m[k] for k in MEMBER_KEYS} for code, m in self.members.items()}
+        out: dict[str, Any] = {
             "steps": [{k: step[k] for k in STEP_KEYS} for step in self.steps],
-            "members": {code: {k: m[k] for k in MEMBER_KEYS} for code, m in self.members.items()},
+            "members": members,
         }
+        if self.rewards is not None:
+            for code, m in members.items():
+                m["rewards"] = self.rewards.get(code, {})
+            out["groups"] = self.groups or {}
+            out["draws"] = self.draws or {}
+        return out
 
 
 # ----------------------------------------------------------------------------- reading
@@ -211,7 +244,7 @@ def _event_id(raw: Any) -> str:
     return key
 
 
-def _key(raw: Mapping[str, Any], cmd: Command, index: int) -> str:
+def _key(raw: Mapping[str, Any], cmd: Command | GroupOp, index: int) -> str:
     """The event's idempotency key: its ``id``; ``close:{day}`` for a named day (R9: a day
     closes once, whichever file or run closes it); else its position, ``event:{index}``."""
     if raw.get("id") is not None:
@@ -251,10 +284,12 @@ def parse_scenario(data: Any) -> Scenario:
     config = data.get("config") or {}
     if not isinstance(config, Mapping):
         raise ScenarioError("config must be an object of tenant parameters")
+    tenant = {k: v for k, v in config.items() if k not in (_MODELS, _OVERRIDE)}
     try:
-        params = TenantParams.from_mapping(dict(config))
+        params = TenantParams.from_mapping(tenant)
     except InvalidCommand as exc:
         raise ScenarioError(f"config: {exc}") from None
+    models = _models(config)
     raw_events = data.get("events")
     if not isinstance(raw_events, list):
         raise ScenarioError("a scenario must have an 'events' list")
@@ -266,8 +301,7 @@ def parse_scenario(data: Any) -> Scenario:
     errors: list[str] = []
     for index, raw in enumerate(raw_events):
         try:
-            cmd = command_from_payload(raw, default_order=f"order:{index}")
-            _check_magnitude(cmd)
+            cmd, product = _event_command(raw, index)
             key = _key(raw, cmd, index)
             if key in keys:
                 if isinstance(cmd, CloseDay) and "id" not in raw:
@@ -281,16 +315,60 @@ def parse_scenario(data: Any) -> Scenario:
             errors.append(f"event {index}: {exc}")
             continue
         keys[key] = index
-        for name in ("member", "referrer"):
+        for name in ("member", "referrer", "leader"):
             code = getattr(cmd, name, None)
             if code:
                 members[code] = None
-        events.append(Event(index, key, str(raw["type"]), cmd))
+        events.append(Event(index, key, str(raw["type"]), cmd, product))
     if errors:
         more = len(errors) - 1
         tail = f" (and {more} more invalid event{'s' if more > 1 else ''})" if more else ""
         raise ScenarioError(errors[0] + tail)
-    return Scenario(params=params, events=tuple(events), members=tuple(members))
+    return Scenario(params=params, events=tuple(events), members=tuple(members), models=models)
+
+
+def _models(config: Mapping[str, Any]) -> ModelSet | None:
+    """``config.models`` validated by the domain (unknown names and parameters, and the
+    compliance guard unless ``config.compliance_override`` gives a reason)."""
+    raw = config.get(_MODELS)
+    override = config.get(_OVERRIDE)
+    if override is not None and (not isinstance(override, str) or not override.strip()):
+        raise ScenarioError(f"config: {_OVERRIDE} must be a non-empty reason")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not all(
+        p is None or isinstance(p, Mapping) for p in raw.values()
+    ):
+        raise ScenarioError(f"config: {_MODELS} must be an object of {{model: {{parameters}}}}")
+    try:
+        return ModelSet.from_config(
+            {str(k): v for k, v in raw.items()}, compliance_override=override
+        )
+    except InvalidCommand as exc:
+        raise ScenarioError(f"config: {exc}") from None
+
+
+def _event_command(raw: Any, index: int) -> tuple[Command | GroupOp, str]:
+    """One event's command (or group operation) and the product it buys."""
+    if not isinstance(raw, Mapping):
+        raise InvalidCommand("an event must be an object")
+    kind = raw.get("type")
+    if kind in GROUP_KINDS:
+        op = group_op_from_payload(raw)
+        return op, op.terms.product if isinstance(op, GroupOpenOp) else "default"
+    if kind not in KINDS:
+        kinds = ", ".join((*KINDS, *GROUP_KINDS))
+        raise InvalidCommand(f"unknown event type {kind!r} (expected one of {kinds})")
+    product = "default"
+    if kind == "purchase" and "product" in raw:
+        value = raw["product"]
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+            raise InvalidCommand("product must be a non-empty string")
+        product = str(value).strip()
+        raw = {k: v for k, v in raw.items() if k != "product"}
+    cmd = command_from_payload(raw, default_order=f"order:{index}")
+    _check_magnitude(cmd)
+    return cmd, product
 
 
 # ----------------------------------------------------------------------------- running
@@ -359,11 +437,14 @@ def run_on(
         raise ScenarioError("chunk size must be at least 1")
     ledger = Ledger(engine)
     tid = _tenant_for(ledger, tenant, scenario.params)
+    if scenario.promotions:
+        return _run_promotions(ledger, tid, scenario, on_progress)
     run = ScenarioRun()
     total = len(scenario.events)
     for start in range(0, total, chunk_size):
         chunk: Sequence[Event] = scenario.events[start : start + chunk_size]
-        outcomes = ledger.submit(tid, [(e.key, e.command) for e in chunk], stop_on_reject=True)
+        commands = [(e.key, e.command) for e in chunk if isinstance(e.command, Command)]
+        outcomes = ledger.submit(tid, commands, stop_on_reject=True)
         for event, outcome in zip(chunk, outcomes, strict=False):
             if outcome.status == "rejected":
                 raise ScenarioError(f"event {event.index}: {outcome.error}")
@@ -378,6 +459,44 @@ def run_on(
             on_progress(min(start + chunk_size, total), total)
     found = ledger.members(tid, scenario.members)
     run.members = {code: found[code] for code in scenario.members if code in found}
+    return run
+
+
+def _run_promotions(
+    ledger: Ledger,
+    tid: int,
+    scenario: Scenario,
+    on_progress: Callable[[int, int], None] | None,
+) -> ScenarioRun:
+    """Event by event, with the models' and groups' state in memory (scenario.promotions):
+    an event is several ledger commands (the engine's, then each model's rewards)."""
+    promo = Promotions(
+        ledger,
+        tid,
+        scenario.models or ModelSet(()),
+        seeds_by_campaign(e.command for e in scenario.events),
+    )
+    run = ScenarioRun()
+    total = len(scenario.events)
+    for n, event in enumerate(scenario.events, 1):
+        try:
+            step = promo.run(event.key, event.command, event.product)
+        except InvalidCommand as exc:
+            raise ScenarioError(f"event {event.index}: {exc}") from None
+        except TokenmallError as exc:  # refused by the ledger: not found, conflicting key
+            raise ScenarioError(f"event {event.index}: {exc}") from None
+        run.steps.append(step)
+        if promo.applied:
+            run.applied += 1
+        else:
+            run.replayed += 1
+        if on_progress is not None and (n % CHUNK_SIZE == 0 or n == total):
+            on_progress(n, total)
+    found = ledger.members(tid, scenario.members)
+    run.members = {code: found[code] for code in scenario.members if code in found}
+    run.rewards = {code: promo.member_rewards(code) for code in run.members}
+    run.groups = promo.groups_out()
+    run.draws = promo.draws_out()
     return run
 
 
