@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from tokenmall.domain.events import (
     DayClosed,
@@ -131,18 +131,24 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
 
 
+# built once with a bound tenant: it runs for every event of every tenant, endpoints or not,
+# and building a Core statement costs more than running this one (DESIGN.md, "Statements
+# built once")
+_e, _t = s.webhook_endpoints.c, s.tenants.c
+_ENDPOINTS = (
+    select(_e.id, _e.events, _t.code)
+    .join(s.tenants, _t.id == _e.tenant_id)
+    .where(_e.tenant_id == bindparam("t"), _e.disabled_at.is_(None))
+    .order_by(_e.id)
+)
+
+
 def record_event(tx: TenantTx, event: object) -> None:
     """The handler: one pending delivery per enabled endpoint of the tenant that asked for
     this event's type, in the emitting transaction.  A tenant without endpoints pays one
     indexed read per event."""
     conn, tid = tx.conn, tx.tenant_id
-    e, t = s.webhook_endpoints.c, s.tenants.c
-    rows = conn.execute(
-        select(e.id, e.events, t.code)
-        .join(s.tenants, t.id == e.tenant_id)
-        .where(e.tenant_id == tid, e.disabled_at.is_(None))
-        .order_by(e.id)
-    ).all()
+    rows = conn.execute(_ENDPOINTS, {"t": tid}).all()
     if not rows:
         return
     fact = fact_of(event)
