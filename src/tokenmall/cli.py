@@ -33,18 +33,16 @@ from sqlalchemy import Engine, inspect, make_url, select
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from tokenmall import bootstrap
+from tokenmall.cli_render import close_json, close_line, members_table, steps_table
 from tokenmall.domain import draw
-from tokenmall.domain.economy import BuyPoints, CloseDay, Exchange, Purchase, Redeem, Refund, Sell
+from tokenmall.domain.economy import Purchase
 from tokenmall.domain.params import TenantParams
 from tokenmall.errors import InvariantViolation, TokenmallError
 from tokenmall.logs import log_config
 from tokenmall.scenario import (
     CHUNK_SIZE,
     DEFAULT_TENANT,
-    STEP_KEYS,
-    Event,
     Scenario,
-    ScenarioRun,
     check_tenant_code,
     load_scenario,
     open_store,
@@ -53,7 +51,6 @@ from tokenmall.scenario import (
 )
 from tokenmall.service import dayclose
 from tokenmall.service.codec import dec
-from tokenmall.service.dayclose import CloseOutcome
 from tokenmall.service.ledger import Ledger
 from tokenmall.settings import DEFAULT_ADMIN_TOKEN, DEFAULT_DB_URL, InsecureSettings, Settings
 from tokenmall.store import schema
@@ -67,7 +64,6 @@ DEMO_DB = "tokenmall-demo.db"
 DEMO_TENANT = "demo"
 DEMO_PURCHASES = 100
 _PROGRESS_FROM = 1000  # events; shorter runs finish before a bar is worth drawing
-_TABLE_EDGE = 20  # steps shown at each end of a long run's table
 
 app = typer.Typer(
     name="tokenmall",
@@ -195,63 +191,6 @@ def _require_schema(engine: Engine, url: str) -> None:
 # ----------------------------------------------------------------------------- scenario run
 
 
-def _describe(event: Event) -> tuple[str, str]:
-    """(what, who) for a step's row in the table."""
-    cmd = event.command
-    if isinstance(cmd, Purchase):
-        who = cmd.member if cmd.referrer is None else f"{cmd.member} (ref {cmd.referrer})"
-        return f"purchase {cmd.amount}", who
-    if isinstance(cmd, Sell | Exchange | Redeem):
-        return f"{event.kind} {cmd.points} EP", cmd.member
-    if isinstance(cmd, Refund):
-        return f"refund {cmd.order}", ""
-    if isinstance(cmd, BuyPoints):
-        return f"buy_points {cmd.stable} SP", cmd.member
-    return event.kind if not isinstance(cmd, CloseDay) or not cmd.day else f"close {cmd.day}", ""
-
-
-def _steps_table(scenario: Scenario, run: ScenarioRun) -> Table:
-    n = len(run.steps)
-    rows = list(range(n))
-    if n > 2 * _TABLE_EDGE:
-        rows = [*range(_TABLE_EDGE), -1, *range(n - _TABLE_EDGE, n)]
-    table = Table(
-        title="Steps",
-        caption=f"{2 * _TABLE_EDGE} of {n} steps shown; --json prints all" if -1 in rows else None,
-    )
-    table.add_column("#", justify="right")
-    table.add_column("event")
-    table.add_column("member")
-    for key in STEP_KEYS:
-        table.add_column(key.replace("_", " "), justify="right")
-    for i in rows:
-        if i < 0:
-            table.add_row("…", *[""] * (2 + len(STEP_KEYS)))
-            continue
-        what, who = _describe(scenario.events[i])
-        table.add_row(str(i), what, who, *[str(run.steps[i][k]) for k in STEP_KEYS])
-    return table
-
-
-def _members_table(run: ScenarioRun) -> Table:
-    table = Table(title="Members")
-    table.add_column("member")
-    for title in ("points", "stable", "quota left", "spent", "dividends"):
-        table.add_column(title, justify="right")
-    table.add_column("exited")
-    for code, m in run.members.items():
-        table.add_row(
-            code,
-            m["points"],
-            m["stable"],
-            m["quota_remaining"],
-            m["spent"],
-            m["dividends"],
-            "yes" if m["exited"] else "",
-        )
-    return table
-
-
 @scenario_app.command("run")
 def scenario_run(
     file: Annotated[Path, typer.Argument(help="Scenario file, JSON or YAML.", show_default=False)],
@@ -303,8 +242,8 @@ def scenario_run(
         typer.echo(json.dumps(run.output(), indent=2, ensure_ascii=False))
         return
     console = _console()
-    console.print(_steps_table(scenario, run))
-    console.print(_members_table(run))
+    console.print(steps_table(scenario, run))
+    console.print(members_table(run))
     resumed = f", {run.replayed} replayed (already in the store)" if run.replayed else ""
     console.print(f"{total} events: {run.applied} applied{resumed}.")
 
@@ -701,33 +640,6 @@ def _environment(**values: str) -> Iterator[None]:
 # ----------------------------------------------------------------------------- day, worker
 
 
-def _close_line(outcome: CloseOutcome) -> str:
-    if outcome.replayed:
-        return (
-            f"{outcome.day} was already closed for tenant {outcome.tenant} (ledger seq "
-            f"{outcome.seq}): nothing paid now; it paid {outcome.paid} to "
-            f"{outcome.recipients} members"
-        )
-    return (
-        f"closed {outcome.day} for tenant {outcome.tenant} (ledger seq {outcome.seq}): paid "
-        f"{outcome.paid} SP to {outcome.recipients} members, {outcome.exits} exits, carry "
-        f"{outcome.result.get('dividend_fund', '0')}"
-    )
-
-
-def _close_json(outcome: CloseOutcome) -> dict[str, Any]:
-    return {
-        "tenant": outcome.tenant,
-        "date": outcome.day.isoformat(),
-        "status": "replayed" if outcome.replayed else "applied",
-        "seq": outcome.seq,
-        "paid": outcome.paid,
-        "recipients": outcome.recipients,
-        "exits": outcome.exits,
-        "carry": outcome.result.get("dividend_fund", "0"),
-    }
-
-
 @day_app.command("close")
 def day_close(
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant code.", show_default=False)],
@@ -759,12 +671,12 @@ def day_close(
         else:
             outcomes = dayclose.catch_up(ledger, clock, now)
     if as_json:
-        typer.echo(json.dumps([_close_json(o) for o in outcomes], indent=2))
+        typer.echo(json.dumps([close_json(o) for o in outcomes], indent=2))
         return
     if not outcomes:
         typer.echo(f"nothing to close for tenant {tenant}: every past date is closed")
     for outcome in outcomes:
-        typer.echo(_close_line(outcome))
+        typer.echo(close_line(outcome))
 
 
 @day_app.command("status")
@@ -848,7 +760,7 @@ def worker(
                         err=True,
                     )
                 for outcome in report.closes:
-                    typer.echo(_close_line(outcome))
+                    typer.echo(close_line(outcome))
                 for error in report.errors:
                     typer.echo(f"tokenmall: error: {error}", err=True)
                 if report.errors:
