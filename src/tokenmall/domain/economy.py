@@ -21,9 +21,35 @@ import heapq
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import StrEnum
 from typing import Protocol
 
+from tokenmall.domain.accounts import (
+    NON_NEGATIVE,
+    Asset,
+    Escrow,
+    Grant,
+    Member,
+    PayoutHold,
+    SystemAccount,
+    Transfer,
+)
+from tokenmall.domain.commands import (
+    BuyPoints,
+    CloseDay,
+    Command,
+    Exchange,
+    Join,
+    Pay,
+    PayoutResult,
+    Purchase,
+    Redeem,
+    Refund,
+    RewardGrant,
+    RewardTakeBack,
+    Sell,
+    Settle,
+    Withdraw,
+)
 from tokenmall.domain.dividends import water_fill
 from tokenmall.domain.params import TenantParams
 from tokenmall.domain.pricing import price_ratio, sale_value
@@ -45,11 +71,11 @@ from tokenmall.money import (
     floor_fen,
     from_atoms,
     mul,
-    ratio,
     ratio_floor,
 )
 
 __all__ = [
+    "NON_NEGATIVE",
     "Asset",
     "BuyPoints",
     "CloseDay",
@@ -77,297 +103,6 @@ __all__ = [
 ]
 
 
-class Asset(StrEnum):
-    CNY = "CNY"
-    EP = "EP"
-    SP = "SP"
-
-
-class SystemAccount(StrEnum):
-    """The tenant's own accounts.  Member wallets are ``m:<member number>``."""
-
-    WORLD = "world"  # CNY paid in from outside and paid back out (payments, refunds)
-    REVENUE = "revenue"  # the platform's share of sales; may go negative (the platform's equity)
-    POOL = "pool"  # CNY reserve backing every circulating EP
-    DIVIDEND_FUND = "dividend_fund"  # today's dividend money plus the carried remainder
-    SP_RESERVE = "sp_reserve"  # CNY that backs every SP in members' wallets, 1:1
-    ISSUANCE = "issuance"  # EP source; minus its balance is the total ever issued
-    BURNED = "burned"  # EP sink
-    TREASURY = "treasury"  # EP taken in by exchange to SP, sold again for SP
-    SP_ISSUANCE = "sp_issuance"  # SP source/sink
-    ESCROW = "escrow"  # CNY of paid orders waiting for settlement
-    PAYOUT_HOLD = "payout_hold"  # CNY of withdrawals waiting for the provider
-
-
-# Accounts that hold real value and so may never go negative.
-NON_NEGATIVE: frozenset[tuple[str, Asset]] = frozenset(
-    {
-        (SystemAccount.POOL, Asset.CNY),
-        (SystemAccount.DIVIDEND_FUND, Asset.CNY),
-        (SystemAccount.SP_RESERVE, Asset.CNY),
-        (SystemAccount.TREASURY, Asset.EP),
-        (SystemAccount.BURNED, Asset.EP),
-        (SystemAccount.ESCROW, Asset.CNY),
-        (SystemAccount.PAYOUT_HOLD, Asset.CNY),
-    }
-)
-
-_FEN_ATOMS = 10 ** (CNY_PLACES - 2)
-
-
-@dataclass(slots=True, frozen=True)
-class Transfer:
-    """One balanced movement: ``amount`` of ``asset`` leaves ``debit`` and reaches ``credit``."""
-
-    asset: Asset
-    debit: str
-    credit: str
-    amount: Decimal
-
-
-@dataclass(slots=True, eq=False)
-class Member:
-    """A member's wallet and reward state.  ``no`` is the per-tenant number (tie-breaker)."""
-
-    code: str
-    no: int
-    referrer: str | None = None
-    ep: Decimal = ZERO
-    sp: Decimal = ZERO
-    quota: Decimal = ZERO
-    spent: Decimal = ZERO
-    dividends: Decimal = ZERO
-    ep_debt: Decimal = ZERO
-    # SP a reward take-back could not find in the wallet: set off against the next SP credits
-    sp_debt: Decimal = ZERO
-    exited: bool = False
-    new: bool = False
-    version: int = 0
-
-    @property
-    def account(self) -> str:
-        return f"m:{self.no}"
-
-    def trigger(self) -> Decimal | None:
-        """The price at which this member must exit (quota / EP), or None if never due."""
-        if self.spent <= 0 or self.ep <= 0:
-            return None
-        return ratio(self.quota, self.ep)
-
-
-@dataclass(slots=True, eq=False)
-class Grant:
-    """What a settled order gave, so a refund can take exactly that back."""
-
-    order: str
-    member: str
-    referrer: str | None
-    amount: Decimal
-    pool_in: Decimal
-    fund_in: Decimal
-    ep_member: Decimal
-    ep_referrer: Decimal
-    quota: Decimal
-    refunded: Decimal = ZERO
-    new: bool = False
-    # The order's total (CNY + SP + value of EP redeemed) and its CNY part: a refund returns
-    # money in the mix it was paid (CNY to the payer's account, the rest as SP).  None = amount.
-    total: Decimal | None = None
-    cny_part: Decimal | None = None
-
-    def __post_init__(self) -> None:
-        if self.total is None:
-            self.total = self.amount
-        if self.cny_part is None:
-            self.cny_part = self.amount
-
-
-@dataclass(slots=True, eq=False)
-class Escrow:
-    """A paid order's money, held until the order settles or is refunded (R11)."""
-
-    order: str
-    member: str
-    cny: Decimal
-    sp: Decimal
-    ep_points: Decimal
-    ep_value: Decimal
-    refunded: Decimal = ZERO
-    settled: bool = False
-    new: bool = False
-
-    @property
-    def total(self) -> Decimal:
-        return self.cny + self.sp + self.ep_value
-
-
-@dataclass(slots=True, eq=False)
-class PayoutHold:
-    """SP taken from a wallet for a withdrawal, until the provider pays it or it is released."""
-
-    request: str
-    member: str
-    amount: Decimal
-    fee: Decimal
-    status: str = "held"  # held | paid | released
-    new: bool = False
-
-
-# ----------------------------------------------------------------------------- commands
-
-
-@dataclass(frozen=True, slots=True)
-class Purchase:
-    """R1/R2: a paid and settled order of ``amount`` CNY."""
-
-    order: str
-    member: str
-    amount: Decimal
-    referrer: str | None = None
-    pool_amount: Decimal | None = None  # per-product override of c (CNY per order)
-    fund_amount: Decimal | None = None  # per-product override of d
-
-
-@dataclass(frozen=True, slots=True)
-class Sell:
-    """R3: sell ``points`` back to the pool for SP."""
-
-    member: str
-    points: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Redeem:
-    """R4: a sell whose payout pays for ``order`` instead of going to the wallet."""
-
-    member: str
-    points: Decimal
-    order: str
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """R5: ``points`` EP to the treasury for SP."""
-
-    member: str
-    points: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class BuyPoints:
-    """R6: ``stable`` SP buy EP out of the treasury."""
-
-    member: str
-    stable: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class CloseDay:
-    """R9: pay the dividend fund out by water-filling, then run exits."""
-
-    day: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refund:
-    """R11: take back what a settled order granted; ``amount`` None = what is left to refund."""
-
-    order: str
-    amount: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Join:
-    """A member joins, optionally under a referrer (the link is permanent)."""
-
-    member: str
-    referrer: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Pay:
-    """An order is paid: CNY from outside, SP from the wallet and EP redeemed (R4) go to escrow.
-
-    Rewards wait for :class:`Settle`; a refund before then returns the money and nothing else.
-    """
-
-    order: str
-    member: str
-    cny: Decimal = ZERO
-    sp: Decimal = ZERO
-    points: Decimal = ZERO
-
-
-@dataclass(frozen=True, slots=True)
-class Settle:
-    """The return window closed: the escrowed order becomes a purchase (R1) on what is left.
-
-    Only the CNY and SP parts earn rewards; the part paid with EP already came from the pool.
-    """
-
-    order: str
-    pool_amount: Decimal | None = None
-    fund_amount: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Withdraw:
-    """Hold ``amount`` SP of a wallet for a payout; ``fee`` of it goes to the platform."""
-
-    request: str
-    member: str
-    amount: Decimal
-    fee: Decimal = ZERO
-
-
-@dataclass(frozen=True, slots=True)
-class PayoutResult:
-    """The provider paid a held withdrawal (``paid``) or it was rejected / failed (released)."""
-
-    request: str
-    paid: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RewardGrant:
-    """A marketing model's reward (or a group buy's compensation, subsidy, commission):
-    ``amount`` SP to ``member``, backed by CNY from the platform's revenue share, never from
-    the pool or the dividend fund.  ``model`` names who pays it (the audit trail's reason)."""
-
-    member: str
-    amount: Decimal
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class RewardTakeBack:
-    """Take back ``amount`` SP of a reward (a refund of the order that earned it): what the
-    member still holds goes back to revenue, the rest becomes ``sp_debt``, set off against
-    the member's next SP credits."""
-
-    member: str
-    amount: Decimal
-    model: str
-
-
-Command = (
-    Purchase
-    | Sell
-    | Redeem
-    | Exchange
-    | BuyPoints
-    | CloseDay
-    | Refund
-    | Join
-    | Pay
-    | Settle
-    | Withdraw
-    | PayoutResult
-    | RewardGrant
-    | RewardTakeBack
-)
-
-
 class MemberSource(Protocol):
     """Where an economy finds members it does not hold yet (the database adapter)."""
 
@@ -388,6 +123,9 @@ class MemberSource(Protocol):
 
         May return more than needed (it is a pre-filter); the economy checks exactly.
         """
+
+
+_FEN_ATOMS = 10 ** (CNY_PLACES - 2)
 
 
 # ----------------------------------------------------------------------------- economy
