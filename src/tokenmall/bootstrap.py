@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from tokenmall.domain.events import (
     DayClosed,
+    MembersExited,
     OrderPaid,
     OrderRefunded,
     OrderSettled,
@@ -49,6 +50,7 @@ def event_handlers() -> dict[type, list[Handler]]:
         WithdrawalPaid: [webhooks.record_event],
         WithdrawalFailed: [webhooks.record_event],
         DayClosed: [webhooks.record_event],
+        MembersExited: [webhooks.record_event],
     }
 
 

@@ -158,6 +158,39 @@ def make_mall(client: TestClient, code: str | None = None) -> Mall:
     )
 
 
+def second_catalog(client: TestClient, mall: Mall) -> dict[str, int]:
+    """A second merchant, product and SKU in ``mall``: numbers a mall fresh from
+    :func:`make_mall` does not have.  Merchants, products and SKUs are numbered per tenant, so
+    another tenant's *first* ids exist in every tenant (as that tenant's own rows): a test of
+    "another tenant's id finds nothing here" needs ids like these."""
+    merchant = ok(
+        client.post(
+            mall.url("/merchants"), json={"code": "second", "name": "Second"}, headers=mall.operator
+        ),
+        201,
+    )
+    product = ok(
+        client.post(
+            mall.url("/products"),
+            json={
+                "merchant_id": merchant["id"],
+                "name": "Second product",
+                "skus": [
+                    {"name": "a", "price": "10.00", "stock": 1},
+                    {"name": "b", "price": "20.00", "stock": 1},
+                ],
+            },
+            headers=mall.operator,
+        ),
+        201,
+    )
+    return {
+        "merchant_id": merchant["id"],
+        "product_id": product["id"],
+        "sku_id": product["skus"][-1]["id"],
+    }
+
+
 def reserve_in_process(db_url: str, tenant_id: int, sku_id: int, attempts: int) -> int:
     """A separate process reserving one unit ``attempts`` times; returns how many it got.
     (Here, not in the test module, so a spawned process can import it.)"""

@@ -13,7 +13,17 @@ import re
 import time
 
 import pytest
-from api_helpers import ADMIN, ADMIN_TOKEN, SECRET_KEY, Mall, assert_error, bearer, make_mall, ok
+from api_helpers import (
+    ADMIN,
+    ADMIN_TOKEN,
+    SECRET_KEY,
+    Mall,
+    assert_error,
+    bearer,
+    make_mall,
+    ok,
+    second_catalog,
+)
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from orders_helpers import aftersales_path_values, order_path_values
@@ -288,8 +298,8 @@ def test_scopes(client: TestClient, mall: Mall) -> None:
 def test_operator_creates_merchant_keys_bound_to_its_tenants_merchants(
     client: TestClient, mall: Mall
 ) -> None:
-    other = make_mall(client)
-    body = {"scope": "merchant", "name": "x", "merchant_id": other.merchant_id}
+    other = second_catalog(client, make_mall(client))
+    body = {"scope": "merchant", "name": "x", "merchant_id": other["merchant_id"]}
     assert_error(client.post(mall.url("/api-keys"), json=body, headers=mall.operator), 422)
     body["merchant_id"] = mall.merchant_id
     key = ok(client.post(mall.url("/api-keys"), json=body, headers=mall.operator), 201)

@@ -29,10 +29,10 @@ def test_sign_up_with_and_without_an_invite_code(client: TestClient, mall: Mall)
     assert set(carol["invite_code"]) <= set(INVITE_ALPHABET)
     assert carol["ledger"] == {
         "points": "0",
-        "stable": "0",
-        "quota_remaining": "0",
-        "spent": "0",
-        "dividends": "0",
+        "stable": "0.00",
+        "quota_remaining": "0.00",
+        "spent": "0.00",
+        "dividends": "0.00",
         "exited": False,
     }
     dave = ok(client.post(mall.url("/members"), json={"code": "dave"}, headers=ADMIN), 201)
@@ -145,8 +145,8 @@ def test_member_reads_their_ledger_figures(client: TestClient, app: FastAPI, mal
     assert ctx.ledger.submit(tid, [("o1", order)])[0].status == "applied"
     bob = ok(client.get(mall.url("/members/bob"), headers=mall.operator))["ledger"]
     assert bob["points"] == "21"
-    assert bob["spent"] == "100"
-    assert bob["quota_remaining"] == "200"
+    assert bob["spent"] == "100.00"
+    assert bob["quota_remaining"] == "200.00"
     alice = ok(client.get(mall.url("/me"), headers=mall.member))["ledger"]
     # the mall fixture set referral_ratio to 0.05: 30 x 0.05 / 1
     assert alice["points"] == "1.5"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_helpers import Mall, assert_error, bearer, make_mall, make_settings, ok
+from api_helpers import Mall, assert_error, bearer, make_mall, make_settings, ok, second_catalog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from orders_helpers import create_order, paid_order, read_order, start_payment
@@ -111,8 +111,10 @@ def test_order_creation_rules(client: TestClient, mall: Mall) -> None:
     assert mine["member"] == "alice"
     assert_error(post({"member": "bob", "lines": [line]}, mall.member), 403, "forbidden")
     # an order of another tenant's SKU: no such SKU here
-    other = make_mall(client)
-    assert_error(post({"member": "bob", "lines": [{"sku_id": other.sku_id, "quantity": 1}]}), 422)
+    other = second_catalog(client, make_mall(client))
+    assert_error(
+        post({"member": "bob", "lines": [{"sku_id": other["sku_id"], "quantity": 1}]}), 422
+    )
     stock = ok(client.get(mall.url(f"/skus/{mall.sku_id}"), headers=mall.operator))["stock"]
     assert stock == 9  # only the member's order reserved anything
 

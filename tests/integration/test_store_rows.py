@@ -20,10 +20,11 @@ def test_insert_then_update_by_key_touches_only_the_keyed_row(
             insert_row(
                 conn,
                 s.merchants,
-                {"tenant_id": tid, "code": code, "name": code.upper(), "created_at": 1.0},
-            ).inserted_primary_key[0]
-            for code in ("a", "b")
+                {"tenant_id": tid, "id": no, "code": code, "name": code.upper(), "created_at": 1.0},
+            ).inserted_primary_key[1]  # the key is (tenant_id, id)
+            for no, code in ((7, "a"), (9, "b"))
         ]
+        assert ids == [7, 9]
         # the same statement again, with another set of columns to change
         named = update_by_key(conn, s.merchants, {"tenant_id": tid, "id": ids[0]}, {"name": "Ann"})
         assert named.rowcount == 1

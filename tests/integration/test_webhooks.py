@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, select, update
 from webhook_receiver import Receiver
 
 from tokenmall import bootstrap
-from tokenmall.domain.economy import Sell
+from tokenmall.domain.economy import Purchase, Sell
 from tokenmall.domain.events import OrderSettled
 from tokenmall.domain.params import TenantParams
 from tokenmall.service import catalog, dayclose, members, wallet, webhooks
@@ -340,3 +340,45 @@ def test_migration_0011_matches_the_metadata(db_engine: Engine) -> None:
         diffs = compare_metadata(ctx, s.metadata)
     assert [d for d in diffs if any(t in repr(d) for t in tables)] == []
     assert set(s.metadata.tables) >= tables
+
+
+def test_forced_exits_are_delivered_once_each_from_the_close_and_from_any_command(
+    db_engine: Engine,
+) -> None:
+    """R7 in docs/RULES.md: A's dividends use up its quota at the close, and A is force-sold
+    there (the close's bulk path); a referral then gives the exited A points, sold at once by
+    the purchase that paid them (the per-command path).  Two exits of one member: two events,
+    two ids, each delivered once."""
+    services = _services(db_engine)
+    tid, _, _ = _mall(services)
+    _endpoint(db_engine, tid, UNREACHABLE, ["member.exited"])
+    store = services.store
+    with store.tenant_tx(tid) as tx:
+        tx.apply_one("p-A", Purchase("oA", "A", Decimal(100)))
+    for i in range(1, 7):
+        with store.tenant_tx(tid) as tx:
+            tx.apply_one(f"p-B{i}", Purchase(f"oB{i}", f"B{i}", Decimal(100)))
+        held = store.ledger.members(tid, [f"B{i}"])[f"B{i}"]["points"]
+        with store.tenant_tx(tid) as tx:
+            tx.apply_one(f"s-B{i}", Sell(f"B{i}", Decimal(held)))
+    assert _rows(db_engine, tid) == []  # nobody due yet
+    with db_engine.connect() as conn:
+        clock = dayclose.tenant_clock(conn, tid)
+    closed = dayclose.close_day(store, clock, clock.today(time.time()))
+    assert closed.exits == "1"
+    with store.tenant_tx(tid) as tx:
+        bought = tx.apply_one("p-C", Purchase("oC", "C", Decimal(100), referrer="A"))
+    assert [x.member for x in bought.exits] == ["A"]
+    rows = _rows(db_engine, tid)
+    assert [r.event_type for r in rows] == ["member.exited", "member.exited"]
+    assert len({r.event_id for r in rows}) == 2
+    bodies = [json.loads(r.payload)["data"] for r in rows]
+    assert [b["member"] for b in bodies] == ["A", "A"]
+    # the close sold A's 21 EP for 73.60 SP (docs/RULES.md's worked example of R7)
+    assert (bodies[0]["points"], bodies[0]["payout"]) == ("21", "73.60")
+    assert bodies[1]["ledger_seq"] == bought.seq
+    # replaying the close or the purchase reports nothing again
+    dayclose.close_day(store, clock, clock.today(time.time()))
+    with store.tenant_tx(tid) as tx:
+        tx.apply_one("p-C", Purchase("oC", "C", Decimal(100), referrer="A"))
+    assert len(_rows(db_engine, tid)) == 2

@@ -10,9 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenmall.domain.events import DayClosed, OrderRefunded, WithdrawalPaid
+from tokenmall.domain.events import (
+    DayClosed,
+    MemberExit,
+    MembersExited,
+    OrderRefunded,
+    WithdrawalPaid,
+)
 from tokenmall.errors import InvalidCommand
-from tokenmall.service.webhooks import RetryPolicy, SignatureError, event_id, fact_of
+from tokenmall.service.webhooks import RetryPolicy, SignatureError, event_id, facts_of
 from tokenmall.service.webhooks.endpoints import check_events, check_url
 from tokenmall.service.webhooks.signing import sign, signature_header, verify_signature
 
@@ -127,16 +133,16 @@ def test_event_ids_are_stable_per_fact_and_differ_between_facts() -> None:
 
 
 def test_amounts_travel_as_decimal_strings_and_each_fact_names_its_stream() -> None:
-    refund = fact_of(
+    refund = facts_of(
         OrderRefunded(
             "o1", "bob", "r1", Decimal("30.00"), Decimal("30.00"), Decimal("100.00"),
             Decimal("0.3"), True, 1.0,
         )
-    )  # fmt: skip
+    )[0]  # fmt: skip
     assert (refund.type, refund.key, refund.stream) == ("order.refunded", "o1:r1", "order:o1")
     assert refund.data["amount"] == "30.00"
     assert refund.data["settled"] is True
-    paid = fact_of(WithdrawalPaid("wd_1", "bob", Decimal("20.00"), Decimal("0.20"), 1.0))
+    (paid,) = facts_of(WithdrawalPaid("wd_1", "bob", Decimal("20.00"), Decimal("0.20"), 1.0))
     assert paid.data == {
         "withdrawal": "wd_1",
         "member": "bob",
@@ -144,10 +150,30 @@ def test_amounts_travel_as_decimal_strings_and_each_fact_names_its_stream() -> N
         "fee": "0.20",
         "net": "19.80",
     }
-    day = fact_of(DayClosed("2026-11-26", Decimal("12.34"), 3, 1))
+    (day,) = facts_of(DayClosed("2026-11-26", Decimal("12.34"), 3, 1))
     assert json.loads(json.dumps(day.data)) == {
         "day": "2026-11-26",
         "paid": "12.34",
         "recipients": 3,
         "exits": 1,
     }
+
+
+def test_each_exit_of_a_command_is_a_fact_of_its_own_named_by_the_ledger_entry() -> None:
+    exits = (
+        MemberExit("bob", Decimal("12.5"), Decimal("30.1234")),
+        MemberExit("carol", Decimal("1"), Decimal("2.5")),
+    )
+    facts = facts_of(MembersExited(41, exits, 1.0))
+    assert [(f.type, f.key, f.stream) for f in facts] == [
+        ("member.exited", "41:bob", "member:bob"),
+        ("member.exited", "41:carol", "member:carol"),
+    ]
+    assert facts[0].data == {
+        "member": "bob",
+        "points": "12.5",
+        "payout": "30.1234",
+        "ledger_seq": 41,
+    }
+    # the same member exiting again later is another event, with another id
+    assert event_id(1, "member.exited", "41:bob") != event_id(1, "member.exited", "57:bob")

@@ -51,6 +51,7 @@ from tokenmall.domain.commands import (
     Withdraw,
 )
 from tokenmall.domain.dividends import water_fill
+from tokenmall.domain.events import MemberExit
 from tokenmall.domain.params import TenantParams
 from tokenmall.domain.pricing import price_ratio, sale_value
 from tokenmall.errors import (
@@ -163,6 +164,7 @@ class Economy:
         self.dirty_escrows: set[str] = set()
         self.dirty_holds: set[str] = set()
         self._journal: list[Transfer] = []
+        self._exits: list[MemberExit] = []
         self._heap: list[tuple[Decimal, int, int, str]] = []
         self.dirty: set[str] = set()
         self.dirty_grants: set[str] = set()
@@ -227,6 +229,12 @@ class Economy:
         if m is None:
             raise UnknownMember(f"unknown member {code!r}")
         return m
+
+    def take_exits(self) -> list[MemberExit]:
+        """The forced exits since the last call (the adapter reports them as an event)."""
+        out = self._exits
+        self._exits = []
+        return out
 
     def take_journal(self) -> list[Transfer]:
         """The transfers recorded since the last call (the adapter persists them)."""
@@ -610,7 +618,9 @@ class Economy:
             if mul(m.ep, num) < mul(m.quota, den):
                 return count
             heapq.heappop(heap)
-            self._sell(m, m.ep, to_wallet=True)
+            points = m.ep
+            payout = self._sell(m, points, to_wallet=True)
+            self._exits.append(MemberExit(m.code, points, payout))
             m.quota = ZERO
             m.exited = True
             self._touch(m)

@@ -17,7 +17,9 @@ from decimal import Decimal
 __all__ = [
     "DayClosed",
     "Event",
+    "MemberExit",
     "MemberJoined",
+    "MembersExited",
     "OrderClosed",
     "OrderPaid",
     "OrderRefunded",
@@ -93,6 +95,26 @@ class DayClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberExit:
+    """One forced exit (R7): all of ``points`` sold at the price, ``payout`` (after the sell
+    fee) credited to the member's SP wallet."""
+
+    member: str
+    points: Decimal
+    payout: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class MembersExited:
+    """The exits one ledger command caused (any command can: R7 runs after each), with the
+    ledger sequence number of that command, which with the member names each exit for good."""
+
+    seq: int
+    exits: tuple[MemberExit, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class MemberJoined:
     """A member registered, with the referrer the link names (if any)."""
 
@@ -130,6 +152,7 @@ Event = (
     | OrderClosed
     | DayClosed
     | MemberJoined
+    | MembersExited
     | WithdrawalPaid
     | WithdrawalFailed
 )

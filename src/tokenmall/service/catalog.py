@@ -21,6 +21,7 @@ from tokenmall.money import FEN_PLACES, fen_of, from_atoms
 from tokenmall.service.errors import AlreadyExists, OutOfStock
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.store import schema as s
+from tokenmall.store.numbers import next_numbers
 
 __all__ = [
     "MAX_PRICE",
@@ -133,13 +134,13 @@ def create_merchant(
     if conn.execute(select(m.id).where(m.tenant_id == tenant_id, m.code == code)).first():
         raise AlreadyExists(f"merchant {code!r} already exists")
     now = time.time()
-    pk = conn.execute(
+    no = next_numbers(conn, tenant_id, "merchant")
+    conn.execute(
         insert(s.merchants).values(
-            tenant_id=tenant_id, code=code, name=name, accepts_sp=accepts_sp, created_at=now
+            tenant_id=tenant_id, id=no, code=code, name=name, accepts_sp=accepts_sp, created_at=now
         )
-    ).inserted_primary_key
-    assert pk is not None
-    return Merchant(int(pk[0]), code, name, accepts_sp, now)
+    )
+    return Merchant(no, code, name, accepts_sp, now)
 
 
 def get_merchant(conn: Connection, tenant_id: int, merchant_id: int) -> Merchant:
@@ -212,9 +213,11 @@ def create_product(
     if not conn.execute(select(m.id).where(m.tenant_id == tenant_id, m.id == merchant_id)).first():
         raise InvalidCommand(f"no merchant {merchant_id} in this tenant")
     now = time.time()
-    pk = conn.execute(
+    no = next_numbers(conn, tenant_id, "product")
+    conn.execute(
         insert(s.products).values(
             tenant_id=tenant_id,
+            id=no,
             merchant_id=merchant_id,
             name=name,
             description=description,
@@ -223,9 +226,8 @@ def create_product(
             created_at=now,
             updated_at=now,
         )
-    ).inserted_primary_key
-    assert pk is not None
-    return get_product(conn, tenant_id, int(pk[0]))
+    )
+    return get_product(conn, tenant_id, no)
 
 
 def get_product(conn: Connection, tenant_id: int, product_id: int) -> Product:
@@ -355,9 +357,11 @@ def create_sku(
     if count >= MAX_SKUS_PER_PRODUCT:
         raise InvalidCommand(f"a product has at most {MAX_SKUS_PER_PRODUCT} SKUs")
     now = time.time()
-    pk = conn.execute(
+    no = next_numbers(conn, tenant_id, "sku")
+    conn.execute(
         insert(s.skus).values(
             tenant_id=tenant_id,
+            id=no,
             product_id=product_id,
             name=name,
             price_fen=_fen(price, "price", positive=True),
@@ -365,9 +369,8 @@ def create_sku(
             created_at=now,
             updated_at=now,
         )
-    ).inserted_primary_key
-    assert pk is not None
-    return get_sku(conn, tenant_id, int(pk[0]))
+    )
+    return get_sku(conn, tenant_id, no)
 
 
 def get_sku(conn: Connection, tenant_id: int, sku_id: int) -> Sku:

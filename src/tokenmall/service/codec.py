@@ -62,6 +62,17 @@ KINDS = (
 LEDGER_KINDS = ("reward_grant", "reward_take_back")
 
 
+_FEN = Decimal("0.01")
+
+
+def cny(d: Decimal) -> str:
+    """A CNY or SP amount on the wire, the one format of every such field: whole fen as
+    "12.30" (two places, always); the platform's finer internal figures (a quota, the pool)
+    keep their 4 places rather than being rounded for display."""
+    q = d.quantize(_FEN)
+    return str(q) if q == d else dec(d)
+
+
 def dec(d: Decimal) -> str:
     """A Decimal as a plain string without exponent or trailing zeros ("14.7", "30")."""
     s = str(d)

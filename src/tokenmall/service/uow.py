@@ -25,6 +25,7 @@ lock then.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine
 
 from tokenmall.domain.economy import Command
+from tokenmall.domain.events import MembersExited
 from tokenmall.domain.params import TenantParams
 from tokenmall.service.ledger import Ledger, Outcome
 from tokenmall.service.messagebus import EventBus
@@ -71,7 +73,12 @@ class TenantTx:
     def apply(self, items: Sequence[tuple[str, Command]]) -> list[Outcome]:
         """Ledger commands ``(idempotency key, command)`` in this transaction, in order; a
         refused one is an outcome, not an exception (see :meth:`apply_one`)."""
-        return self._ledger.submit_in(self.conn, self.tenant_id, items)
+        outcomes = self._ledger.submit_in(self.conn, self.tenant_id, items)
+        for outcome in outcomes:
+            # any command can force exits (R7): they are facts of their own for handlers
+            if outcome.exits and outcome.seq is not None:
+                self.emit(MembersExited(outcome.seq, outcome.exits, time.time()))
+        return outcomes
 
     def apply_one(self, key: str, command: Command) -> Outcome:
         """One ledger command; its refusal raises the error it was refused with."""

@@ -156,9 +156,31 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revisions (idempotent; branches allowed)."""
+    """Bring the schema to the newest Alembic revisions (idempotent; branches allowed).
+
+    SQLite runs the migrations with foreign keys off and checks them all before the commit,
+    the procedure SQLite documents for rebuilding a table (its only way to change a primary
+    key): with them on, dropping a parent being rebuilt counts violations that the rename
+    back never uncounts, and the commit fails.  The pragma cannot change inside a
+    transaction, so it is set on the raw connection before the first BEGIN.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")
+    if not is_sqlite(engine):
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
+        return
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "heads")
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"a migration broke foreign keys: {broken[:5]}")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")

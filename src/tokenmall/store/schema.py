@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -211,8 +212,9 @@ param_changes = Table(
 )
 
 # ----------------------------------------------------------------------------- the mall (0002)
-# Credentials, member registry and catalog of the HTTP service (migration 0002).  Each row has
-# a global integer id (what URLs and orders reference) next to its tenant_id, and children point
+# Credentials, member registry and catalog of the HTTP service (migration 0002).  Merchants,
+# products and SKUs are numbered per tenant (what URLs and orders reference; migration 0019,
+# store/numbers.py: a global id would show every tenant the others' volume), and children point
 # at their parent with (tenant_id, parent_id): the database itself refuses a product of tenant A
 # under a merchant of tenant B.  Every query still filters on tenant_id first.
 # Catalog money is whole fen (BigInteger): prices are paid by people, so they have no sub-fen.
@@ -222,20 +224,24 @@ __all__ += ["api_keys", "member_profiles", "merchants", "products", "skus"]
 merchants = Table(
     "merchants",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # numbered per tenant (store/numbers.py, migration 0019): (tenant_id, id) is the key
+    Column("id", Integer, nullable=False, autoincrement=False),
     Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
     Column("code", String(64), nullable=False),
     Column("name", String(200), nullable=False),
     Column("accepts_sp", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("tenant_id", "code", name="uq_merchants_tenant_code"),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_merchants"),
+    # the key's twin, from when ids were global: the composite foreign keys point at it
     UniqueConstraint("tenant_id", "id", name="uq_merchants_tenant_id"),
 )
 
 products = Table(
     "products",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # numbered per tenant (store/numbers.py, migration 0019): (tenant_id, id) is the key
+    Column("id", Integer, nullable=False, autoincrement=False),
     Column("tenant_id", Integer, nullable=False),
     Column("merchant_id", Integer, nullable=False),
     Column("name", String(200), nullable=False),
@@ -253,6 +259,8 @@ products = Table(
         ["merchants.tenant_id", "merchants.id"],
         name="fk_products_merchant",
     ),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_products"),
+    # the key's twin, from when ids were global: the composite foreign keys point at it
     UniqueConstraint("tenant_id", "id", name="uq_products_tenant_id"),
     CheckConstraint(
         "pool_amount_fen >= 0 AND fund_amount_fen >= 0", name="ck_products_non_negative"
@@ -263,7 +271,8 @@ products = Table(
 skus = Table(
     "skus",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # numbered per tenant (store/numbers.py, migration 0019): (tenant_id, id) is the key
+    Column("id", Integer, nullable=False, autoincrement=False),
     Column("tenant_id", Integer, nullable=False),
     Column("product_id", Integer, nullable=False),
     Column("name", String(200), nullable=False),
@@ -278,6 +287,8 @@ skus = Table(
         ["products.tenant_id", "products.id"],
         name="fk_skus_product",
     ),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_skus"),
+    # the key's twin, from when ids were global: the composite foreign keys point at it
     UniqueConstraint("tenant_id", "id", name="uq_skus_tenant_id"),
     CheckConstraint("stock >= 0", name="ck_skus_stock_non_negative"),
     CheckConstraint("price_fen > 0", name="ck_skus_price_positive"),
@@ -625,6 +636,7 @@ from tokenmall.store.schema_ops import (  # noqa: E402
     order_shipments,
     sandbox_intents,
     scheduler_lease,
+    tenant_counters,
     webhook_deliveries,
     webhook_endpoints,
 )
@@ -638,6 +650,7 @@ __all__ += [
     "order_shipments",
     "sandbox_intents",
     "scheduler_lease",
+    "tenant_counters",
     "webhook_deliveries",
     "webhook_endpoints",
 ]

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -31,6 +32,7 @@ __all__ = [
     "order_shipments",
     "sandbox_intents",
     "scheduler_lease",
+    "tenant_counters",
     "webhook_deliveries",
     "webhook_endpoints",
 ]
@@ -47,7 +49,8 @@ WEBHOOK_DELIVERY_STATES = ("pending", "delivered", "failed")
 webhook_endpoints = Table(
     "webhook_endpoints",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # endpoints and deliveries are numbered per tenant (store/numbers.py, migration 0019)
+    Column("id", Integer, nullable=False, autoincrement=False),
     Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
     Column("url", String(500), nullable=False),
     # the signing secret: kept in clear because every delivery is signed with it
@@ -57,6 +60,7 @@ webhook_endpoints = Table(
     Column("created_at", Float, nullable=False),
     Column("created_by", String(120), nullable=False),
     Column("disabled_at", Float, nullable=True),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_webhook_endpoints"),
     UniqueConstraint("tenant_id", "id", name="uq_webhook_endpoints_tenant_id"),
     Index("ix_webhook_endpoints_tenant", "tenant_id", "id"),
 )
@@ -64,7 +68,7 @@ webhook_endpoints = Table(
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Integer, nullable=False, autoincrement=False),
     Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
     Column("endpoint_id", Integer, nullable=False),
     Column("event_id", String(40), nullable=False),
@@ -88,6 +92,7 @@ webhook_deliveries = Table(
         ["webhook_endpoints.tenant_id", "webhook_endpoints.id"],
         name="fk_webhook_deliveries_endpoint",
     ),
+    PrimaryKeyConstraint("tenant_id", "id", name="pk_webhook_deliveries"),
     UniqueConstraint(
         "tenant_id", "event_id", "endpoint_id", name="uq_webhook_deliveries_tenant_event"
     ),
@@ -236,5 +241,17 @@ sandbox_intents = Table(
     UniqueConstraint(
         "tenant_id", "provider_order_id", name="uq_sandbox_intents_tenant_provider_order"
     ),
+    sqlite_with_rowid=False,
+)
+
+
+# ------------------------------------------------------------------- per-tenant numbers (0019)
+# The last number handed out per tenant and kind of row (store/numbers.py).
+tenant_counters = Table(
+    "tenant_counters",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
+    Column("kind", String(24), primary_key=True),
+    Column("last", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )

@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tokenmall.service.codec import cny
+
 __all__ = [
     "Code",
     "DbId",
@@ -61,10 +63,6 @@ def _fen_string(value: object) -> object:
     return Decimal(value)
 
 
-def _show(d: Decimal) -> str:
-    return format(d, "f")
-
-
 _MONEY_SCHEMA = {"type": "string", "pattern": _FEN_PATTERN, "examples": ["99.00"]}
 
 # a CNY amount in whole fen, in a request
@@ -72,7 +70,7 @@ FenIn = Annotated[Decimal, BeforeValidator(_fen_string), WithJsonSchema(_MONEY_S
 # a CNY (or EP) amount in a response
 MoneyOut = Annotated[
     Decimal,
-    PlainSerializer(_show, return_type=str),
+    PlainSerializer(cny, return_type=str),  # the one format of every CNY/SP field
     WithJsonSchema({"type": "string", "examples": ["99.00"]}),
 ]
 # codes appear in URLs: the same rules as the services check (tenants.check_tenant_code,
@@ -86,14 +84,10 @@ Text = Annotated[str, StringConstraints(max_length=20_000, pattern=_TEXT)]
 InviteCode = Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Za-z0-9]*$")]
 DbId = Annotated[int, Field(ge=1, le=2_147_483_647, strict=True)]
 
-_FEN = Decimal("0.01")
-
 
 def money(d: Decimal) -> str:
-    """CNY/SP on the wire: whole fen as "12.30"; the platform's finer internal figures (quota,
-    pool) keep their 4 places rather than being rounded for display."""
-    q = d.quantize(_FEN)
-    return str(q) if q == d else format(d.normalize(), "f")
+    """CNY/SP on the wire (:func:`tokenmall.service.codec.cny`, shared with webhooks)."""
+    return cny(d)
 
 
 def utc(ts: float) -> datetime:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tokenmall.api.schemas.common import InputModel, InviteCode, MemberCode, Name, utc
+from tokenmall.api.schemas.common import InputModel, InviteCode, MemberCode, Name, money, utc
+from tokenmall.service.codec import dec
 from tokenmall.service.members import MemberProfile
 
 __all__ = [
@@ -43,6 +45,18 @@ class MemberFigures(BaseModel):
     dividends: str
     exited: bool
 
+    @classmethod
+    def of(cls, figures: dict[str, Any]) -> MemberFigures:
+        """The ledger's figures (each in its own scale) in the API's one format per field."""
+        return cls(
+            points=dec(Decimal(str(figures["points"]))),
+            stable=money(Decimal(str(figures["stable"]))),
+            quota_remaining=money(Decimal(str(figures["quota_remaining"]))),
+            spent=money(Decimal(str(figures["spent"]))),
+            dividends=money(Decimal(str(figures["dividends"]))),
+            exited=bool(figures["exited"]),
+        )
+
 
 class MemberOut(BaseModel):
     code: str
@@ -60,7 +74,7 @@ class MemberOut(BaseModel):
             invite_code=p.invite_code,
             referrer=p.referrer,
             created_at=utc(p.created_at),
-            ledger=MemberFigures(**figures),
+            ledger=MemberFigures.of(figures),
         )
 
 

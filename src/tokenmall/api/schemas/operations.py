@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
@@ -170,10 +171,10 @@ class DayCloseOut(BaseModel):
             date=o.day,
             status="replayed" if o.replayed else "applied",
             seq=o.seq,
-            paid=o.paid,
+            paid=money(Decimal(o.paid)),
             recipients=int(o.recipients),
             exits=int(o.exits),
-            carry=str(o.result.get("dividend_fund", "0")),
+            carry=money(Decimal(str(o.result.get("dividend_fund", "0")))),
         )
 
 
@@ -194,11 +195,11 @@ class DailyRowOut(BaseModel):
         return cls(
             date=r.date,
             price=r.price,
-            pool=r.pool,
-            circulating=r.circulating,
-            dividend_fund=r.dividend_fund,
+            pool=money(Decimal(r.pool)),
+            circulating=dec(Decimal(r.circulating)),
+            dividend_fund=money(Decimal(r.dividend_fund)),
             sales=money(r.sales),
-            dividends=r.dividends,
+            dividends=None if r.dividends is None else money(Decimal(r.dividends)),
             recipients=r.recipients,
             exits=r.exits,
             transactions=r.transactions,

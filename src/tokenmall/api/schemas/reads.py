@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
@@ -66,11 +67,12 @@ class PricePointOut(BaseModel):
             at=datetime.fromtimestamp(p.at, tz=UTC),
             kind=p.kind,
             price=p.price,
-            pool=p.pool,
-            circulating=p.circulating,
-            burned=p.burned,
-            treasury=p.treasury,
-            dividend_fund=p.dividend_fund,
+            # the ledger's results keep their own scale: the API's one format per field
+            pool=money(Decimal(p.pool)),
+            circulating=dec(Decimal(p.circulating)),
+            burned=dec(Decimal(p.burned)),
+            treasury=dec(Decimal(p.treasury)),
+            dividend_fund=money(Decimal(p.dividend_fund)),
         )
 
 

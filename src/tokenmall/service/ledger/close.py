@@ -13,13 +13,14 @@ from math import isnan
 from operator import itemgetter, truediv
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 
 from tokenmall.domain.dividends import water_fill_columns
 from tokenmall.domain.economy import (
     Economy,
     SystemAccount,
 )
+from tokenmall.domain.events import MemberExit
 from tokenmall.domain.exits import ExitCascade
 from tokenmall.money import (
     CNY_PLACES,
@@ -75,7 +76,7 @@ class LedgerClose(LedgerWrites):
         head: str,
         now: float,
         shift: float,
-    ) -> tuple[int, str, dict[str, Any]]:
+    ) -> tuple[int, str, dict[str, Any], tuple[MemberExit, ...]]:
         """R9 over every holder straight from the table, then exits; one ledger transaction.
 
         Streams (no, weight, quota, stored trigger) as columns so a million holders fit in a
@@ -207,7 +208,8 @@ class LedgerClose(LedgerWrites):
             pipe.drain()  # the exit pass reads through the same connection
 
             # Exits after the pay-out (R9 "Then exits (R7) run"), same transaction and log row.
-            exits, exit_rows = self._bulk_exits(conn, tenant_id, eco, new_shift)
+            exited, exit_rows = self._bulk_exits(conn, tenant_id, eco, new_shift)
+            exits = len(exited)
             n = self._stream_transfers(pipe, digest, n, self._chunks(exit_rows))
             pipe.drain()
             # The SQL above credited every pay and exit payout in full; members with an SP
@@ -241,7 +243,26 @@ class LedgerClose(LedgerWrites):
                 empty_circulating=atoms(exit_eco.state.empty_circulating, EP_PLACES),
             )
         )
-        return seq, head, result
+        return seq, head, result, self._exit_records(conn, tenant_id, exited)
+
+    def _exit_records(
+        self, conn: Connection, tenant_id: int, exited: list[tuple[int, int, int]]
+    ) -> tuple[MemberExit, ...]:
+        """The close's exits ``(no, EP atoms, payout atoms)`` with their members' codes, in
+        the order they happened (read back by number, a thousand at a time)."""
+        codes: dict[int, str] = {}
+        nos = [no for no, _, _ in exited]
+        m = s.members.c
+        for i in range(0, len(nos), 1000):
+            chunk = nos[i : i + 1000]
+            rows = conn.execute(
+                select(m.no, m.code).where(m.tenant_id == tenant_id, m.no.in_(chunk))
+            )
+            codes.update((int(no), str(code)) for no, code in rows)
+        return tuple(
+            MemberExit(codes[no], from_atoms(ep, EP_PLACES), from_atoms(payout, CNY_PLACES))
+            for no, ep, payout in exited
+        )
 
     def _set_off_debts(
         self, conn: Connection, tenant_id: int, eco: Economy
@@ -266,9 +287,10 @@ class LedgerClose(LedgerWrites):
         tenant_id: int,
         eco: Economy,
         shift: float,
-    ) -> tuple[int, list[tuple[str, str, str, int]]]:
-        """The close's forced exits through :class:`ExitCascade`, in atoms; return the count
-        and the transfers, in the order ``Economy.run_exits`` would journal them.
+    ) -> tuple[list[tuple[int, int, int]], list[tuple[str, str, str, int]]]:
+        """The close's forced exits through :class:`ExitCascade`, in atoms; return them
+        ``(member no, EP, payout)`` and the transfers, in the order ``Economy.run_exits``
+        would journal them.
 
         Candidates come from the trigger index as in :meth:`_SqlSource.due`; exited members
         are written here (sorted by key) and the system balances in ``eco.state`` are updated
@@ -289,6 +311,7 @@ class LedgerClose(LedgerWrites):
         offer, next_exit, hint = cascade.offer, cascade.next_exit, cascade.price_hint
         transfers: list[tuple[str, str, str, int]] = []
         updates: list[tuple[int, bool, int, int]] = []
+        exited: list[tuple[int, int, int]] = []
         while True:
             price = hint()
             if price is not None:
@@ -303,8 +326,9 @@ class LedgerClose(LedgerWrites):
                 transfers.append(("CNY", pool, reserve, ex.payout))
                 transfers.append(("SP", spi, acct, ex.payout))
             updates.append((ex.sp_after, True, tenant_id, ex.no))
+            exited.append((ex.no, ex.ep, ex.payout))
         if not updates:
-            return 0, transfers
+            return exited, transfers
         updates.sort(key=itemgetter(-1))  # in key order: each B-tree page visited once
         if self._sqlite:
             for i in range(0, len(updates), 50_000):
@@ -332,6 +356,6 @@ class LedgerClose(LedgerWrites):
         bal[_SPI] = bal.get(_SPI, ZERO) - paid
         state.empty_pool = from_atoms(cascade.empty_pool, CNY_PLACES)
         state.empty_circulating = from_atoms(cascade.empty_circulating, EP_PLACES)
-        return len(updates), transfers
+        return exited, transfers
 
     # ------------------------------------------------------------------ reads

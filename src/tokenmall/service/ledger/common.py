@@ -19,6 +19,7 @@ from tokenmall.domain.economy import (
     PayoutHold,
     SystemAccount,
 )
+from tokenmall.domain.events import MemberExit
 from tokenmall.errors import (
     IdempotencyConflict,
     InsufficientBalance,
@@ -102,6 +103,8 @@ class Outcome:
     result: dict[str, Any] | None = None
     error_code: str | None = None
     error: str | None = None
+    # the forced exits (R7) the command caused; a replay reports none (they were reported)
+    exits: tuple[MemberExit, ...] = ()
 
     def raise_if_rejected(self) -> Outcome:
         """This outcome, or the error the ledger refused the command with, as its own class

@@ -289,7 +289,7 @@ class Ledger(LedgerClose):
                 self._flush(conn, tenant_id, eco, before, shift)
                 tx_rows, tr_rows = self._write_log(conn, tx_rows, tr_rows)
                 try:
-                    seq, head, result = self._close_day(
+                    seq, head, result, exits = self._close_day(
                         conn, tenant_id, eco, key, h, payloads[i], seq, head, now, shift
                     )
                 except TokenmallError as exc:  # pragma: no cover - close day refuses nothing
@@ -302,11 +302,12 @@ class Ledger(LedgerClose):
                 source = _SqlSource(conn, tenant_id, shift)
                 eco = Economy(params, state, source)
                 batch_keys[key] = (h, seq)
-                outcomes.append(Outcome(key, "applied", seq=seq, result=result))
+                outcomes.append(Outcome(key, "applied", seq=seq, result=result, exits=exits))
                 continue
             try:
                 figures = eco.apply(cmd)
             except (InvalidCommand, NotFound, IdempotencyConflict) as exc:
+                eco.take_exits()
                 outcomes.append(Outcome(key, "rejected", error_code=exc.code, error=str(exc)))
                 continue
             seq += 1
@@ -327,7 +328,9 @@ class Ledger(LedgerClose):
                 encoded[i].decode(),
             )
             batch_keys[key] = (h, seq)
-            outcomes.append(Outcome(key, "applied", seq=seq, result=result))
+            outcomes.append(
+                Outcome(key, "applied", seq=seq, result=result, exits=tuple(eco.take_exits()))
+            )
         self._flush(conn, tenant_id, eco, before, shift)
         self._write_log(conn, tx_rows, tr_rows)
         self._many(

@@ -23,7 +23,7 @@ from tokenmall.service.webhooks.endpoints import (
     list_endpoints,
 )
 from tokenmall.service.webhooks.models import DELIVERY_STATES, EVENT_TYPES, Delivery, Endpoint
-from tokenmall.service.webhooks.outbox import event_id, fact_of, record_event
+from tokenmall.service.webhooks.outbox import event_id, facts_of, record_event
 from tokenmall.service.webhooks.signing import SignatureError, signature_header, verify_signature
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "create_endpoint",
     "disable_endpoint",
     "event_id",
-    "fact_of",
+    "facts_of",
     "get_delivery",
     "get_endpoint",
     "list_deliveries",

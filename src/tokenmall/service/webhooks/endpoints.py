@@ -17,6 +17,7 @@ from tokenmall.errors import InvalidCommand, NotFound
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.service.webhooks.models import EVENT_TYPES, Endpoint, endpoint_of
 from tokenmall.store import schema as s
+from tokenmall.store.numbers import next_numbers
 
 __all__ = [
     "SECRET_PREFIX",
@@ -86,10 +87,11 @@ def create_endpoint(
     if len(live) >= MAX_ENDPOINTS:
         raise InvalidCommand(f"a tenant has at most {MAX_ENDPOINTS} active endpoints")
     secret = SECRET_PREFIX + secrets.token_hex(32)
-    new_id = conn.execute(
-        insert(s.webhook_endpoints)
-        .values(
+    new_id = next_numbers(conn, tenant_id, "webhook_endpoint")
+    conn.execute(
+        insert(s.webhook_endpoints).values(
             tenant_id=tenant_id,
+            id=new_id,
             url=url,
             secret=secret,
             events=",".join(kinds),
@@ -97,9 +99,8 @@ def create_endpoint(
             created_at=time.time() if now is None else now,
             created_by=actor,
         )
-        .returning(e.id)
-    ).scalar_one()
-    return get_endpoint(conn, tenant_id, int(new_id)), secret
+    )
+    return get_endpoint(conn, tenant_id, new_id), secret
 
 
 def get_endpoint(conn: Connection, tenant_id: int, endpoint_id: int) -> Endpoint:

@@ -16,6 +16,7 @@ EVENT_TYPES = (
     "withdrawal.paid",
     "withdrawal.failed",
     "day.closed",
+    "member.exited",
 )
 DELIVERY_STATES = ("pending", "delivered", "failed")
 

@@ -27,16 +27,20 @@ from sqlalchemy import bindparam, insert, select
 
 from tokenmall.domain.events import (
     DayClosed,
+    MemberExit,
+    MembersExited,
     OrderPaid,
     OrderRefunded,
     OrderSettled,
     WithdrawalFailed,
     WithdrawalPaid,
 )
+from tokenmall.service.codec import cny, dec
 from tokenmall.service.uow import TenantTx
 from tokenmall.store import schema as s
+from tokenmall.store.numbers import next_numbers
 
-__all__ = ["Fact", "event_id", "fact_of", "record_event"]
+__all__ = ["Fact", "event_id", "facts_of", "record_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,7 @@ class Fact:
 
 
 def _amount(d: Decimal) -> str:
-    return format(d, "f")
+    return cny(d)  # the API's format for the same fields
 
 
 def _order_paid(e: OrderPaid) -> Fact:
@@ -106,6 +110,17 @@ def _day_closed(e: DayClosed) -> Fact:
     return Fact("day.closed", e.day, "day", None, data)
 
 
+def _member_exited(e: MembersExited, x: MemberExit) -> Fact:
+    data = {
+        "member": x.member,
+        "points": dec(x.points),
+        "payout": _amount(x.payout),
+        "ledger_seq": e.seq,
+    }
+    # a member can exit again after buying again: the ledger entry names this exit
+    return Fact("member.exited", f"{e.seq}:{x.member}", f"member:{x.member}", e.at, data)
+
+
 _FACTS: dict[type, Callable[[Any], Fact]] = {
     OrderPaid: _order_paid,
     OrderSettled: _order_settled,
@@ -116,9 +131,12 @@ _FACTS: dict[type, Callable[[Any], Fact]] = {
 }
 
 
-def fact_of(event: object) -> Fact:
-    """The wire form of a domain event (a type without one is a wiring mistake: KeyError)."""
-    return _FACTS[type(event)](event)
+def facts_of(event: object) -> list[Fact]:
+    """The wire form of a domain event: one fact, or one per exit of a ``MembersExited``
+    (a type without a form is a wiring mistake: KeyError)."""
+    if isinstance(event, MembersExited):
+        return [_member_exited(event, x) for x in event.exits]
+    return [_FACTS[type(event)](event)]
 
 
 def event_id(tenant_id: int, kind: str, key: str) -> str:
@@ -151,45 +169,52 @@ def record_event(tx: TenantTx, event: object) -> None:
     rows = conn.execute(_ENDPOINTS, {"t": tid}).all()
     if not rows:
         return
-    fact = fact_of(event)
-    targets = [r for r in rows if fact.type in r.events.split(",")]
-    if not targets:
+    facts = facts_of(event)
+    if not facts:
         return
-    eid = event_id(tid, fact.type, fact.key)
-    d = s.webhook_deliveries.c
-    written = set(
-        conn.execute(select(d.endpoint_id).where(d.tenant_id == tid, d.event_id == eid)).scalars()
-    )
     now = time.time()
-    created = fact.at if fact.at is not None else now
-    body = json.dumps(
-        {
-            "id": eid,
-            "type": fact.type,
-            "tenant": rows[0].code,
-            "created_at": _iso(created),
-            "data": fact.data,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    fresh = [r.id for r in targets if r.id not in written]
-    if fresh:
-        conn.execute(
-            insert(s.webhook_deliveries),
-            [
-                {
-                    "tenant_id": tid,
-                    "endpoint_id": endpoint,
-                    "event_id": eid,
-                    "event_type": fact.type,
-                    "stream": fact.stream[:120],
-                    "payload": body,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
-                for endpoint in fresh
-            ],
+    d = s.webhook_deliveries.c
+    pending: list[dict[str, Any]] = []
+    for fact in facts:
+        targets = [r.id for r in rows if fact.type in r.events.split(",")]
+        if not targets:
+            continue
+        eid = event_id(tid, fact.type, fact.key)
+        written = set(
+            conn.execute(
+                select(d.endpoint_id).where(d.tenant_id == tid, d.event_id == eid)
+            ).scalars()
         )
+        created = fact.at if fact.at is not None else now
+        body = json.dumps(
+            {
+                "id": eid,
+                "type": fact.type,
+                "tenant": rows[0].code,
+                "created_at": _iso(created),
+                "data": fact.data,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        pending.extend(
+            {
+                "tenant_id": tid,
+                "endpoint_id": endpoint,
+                "event_id": eid,
+                "event_type": fact.type,
+                "stream": fact.stream[:120],
+                "payload": body,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for endpoint in targets
+            if endpoint not in written
+        )
+    if pending:
+        first = next_numbers(conn, tid, "webhook_delivery", len(pending))
+        for i, row in enumerate(pending):
+            row["id"] = first + i
+        conn.execute(insert(s.webhook_deliveries), pending)
