@@ -34,4 +34,3 @@ def install(app: FastAPI) -> None:
         app.router.routes.extend(module.router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)
-

@@ -77,9 +77,7 @@ def login_form(request: Request) -> Response:
     return _login_page(request)
 
 
-def _check_key(
-    request: Request, tenant: str, key: str
-) -> tuple[int, str, str, int | None] | None:
+def _check_key(request: Request, tenant: str, key: str) -> tuple[int, str, str, int | None] | None:
     with read_only(services(request).engine).connect() as conn:
         record = find_api_key(conn, key)
         try:

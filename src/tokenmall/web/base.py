@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
@@ -51,6 +52,8 @@ __all__ = [
     "viewer",
 ]
 
+P = ParamSpec("P")
+T = TypeVar("T")
 TEMPLATES: Final = Path(__file__).parent / "templates"
 LANG_COOKIE: Final = "tm_lang"
 MAX_AMOUNT: Final = Decimal("1000000000")  # an order's most (MAX_ORDER_TOTAL); no more here
@@ -243,6 +246,6 @@ def parse_text(text: str, *, required: bool, limit: int) -> str | None:
     return text
 
 
-async def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """A service call (blocking I/O) from an ``async`` page, in the thread pool."""
     return await run_in_threadpool(fn, *args, **kwargs)

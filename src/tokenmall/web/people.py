@@ -58,9 +58,7 @@ def member_list(request: Request, tenant: str) -> Response:
     page = None
     with read_only(services(request).engine).connect() as conn:
         try:
-            page = list_profiles(
-                conn, who.session.tenant_id, limit=PAGE, cursor=_cursor(request)
-            )
+            page = list_profiles(conn, who.session.tenant_id, limit=PAGE, cursor=_cursor(request))
             rows = [(p, reads.holdings(conn, who.session.tenant_id, p.code)) for p in page.items]
         except TokenmallError as exc:
             error = service_error(request, exc)

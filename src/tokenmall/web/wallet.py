@@ -100,9 +100,7 @@ def _withdrawal_page(
         earlier = wallet.list_withdrawals(
             conn, tid, member=wd.member, status=None, limit=HISTORY, cursor=None
         )
-        history = reads.member_history(
-            conn, tid, wd.member, asset="SP", limit=HISTORY, cursor=None
-        )
+        history = reads.member_history(conn, tid, wd.member, asset="SP", limit=HISTORY, cursor=None)
     return render(
         request,
         "withdrawal.html",

@@ -12,7 +12,7 @@
       grid: { left: 60, right: 20, top: 20, bottom: 30 },
       xAxis: { type: "category", data: dates },
       yAxis: { type: "value", scale: type === "line" },
-      series: [{ name: name, type: type, data: values, showSymbol: false }]
+      series: [{ name: name, type: type, data: values, showSymbol: values.length < 2 }]
     });
     window.addEventListener("resize", function () { chart.resize(); });
   }
