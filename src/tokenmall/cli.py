@@ -595,14 +595,16 @@ def serve(  # noqa: PLR0917 - typer passes the options by keyword
         for line in _first_tenant_help(base, settings):
             typer.echo(line)
     typer.echo(f"API docs at {base}/docs")
-    typer.echo(
-        f"operator console at {base}/console"
-        + (
-            f" (log in: mall code {creds.tenant}, API key: the operator key above)"
-            if creds is not None
-            else " (log in with a tenant's code and one of its API keys)"
+    if creds is not None:
+        typer.echo(
+            f"operator console at {base}/console/login?tenant={creds.tenant} "
+            "(log in with the operator key above; the merchant key shows the merchant's view)"
         )
-    )
+    else:
+        typer.echo(
+            f"operator console at {base}/console (log in with a tenant's code and one of its "
+            "API keys)"
+        )
     logging_config = log_config(
         json_lines=settings.log_json if log_json is None else log_json, level=settings.log_level
     )

@@ -23,7 +23,8 @@ from console_helpers import (
 )
 from playwright.sync_api import Page
 
-from tokenmall.service import dayclose, series, wallet
+from tokenmall.service import dayclose, series, tenants, wallet
+from tokenmall.service.orders import Viewer as AfterSalesViewer
 from tokenmall.store.db import read_only
 from tokenmall.web.dashboard import CHART_DAYS
 
@@ -326,3 +327,72 @@ def test_roles_and_tenants_are_kept_apart(served: Served, page: Page, watch: Wat
             "requested"
         )
     _no_errors(watch, 401, 403, 404)
+
+
+def test_filters_desk_parameters_and_day_close_from_the_pages(
+    served: Served, page: Page, watch: Watch
+) -> None:
+    shop = _shop(served)
+    svc = served.services
+    tid = shop.tenant_id
+    login(page, served.base, shop.code, shop.operator_key)
+    # the order filters swap the results in place (htmx) and keep the URL
+    page.goto(f"{served.base}/console/{shop.code}/orders")
+    with read_only(svc.engine).connect() as conn:
+        today = dayclose.tenant_clock(conn, tid).today(time.time())
+    page.fill("#order-filters input[name=from]", (today + dt.timedelta(days=1)).isoformat())
+    page.click("#order-filters button")
+    page.wait_for_url(re.compile(r"from="))
+    assert page.locator("#orders").inner_text().count(shop.order_ref) == 0
+    page.fill("#order-filters input[name=from]", today.isoformat())
+    page.fill("#order-filters input[name=to]", today.isoformat())
+    page.click("#order-filters button")
+    page.wait_for_function(
+        "(ref) => document.querySelector('#orders').innerText.includes(ref)", arg=shop.order_ref
+    )
+    # an after-sales request accepted from the desk refunds the order by its amount
+    svc.orders.aftersales.request_refund(
+        tid,
+        shop.order_ref,
+        viewer=AfterSalesViewer(member="bob"),
+        amount=Decimal("20.00"),
+        reason="<b>破损</b>",
+        actor="member:bob",
+    )
+    page.goto(f"{served.base}/console/{shop.code}/desk")
+    assert "<b>破损</b>" in page.locator("#aftersales").inner_text()  # shown as text
+    page.click("#aftersales .accept-form button")
+    assert page.locator(".notice").inner_text() == "已同意并退款。"
+    assert svc.orders.get_order(tid, shop.order_ref).refunded == Decimal("20.00")
+    assert_ledger_balanced(svc, tid)
+    # a parameter changed from the page: recorded with the key that did it; a bad one refused
+    page.goto(f"{served.base}/console/{shop.code}/params")
+    page.fill("#params-form input[name='p:withdraw_min']", "10")
+    page.click("#params-form button")
+    assert page.locator(".notice").inner_text() == "已修改：withdraw_min。"  # noqa: RUF001
+    with read_only(svc.engine).connect() as conn:
+        changes = tenants.list_param_changes(conn, tid, limit=10, cursor=None).items
+    assert changes[-1].after["withdraw_min"] == "10"
+    assert changes[-1].actor.startswith("operator-key:")
+    page.fill("#params-form input[name='p:pool_rate']", "2")
+    page.click("#params-form button")
+    assert "操作未完成" in page.locator(".error").inner_text()
+    with read_only(svc.engine).connect() as conn:
+        assert len(tenants.list_param_changes(conn, tid, limit=10, cursor=None).items) == len(
+            changes
+        )
+    # today closed by hand; closing it again pays nothing
+    page.goto(f"{served.base}/console/{shop.code}/day-close")
+    page.fill("#close-form input[name=date]", today.isoformat())
+    page.click("#close-form button")
+    assert page.locator("#last-closed").inner_text() == today.isoformat()
+    page.fill("#close-form input[name=date]", today.isoformat())
+    page.click("#close-form button")
+    assert "未再分红" in page.locator(".notice").inner_text()
+    with read_only(svc.engine).connect() as conn:
+        assert (
+            dayclose.day_status(conn, dayclose.tenant_clock(conn, tid), time.time()).last_closed
+            == today
+        )
+    assert_ledger_balanced(svc, tid)
+    _no_errors(watch, 400)

@@ -74,7 +74,8 @@ def console_home(request: Request) -> Response:
 
 @router.get("/console/login")
 def login_form(request: Request) -> Response:
-    return _login_page(request)
+    """The form; ``?tenant=`` fills in the mall's code (the link ``tokenmall serve`` prints)."""
+    return _login_page(request, tenant=(request.query_params.get("tenant") or "")[:64])
 
 
 def _check_key(request: Request, tenant: str, key: str) -> tuple[int, str, str, int | None] | None:

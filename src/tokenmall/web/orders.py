@@ -127,6 +127,7 @@ def order_list(request: Request, tenant: str) -> Response:
         who,
         page=page,
         error=error,
+        error_inline=True,  # shown in the results, which htmx swaps
         statuses=STATUS_LABELS,
         query=request.query_params,
     )

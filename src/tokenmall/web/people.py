@@ -18,9 +18,12 @@ from tokenmall.service.orders.aftersales import Viewer as DeskViewer
 from tokenmall.store.db import read_only
 from tokenmall.web.base import (
     ConsoleError,
+    FormError,
     field,
+    form_error,
     in_thread,
     operator_only,
+    parse_text,
     posted,
     render,
     service_error,
@@ -108,8 +111,17 @@ def product_list(request: Request, tenant: str) -> Response:
     return render(request, "products.html", who, page=page, error=error)
 
 
-@router.get("/console/{tenant}/params")
-def params_page(request: Request, tenant: str) -> Response:
+MAX_PARAM: Final = 40  # the API's limit on a parameter's value
+
+
+def _params_page(
+    request: Request,
+    tenant: str,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    http_status: int = 200,
+) -> Response:
     who = viewer(request, tenant)
     operator_only(who)
     with read_only(services(request).engine).connect() as conn:
@@ -123,7 +135,53 @@ def params_page(request: Request, tenant: str) -> Response:
         who,
         params=_fields(params),
         changes=changes,
+        error=error,
+        notice=notice,
+        http_status=http_status,
     )
+
+
+@router.get("/console/{tenant}/params")
+def params_page(request: Request, tenant: str) -> Response:
+    return _params_page(request, tenant)
+
+
+def _change_params(request: Request, who: Any, changes: dict[str, str]) -> None:
+    with services(request).store.tenant_tx(who.session.tenant_id) as tx:
+        tenants.change_params(tx, changes, actor=who.session.actor)
+
+
+@router.post("/console/{tenant}/params")
+async def change_params(request: Request, tenant: str) -> Response:
+    """The fields whose value differs from the current one, as one change (the API's
+    ``POST .../param-changes``): validated together, recorded with who and when."""
+    who = await in_thread(viewer, request, tenant)
+    operator_only(who)
+    form = await posted(request, who)
+    with read_only(services(request).engine).connect() as conn:
+        current = dict(_fields(reads.tenant_params(conn, who.session.tenant_id)))
+    changes: dict[str, str] = {}
+    try:
+        for name, value in current.items():
+            typed = parse_text(field(form, f"p:{name}"), required=False, limit=MAX_PARAM)
+            if typed is not None and typed != str(value):
+                changes[name] = typed
+    except FormError as exc:
+        return await in_thread(
+            _params_page, request, tenant, error=form_error(request, exc), http_status=400
+        )
+    if not changes:
+        return await in_thread(
+            _params_page, request, tenant, notice=tr(request, N_("Nothing changed."))
+        )
+    try:
+        await in_thread(_change_params, request, who, changes)
+    except TokenmallError as exc:
+        return await in_thread(
+            _params_page, request, tenant, error=service_error(request, exc), http_status=400
+        )
+    notice = tr(request, N_("Changed: %(names)s."), names=", ".join(sorted(changes)))
+    return await in_thread(_params_page, request, tenant, notice=notice)
 
 
 def _fields(params: Any) -> list[tuple[str, Any]]:
@@ -190,6 +248,17 @@ async def day_close(request: Request, tenant: str) -> Response:
 
 @router.get("/console/{tenant}/desk")
 def desk(request: Request, tenant: str) -> Response:
+    return _desk(request, tenant)
+
+
+def _desk(
+    request: Request,
+    tenant: str,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    http_status: int = 200,
+) -> Response:
     """What needs a hand: refunds whose CNY did not go back through the provider, payments
     that came for an order that could not take them, and after-sales requests waiting."""
     who = viewer(request, tenant)
@@ -218,4 +287,50 @@ def desk(request: Request, tenant: str) -> Response:
         refunds=stuck_refunds,
         payments=stray_payments,
         requests=requests,
+        error=error,
+        notice=notice,
+        http_status=http_status,
     )
+
+
+@router.post("/console/{tenant}/desk/{ref}/{decision}")
+async def aftersales_decision(request: Request, tenant: str, ref: str, decision: str) -> Response:
+    """Accept (the order is refunded by the request's amount) or refuse with a reason: the
+    API's ``POST .../aftersales/{id}/accept`` and ``.../refuse``."""
+    who = await in_thread(viewer, request, tenant)
+    operator_only(who)
+    if decision not in ("accept", "refuse"):
+        raise ConsoleError(404, N_("No such page."))
+    form = await posted(request, who)
+    desk_ = services(request).orders.aftersales
+    ref = ref[:64]
+    try:
+        if decision == "accept":
+            await in_thread(
+                desk_.accept,
+                who.session.tenant_id,
+                who.session.tenant,
+                ref,
+                viewer=DeskViewer(),
+                actor=who.session.actor,
+            )
+        else:
+            reason = parse_text(field(form, "reason"), required=True, limit=200) or ""
+            await in_thread(
+                desk_.refuse,
+                who.session.tenant_id,
+                ref,
+                viewer=DeskViewer(),
+                actor=who.session.actor,
+                reason=reason,
+            )
+    except FormError as exc:
+        return await in_thread(
+            _desk, request, tenant, error=form_error(request, exc), http_status=400
+        )
+    except TokenmallError as exc:
+        return await in_thread(
+            _desk, request, tenant, error=service_error(request, exc), http_status=409
+        )
+    notice = tr(request, N_("Accepted and refunded.") if decision == "accept" else N_("Refused."))
+    return await in_thread(_desk, request, tenant, notice=notice)
