@@ -23,7 +23,7 @@ from console_helpers import (
 )
 from playwright.sync_api import Page
 
-from tokenmall.service import dayclose, series, tenants, wallet
+from tokenmall.service import credentials, dayclose, series, tenants, wallet
 from tokenmall.service.orders import Viewer as AfterSalesViewer
 from tokenmall.store.db import read_only
 from tokenmall.web.dashboard import CHART_DAYS
@@ -181,7 +181,20 @@ def test_refund_part_then_the_rest_from_the_page(served: Served, page: Page, wat
     assert order.refunded == Decimal("50.50")
     assert [r.reason for r in order.refunds] == ["少发一件"]
     assert_ledger_balanced(svc, shop.tenant_id)
-    # reloading the answer page posts nothing; the rest, with the amount left empty
+    # the same form posted twice (a double click): one refund, the form's refund_id
+    page.goto(f"{served.base}/console/{shop.code}/orders/{shop.order_ref}")
+    form = {
+        name: page.eval_on_selector(f"#refund-form input[name={name}]", "e => e.value")
+        for name in ("csrf", "refund_id")
+    }
+    action = f"{served.base}/console/{shop.code}/orders/{shop.order_ref}/refund"
+    for _ in range(2):
+        again = page.request.post(action, form={**form, "amount": "10", "reason": ""})
+        assert again.status == 200
+    order = svc.orders.get_order(shop.tenant_id, shop.order_ref)
+    assert order.refunded == Decimal("60.50")
+    assert len(order.refunds) == 2
+    # the rest, with the amount left empty
     page.goto(f"{served.base}/console/{shop.code}/orders/{shop.order_ref}")
     page.click("#refund-form button")
     order = svc.orders.get_order(shop.tenant_id, shop.order_ref)
@@ -305,12 +318,21 @@ def test_roles_and_tenants_are_kept_apart(served: Served, page: Page, watch: Wat
         form={"csrf": "x"},
     )
     assert refused.status == 403
+    page.goto(f"{served.base}/console/{shop.code}/")
+    assert page.locator("#orders-today").count() == 0
+    assert page.locator("#price").is_visible()
     # the merchant ships its lines
     page.goto(f"{served.base}/console/{shop.code}/orders/{shop.order_ref}")
     page.fill("#ship-form input[name=carrier]", "顺丰")
     page.fill("#ship-form input[name=tracking_no]", "SF1234567890")
     page.click("#ship-form button")
     assert "SF1234567890" in page.content()
+    # revoking the key ends its sessions at once
+    with served.services.engine.begin() as conn:
+        key_id = shop.merchant_key.removeprefix("tmk_").partition("_")[0]
+        credentials.revoke_api_key(conn, shop.tenant_id, key_id)
+    page.goto(f"{served.base}/console/{shop.code}/orders")
+    assert page.url == f"{served.base}/console/login"
     # the operator of tenant A on tenant B's pages: as if B did not exist
     login(page, served.base, shop.code, shop.operator_key)
     for path in ("/", "/orders", f"/orders/{other.order_ref}", "/withdrawals"):

@@ -59,7 +59,12 @@ def dashboard(request: Request, tenant: str) -> Response:
         end = dt.datetime.combine(
             today + dt.timedelta(days=1), dt.time(0), tzinfo=clock.zone
         ).timestamp()
-        counts = console.window_counts(conn, who.session.tenant_id, start, end)
+        # the mall's own counts are the operator's; the economy and series are public figures
+        counts = (
+            console.window_counts(conn, who.session.tenant_id, start, end)
+            if who.operator
+            else None
+        )
         status = dayclose.day_status(conn, clock, now)
     today_row = rows[-1] if rows and rows[-1].date == today else None
     return render(
