@@ -61,9 +61,7 @@ def dashboard(request: Request, tenant: str) -> Response:
         ).timestamp()
         # the mall's own counts are the operator's; the economy and series are public figures
         counts = (
-            console.window_counts(conn, who.session.tenant_id, start, end)
-            if who.operator
-            else None
+            console.window_counts(conn, who.session.tenant_id, start, end) if who.operator else None
         )
         status = dayclose.day_status(conn, clock, now)
     today_row = rows[-1] if rows and rows[-1].date == today else None
