@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenmall import web
+from tokenmall import api, web
+from tokenmall.asgi import create_app
+from tokenmall.settings import Settings
+from tokenmall.store.db import create_db_engine, migrate
 from tokenmall.web.i18n import LANGS, LOCALE_DIR, format_money, translations
 from tokenmall.web.session import open_session, seal_session
 
@@ -114,21 +118,36 @@ def test_a_session_cookie_verifies_only_untouched_and_unexpired() -> None:
     assert open_session(SECRET, "é.é", now=1001.0) is None
 
 
-def test_the_console_is_not_in_the_openapi_document(tmp_path: Path) -> None:
-    from tokenmall import api  # noqa: PLC0415
-    from tokenmall.asgi import create_app  # noqa: PLC0415
-    from tokenmall.settings import Settings  # noqa: PLC0415
-    from tokenmall.store.db import create_db_engine, migrate  # noqa: PLC0415
-
+def _settings(tmp_path: Path) -> Settings:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     engine = create_db_engine(url)
     migrate(engine)
     engine.dispose()
-    settings = Settings(
-        db_url=url,
-        admin_token="test-admin-token-0123456789abcdef-xyz",
-        secret_key=SECRET,
+    return Settings(
+        db_url=url, admin_token="test-admin-token-0123456789abcdef-xyz", secret_key=SECRET
     )
+
+
+def test_a_form_too_large_or_unreadable_is_refused(tmp_path: Path) -> None:
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        for body, headers, status in [
+            (b"a=" + b"x" * 70_000, form, 413),
+            (b"a=1", {"content-type": "application/json"}, 400),
+            (b"tenant=\xff\xfe", form, 400),
+            (b"&".join(b"f%d=1" % i for i in range(200)), form, 400),
+        ]:
+            response = client.post("/console/login", content=body, headers=headers)
+            assert response.status_code == status, body[:20]
+            assert response.headers["content-type"].startswith("text/html")
+        # a chunked body (no length) is counted as it arrives
+        chunks = iter([b"a=" + b"x" * 40_000, b"x" * 40_000])
+        response = client.post("/console/login", content=chunks, headers=form)
+        assert response.status_code == 413
+
+
+def test_the_console_is_not_in_the_openapi_document(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
     full = create_app(settings)
     assert any(getattr(r, "path", "").startswith("/console") for r in full.routes)
     assert full.openapi()["paths"] == api.create_app(settings).openapi()["paths"]

@@ -19,6 +19,7 @@ from tokenmall.web.base import (
     field,
     in_thread,
     posted,
+    read_form,
     render,
     services,
     tr,
@@ -92,7 +93,7 @@ def _check_key(request: Request, tenant: str, key: str) -> tuple[int, str, str, 
 
 @router.post("/console/login")
 async def login(request: Request) -> Response:
-    form = await request.form(max_files=0, max_fields=8)
+    form = await read_form(request)
     token = form.get("csrf")
     if not tokens_match(
         request.cookies.get(LOGIN_COOKIE), token if isinstance(token, str) else None

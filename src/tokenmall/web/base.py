@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from tokenmall.bootstrap import Services
 from tokenmall.service import dayclose
@@ -58,7 +59,8 @@ TEMPLATES: Final = Path(__file__).parent / "templates"
 LANG_COOKIE: Final = "tm_lang"
 MAX_AMOUNT: Final = Decimal("1000000000")  # an order's most (MAX_ORDER_TOTAL); no more here
 _AMOUNT_RE: Final = re.compile(r"[0-9]{1,13}(\.[0-9]{1,2})?")
-MAX_FORM_FIELDS: Final = 32
+MAX_FORM_FIELDS: Final = 100  # the parameters form has one field per parameter
+MAX_FORM_BYTES: Final = 64 * 1024  # a console form is a few hundred bytes
 # the pages load only their own scripts, styles and images; ECharts sets inline styles on the
 # elements it draws in, so styles may be inline; no frame may embed the console.  Set on each
 # page here, not by a middleware, which would cost every API request too.
@@ -195,9 +197,37 @@ def render(
     return response
 
 
+async def read_form(request: Request) -> FormData:
+    """The posted form (``application/x-www-form-urlencoded``, what the pages send), read up
+    to MAX_FORM_BYTES and no further (413), also when the body comes without its length."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise ConsoleError(400, N_("The form could not be read."))
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+        raise ConsoleError(413, N_("The form is too large."))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise ConsoleError(413, N_("The form is too large."))
+    try:
+        pairs: list[tuple[str, str | UploadFile]] = [
+            *parse_qsl(
+                body.decode("utf-8"),
+                keep_blank_values=True,
+                strict_parsing=False,
+                max_num_fields=MAX_FORM_FIELDS,
+            )
+        ]
+    except (UnicodeDecodeError, ValueError):
+        raise ConsoleError(400, N_("The form could not be read.")) from None
+    return FormData(pairs)
+
+
 async def posted(request: Request, who: Viewer) -> FormData:
     """The posted form, once its CSRF token is the session's (else 403, nothing done)."""
-    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    form = await read_form(request)
     token = form.get("csrf")
     if not tokens_match(who.session.csrf, token if isinstance(token, str) else None):
         raise ConsoleError(403, N_("The form has expired or did not come from this console."))
