@@ -418,3 +418,52 @@ def test_filters_desk_parameters_and_day_close_from_the_pages(
         )
     assert_ledger_balanced(svc, tid)
     _no_errors(watch, 400)
+
+
+def test_bad_input_in_the_other_forms(served: Served, page: Page, watch: Watch) -> None:
+    """Approve's note, the after-sales refusal, the merchant's shipment: refused with a
+    message, shown as text, nothing changed."""
+    shop = _shop(served)
+    svc = served.services
+    tid = shop.tenant_id
+    login(page, served.base, shop.code, shop.operator_key)
+    page.goto(f"{served.base}/console/{shop.code}/withdrawals/{shop.withdrawal_id}")
+    page.fill("#approve-form input[name=note]", "ok\u0007")
+    page.click("#approve-form button")
+    assert page.locator(".error").inner_text() == "不能包含控制字符。"
+    with read_only(svc.engine).connect() as conn:
+        assert wallet.get_withdrawal(conn, tid, shop.withdrawal_id).status == "requested"
+    # an after-sales refusal needs a reason of at most 200 characters
+    asked = svc.orders.aftersales.request_refund(
+        tid,
+        shop.order_ref,
+        viewer=AfterSalesViewer(member="bob"),
+        amount=Decimal("20.00"),
+        reason="破损",
+        actor="member:bob",
+    )
+    unlock = (
+        "(() => { const i = document.querySelector('.refuse-form input[name=reason]');"
+        " i.required = false; i.maxLength = 9999; })()"
+    )
+    page.goto(f"{served.base}/console/{shop.code}/desk")
+    page.evaluate(unlock)
+    page.click(".refuse-form button")
+    assert page.locator(".error").inner_text() == "请填写原因。"
+    page.evaluate(unlock)
+    page.fill(".refuse-form input[name=reason]", "<script>alert(3)</script>" * 9)
+    page.click(".refuse-form button")
+    assert page.locator(".error").inner_text() == "最多 200 个字符。"
+    assert svc.orders.aftersales.get(tid, asked.ref, AfterSalesViewer()).status == "requested"
+    # the merchant's shipment: a tracking number with markup is refused and shown as text
+    login(page, served.base, shop.code, shop.merchant_key)
+    page.goto(f"{served.base}/console/{shop.code}/orders/{shop.order_ref}")
+    page.fill("#ship-form input[name=carrier]", "顺丰")
+    page.fill("#ship-form input[name=tracking_no]", "<img src=x onerror=alert(4)>")
+    page.click("#ship-form button")
+    assert "tracking_no" in page.locator(".error").inner_text()
+    assert page.locator("main img").count() == 0
+    order = svc.orders.merchants.get_order(tid, shop.merchant_id, shop.order_ref)
+    assert order.shipment is None
+    assert_ledger_balanced(svc, tid)
+    _no_errors(watch, 400)
