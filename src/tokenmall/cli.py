@@ -600,6 +600,10 @@ def serve(  # noqa: PLR0917 - typer passes the options by keyword
             f"operator console at {base}/console/login?tenant={creds.tenant} "
             "(log in with the operator key above; the merchant key shows the merchant's view)"
         )
+        for code, token in creds.member_tokens.items():
+            typer.echo(
+                f"member home of {code} (phone): {base}/m/{creds.tenant}/login?token={token}"
+            )
     else:
         typer.echo(
             f"operator console at {base}/console (log in with a tenant's code and one of its "

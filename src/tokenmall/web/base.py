@@ -152,7 +152,7 @@ def viewer(request: Request, tenant: str) -> Viewer:
     """The session's caller, for ``tenant``.  No session (or its key revoked): the login page;
     a session of another tenant: 404, as for a tenant that does not exist (as the API)."""
     session = open_session(_secret(request), request.cookies.get(SESSION_COOKIE))
-    if session is None:
+    if session is None or session.scope not in ("operator", "merchant"):
         raise LoginRequired
     if session.tenant != tenant:
         raise ConsoleError(404, N_("No such page."))

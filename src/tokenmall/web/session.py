@@ -27,6 +27,7 @@ from typing import Any, Final
 
 __all__ = [
     "LOGIN_COOKIE",
+    "MEMBER_COOKIE",
     "SESSION_COOKIE",
     "SESSION_SECONDS",
     "Session",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 SESSION_COOKIE: Final = "tm_console"
+MEMBER_COOKIE: Final = "tm_member"  # the member's pages (/m), a session of scope "member"
 LOGIN_COOKIE: Final = "tm_login"
 SESSION_SECONDS: Final = 8 * 3600  # a working day; then log in again
 _CONTEXT: Final = b"tokenmall/console-session/v1"
@@ -46,15 +48,18 @@ _CONTEXT: Final = b"tokenmall/console-session/v1"
 class Session:
     tenant_id: int
     tenant: str
-    key_id: str
-    scope: str  # "operator" | "merchant"
+    key_id: str  # "" for a member
+    scope: str  # "operator" | "merchant" | "member"
     merchant_id: int | None
     csrf: str
     expires_at: int
+    member: str | None = None
 
     @property
     def actor(self) -> str:
-        """Who, for audit records: the same words the API writes for this key."""
+        """Who, for audit records: the same words the API writes for this credential."""
+        if self.scope == "member":
+            return f"member:{self.member}"
         return f"{self.scope}-key:{self.key_id}"
 
 
@@ -89,11 +94,18 @@ def seal_session(
     key_id: str,
     scope: str,
     merchant_id: int | None,
+    member: str | None = None,
     now: float | None = None,
+    expires_at: int | None = None,
 ) -> tuple[str, Session]:
-    """A new session (with a fresh CSRF token) and its cookie value."""
-    expires_at = int(now if now is not None else time.time()) + SESSION_SECONDS
-    session = Session(tenant_id, tenant, key_id, scope, merchant_id, new_token(), expires_at)
+    """A new session (with a fresh CSRF token) and its cookie value; it lasts
+    SESSION_SECONDS, or until ``expires_at`` if that is sooner (a member token's expiry)."""
+    until = int(now if now is not None else time.time()) + SESSION_SECONDS
+    if expires_at is not None:
+        until = min(until, expires_at)
+    session = Session(
+        tenant_id, tenant, key_id, scope, merchant_id, new_token(), until, member=member
+    )
     body = {
         "t": tenant_id,
         "c": tenant,
@@ -101,7 +113,8 @@ def seal_session(
         "s": scope,
         "m": merchant_id,
         "x": session.csrf,
-        "e": expires_at,
+        "e": session.expires_at,
+        "u": member,
     }
     payload = _b64(json.dumps(body, separators=(",", ":")).encode())
     return f"{payload}.{_mac(secret, payload)}", session
@@ -129,6 +142,7 @@ def open_session(secret: str, cookie: str | None, *, now: float | None = None) -
             merchant_id=None if body["m"] is None else int(body["m"]),
             csrf=str(body["x"]),
             expires_at=int(body["e"]),
+            member=None if body.get("u") is None else str(body["u"]),
         )
     except (KeyError, TypeError, ValueError):
         return None
