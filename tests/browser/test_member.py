@@ -5,15 +5,20 @@ each other."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import pytest
-from console_helpers import SCREENSHOTS, Served, Watch, login, make_shop
+from console_helpers import SCREENSHOTS, Served, Watch, assert_ledger_balanced, login, make_shop
 from playwright.sync_api import Browser, Page
 
-from tokenmall.service import credentials, reads
+from tokenmall.service import credentials, reads, wallet
 from tokenmall.store.db import read_only
-from tokenmall.web.i18n import format_money, format_points
+from tokenmall.web.i18n import format_money, format_points, translations
 
 PHONE = {"width": 390, "height": 844}
+POINTS_FORMAT = "Points are a positive number with at most 8 decimal places."
+zh = translations("zh_CN").gettext
 
 
 def _link(served: Served, tenant: str, tenant_id: int, member: str, ttl: int = 600) -> str:
@@ -100,3 +105,80 @@ def test_a_console_session_is_not_a_member_session(served: Served, page: Page) -
     response = page.goto(f"{served.base}/m/{shop.code}/")
     assert response is not None
     assert response.status == 401
+
+
+def _member_page(browser: Browser, watch: Watch, served: Served) -> tuple[Any, Page]:
+    context = browser.new_context(viewport=PHONE, locale="zh-CN")
+
+    def guard(route: Any) -> None:
+        if route.request.url.startswith(served.base):
+            route.continue_()
+        else:
+            watch.outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    page.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: watch.errors.append(str(exc)))
+    page.on("dialog", lambda d: (watch.dialogs.append(d.message), d.dismiss()))
+    return context, page
+
+
+def test_a_member_sells_points_with_an_exact_preview(
+    served: Served, browser: Browser, watch: Watch
+) -> None:
+    shop = make_shop(served.services)
+    svc = served.services
+    tid = shop.tenant_id
+    svc.orders.settle_order(tid, shop.order_ref)
+    context, page = _member_page(browser, watch, served)
+    try:
+        page.goto(_link(served, shop.code, tid, "bob"))
+        page.click("#sell-link")
+        with read_only(svc.engine).connect() as conn:
+            held_before = reads.holdings(conn, tid, "bob")
+            sp_before = wallet.balance(conn, tid, "bob").stable
+        # bad input: refused with a message, nothing sold
+        for typed, message in [
+            ("-1", POINTS_FORMAT),
+            ("0", "The number of points must be above zero."),
+            ("1.123456789", POINTS_FORMAT),
+            ("99999999999", "You hold fewer points than that."),
+            ("<script>alert(1)</script>", POINTS_FORMAT),
+        ]:
+            page.fill("#preview-form input[name=points]", typed)
+            page.click("#preview-form button")
+            assert page.locator(".error").inner_text() == zh(message), typed
+            assert page.locator("#sell-form").count() == 0
+        # the preview, then the sale: what arrives is what the preview said
+        page.fill("#preview-form input[name=points]", "10.5")
+        page.click("#preview-form button")
+        shown = page.locator("#preview-amount").inner_text()
+        with read_only(svc.engine).connect() as conn:
+            expected = reads.sale_preview(conn, tid, Decimal("10.5"), exchange=False)
+        assert shown == format_money(expected)
+        assert expected > 0
+        form = {
+            name: page.eval_on_selector(f"#sell-form input[name={name}]", "e => e.value")
+            for name in ("csrf", "key", "points")
+        }
+        page.click("#sell-form button")
+        assert page.locator(".notice").is_visible()
+        with read_only(svc.engine).connect() as conn:
+            held_after = reads.holdings(conn, tid, "bob")
+            sp_after = wallet.balance(conn, tid, "bob").stable
+        assert held_before.points - held_after.points == Decimal("10.5")
+        assert sp_after - sp_before == expected
+        assert format_money(expected) in page.locator(".notice").inner_text()
+        # the same confirmation posted again (a double tap): sold once
+        again = page.request.post(f"{served.base}/m/{shop.code}/sell", form=form)
+        assert again.status == 200
+        with read_only(svc.engine).connect() as conn:
+            assert reads.holdings(conn, tid, "bob").points == held_after.points
+        assert_ledger_balanced(svc, tid)
+        assert watch.errors == [] or all("status of 400" in e for e in watch.errors)
+    finally:
+        context.close()
+    assert watch.outside == []
+    assert watch.dialogs == []
