@@ -3,6 +3,7 @@ without a browser (tests/browser drives the pages themselves)."""
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -151,3 +152,25 @@ def test_the_console_is_not_in_the_openapi_document(tmp_path: Path) -> None:
     full = create_app(settings)
     assert any(getattr(r, "path", "").startswith("/console") for r in full.routes)
     assert full.openapi()["paths"] == api.create_app(settings).openapi()["paths"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "static/vendor/htmx/htmx.min.js",
+        "static/vendor/htmx/LICENSE",
+        "static/vendor/echarts/echarts.common.min.js",
+        "static/vendor/echarts/LICENSE",
+        "static/console.js",
+        "static/console.css",
+        "static/member.css",
+        "templates/base.html",
+        "locale/zh_CN/LC_MESSAGES/messages.po",
+        "locale/en/LC_MESSAGES/messages.po",
+    ],
+)
+def test_the_pages_files_are_package_data(name: str) -> None:
+    """Read through the package, as an installed wheel serves them (nothing from a CDN)."""
+    found = importlib.resources.files("tokenmall.web").joinpath(name)
+    assert found.is_file()
+    assert len(found.read_bytes()) > 100
