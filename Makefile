@@ -35,6 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/settlement.py
 	$(VENV)/bin/python bench/day_close.py
+	$(VENV)/bin/python bench/console.py
 
 # the suite's schemathesis test with many more examples per operation (a few minutes)
 fuzz: $(STAMP)

@@ -16,6 +16,13 @@ if ! psql -h "$PG_HOST" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datnam
   psql -h "$PG_HOST" -U postgres -qc "CREATE DATABASE $PG_DB"
 fi
 export TOKENMALL_TEST_PG_URL="postgresql://postgres@$PG_HOST:5432/$PG_DB"
+# the console's browser tests (tests/browser): Debian's Chromium, driven by Playwright through
+# executable_path (never `playwright install`), and CJK fonts so Chinese renders in screenshots
+if ! command -v chromium >/dev/null || [ ! -d /usr/share/fonts/opentype/noto ]; then
+  echo "installing chromium and fonts-noto-cjk"
+  apt-get install -y -q chromium fonts-noto-cjk \
+    || { apt-get update -q && apt-get install -y -q chromium fonts-noto-cjk; }
+fi
 
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

@@ -539,7 +539,7 @@ def serve(  # noqa: PLR0917 - typer passes the options by keyword
     """Run the HTTP API (OpenAPI docs at /docs) until interrupted."""
     import uvicorn  # noqa: PLC0415 - only this command needs the server
 
-    from tokenmall.api import create_app  # noqa: PLC0415 - keeps FastAPI off other commands
+    from tokenmall.asgi import create_app  # noqa: PLC0415 - keeps FastAPI off other commands
     from tokenmall.service.demo_mall import seed_demo_mall  # noqa: PLC0415
 
     settings = Settings() if db is None else Settings(db_url=db)
@@ -595,6 +595,20 @@ def serve(  # noqa: PLR0917 - typer passes the options by keyword
         for line in _first_tenant_help(base, settings):
             typer.echo(line)
     typer.echo(f"API docs at {base}/docs")
+    if creds is not None:
+        typer.echo(
+            f"operator console at {base}/console/login?tenant={creds.tenant} "
+            "(log in with the operator key above; the merchant key shows the merchant's view)"
+        )
+        for code, token in creds.member_tokens.items():
+            typer.echo(
+                f"member home of {code} (phone): {base}/m/{creds.tenant}/login?token={token}"
+            )
+    else:
+        typer.echo(
+            f"operator console at {base}/console (log in with a tenant's code and one of its "
+            "API keys)"
+        )
     logging_config = log_config(
         json_lines=settings.log_json if log_json is None else log_json, level=settings.log_level
     )
@@ -612,7 +626,7 @@ def serve(  # noqa: PLR0917 - typer passes the options by keyword
         TOKENMALL_SERVE_SCHEDULER="1" if run_scheduler else "0",
     ):
         uvicorn.run(
-            "tokenmall.api.app:serve_app",
+            "tokenmall.asgi:serve_app",
             factory=True,
             workers=workers,
             host=host,

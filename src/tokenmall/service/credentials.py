@@ -41,6 +41,7 @@ __all__ = [
     "find_api_key",
     "issue_member_token",
     "list_api_keys",
+    "live_api_key",
     "revoke_api_key",
     "verify_member_token",
 ]
@@ -146,6 +147,18 @@ def find_api_key(conn: Connection, presented: str) -> ApiKeyRecord | None:
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
         return None
     if row.revoked_at is not None:
+        return None
+    return _key(row)
+
+
+def live_api_key(conn: Connection, tenant_id: int, key_id: str) -> ApiKeyRecord | None:
+    """Key ``key_id`` of this tenant if it is still live: a console session names the key it
+    was opened with (never its secret) and is refused from the moment the key is revoked."""
+    k = s.api_keys.c
+    row = conn.execute(
+        select(s.api_keys).where(k.tenant_id == tenant_id, k.key_id == key_id)
+    ).first()
+    if row is None or row.revoked_at is not None:
         return None
     return _key(row)
 

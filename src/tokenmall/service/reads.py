@@ -58,6 +58,7 @@ __all__ = [
     "price_history",
     "price_ratio",
     "reward_history",
+    "sale_preview",
     "tenant_params",
 ]
 
@@ -113,6 +114,16 @@ def price_ratio(
         bal.get(("pool", "CNY"), ZERO), circ, empty_pool, empty_circ, params.initial_price
     )
     return num, den, bal
+
+
+def sale_preview(conn: Connection, tenant_id: int, points: Decimal, *, exchange: bool) -> Decimal:
+    """What selling (R3) or exchanging (R5) ``points`` would credit as SP now: the amount the
+    ledger computes for the same command at the same state (price ratio and fee, cut to the
+    fen), so a member sees what they will receive unless the price moves first."""
+    params = tenant_params(conn, tenant_id)
+    num, den, _ = price_ratio(conn, tenant_id, params)
+    fee = params.exchange_fee if exchange else params.sell_fee
+    return pricing.sale_value(points, num, den, fee)
 
 
 # ----------------------------------------------------------------------------- economy

@@ -101,14 +101,21 @@ def list_orders(
     cursor: str | None,
     member: str | None = None,
     status: str | None = None,
+    created_from: float | None = None,
+    created_to: float | None = None,
 ) -> Page[Order]:
-    """Orders with their lines, oldest first (payments and refunds: read the order)."""
+    """Orders with their lines, oldest first (payments and refunds: read the order);
+    ``created_from`` <= created_at < ``created_to`` when given."""
     o = s.orders.c
     stmt = select(s.orders).where(o.tenant_id == tenant_id)
     if member is not None:
         stmt = stmt.where(o.member == member)
     if status is not None:
         stmt = stmt.where(o.status == status)
+    if created_from is not None:
+        stmt = stmt.where(o.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(o.created_at < created_to)
     with read_only(engine).connect() as conn:
         page = fetch_page(conn, stmt, o.id, limit=limit, cursor=cursor, convert=lambda r: r)
         ln = s.order_lines.c

@@ -135,9 +135,18 @@ class OrderService:
         cursor: str | None,
         member: str | None = None,
         status: str | None = None,
+        created_from: float | None = None,
+        created_to: float | None = None,
     ) -> Page[Order]:
         return queries.list_orders(
-            self.engine, tenant_id, limit=limit, cursor=cursor, member=member, status=status
+            self.engine,
+            tenant_id,
+            limit=limit,
+            cursor=cursor,
+            member=member,
+            status=status,
+            created_from=created_from,
+            created_to=created_to,
         )
 
     def cancel_order(self, tenant_id: int, ref: str, *, reason: str | None = None) -> Order:

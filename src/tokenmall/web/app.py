@@ -1,0 +1,36 @@
+"""Mounting the console on an app: routes, static files, error pages and security headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from tokenmall.web import auth, dashboard, member, member_wallet, orders, people, wallet
+from tokenmall.web.base import ConsoleError, LoginRequired, render
+
+__all__ = ["STATIC_PREFIX", "install"]
+
+STATIC_PREFIX: Final = "/console/static"
+STATIC_DIR: Final = Path(__file__).parent / "static"
+
+
+async def _on_console_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConsoleError)
+    return render(request, "error.html", http_status=exc.status, message=exc.message)
+
+
+async def _on_login_required(request: Request, _exc: Exception) -> Response:
+    return RedirectResponse("/console/login", status_code=303)
+
+
+def install(app: FastAPI) -> None:
+    """Add the console's pages and static files to ``app``."""
+    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="console-static")
+    for module in (auth, dashboard, orders, wallet, people, member, member_wallet):
+        app.router.routes.extend(module.router.routes)
+    app.add_exception_handler(ConsoleError, _on_console_error)
+    app.add_exception_handler(LoginRequired, _on_login_required)
