@@ -41,6 +41,9 @@ marketing_config = Table(
     Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
     Column("config", Text, nullable=False),
     Column("override_reason", Text, nullable=True),
+    # models switched off, with their last parameters: a refund of an order they rewarded
+    # still takes their rewards back (JSON like ``config``)
+    Column("retired", Text, nullable=False, server_default="{}"),
     Column("updated_at", Float, nullable=False),
     Column("updated_by", String(120), nullable=False),
 )
@@ -87,6 +90,8 @@ marketing_state = Table(
     Column("n", BigInteger, nullable=False),
     Column("doc", Text, nullable=False),
     Index("ix_marketing_state_order", "tenant_id", "model", "ns", "n"),
+    # an event's entries of every model at once (its order, buyer, referrer)
+    Index("ix_marketing_state_key", "tenant_id", "key"),
     sqlite_with_rowid=False,
 )
 

@@ -19,6 +19,7 @@ settlement; it computes ``q`` exactly from the two amounts, never from a rounded
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -46,6 +47,7 @@ __all__ = [
     "Reward",
     "TaskDone",
     "implements",
+    "reward_key",
 ]
 
 
@@ -146,6 +148,23 @@ class Reward:
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (self.order, self.model, self.beneficiary, self.step)
+
+    @property
+    def ledger_key(self) -> str:
+        """The ledger's idempotency key of this reward (:func:`reward_key`)."""
+        return reward_key(self.order, self.model, self.beneficiary, self.step)
+
+
+_MAX_KEY = 160  # the ledger's key column
+
+
+def reward_key(order: str, model: str, beneficiary: str, step: str) -> str:
+    """``reward:<order>:<model>:<beneficiary>:<step>``, or, when longer than a ledger key,
+    ``reward:<model>:<SHA-256 of it>``: one key per (order, model, beneficiary, step)."""
+    key = f"reward:{order}:{model}:{beneficiary}:{step}"
+    if len(key) <= _MAX_KEY:
+        return key
+    return f"reward:{model}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 # --- grants fixed at settlement and their cumulative take-back --------------------------------

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.Integer(), nullable=False),
         sa.Column("config", sa.Text(), nullable=False),
         sa.Column("override_reason", sa.Text(), nullable=True),
+        sa.Column("retired", sa.Text(), nullable=False, server_default="{}"),
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.Column("updated_by", sa.String(120), nullable=False),
         _tenant_fk("marketing_config"),
@@ -78,6 +79,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_marketing_state_order", "marketing_state", ["tenant_id", "model", "ns", "n"]
     )
+    op.create_index("ix_marketing_state_key", "marketing_state", ["tenant_id", "key"])
     op.create_table(
         "marketing_rewards",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -130,6 +132,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("marketing_moves")
     op.drop_table("marketing_rewards")
+    op.drop_index("ix_marketing_state_key", table_name="marketing_state")
     op.drop_index("ix_marketing_state_order", table_name="marketing_state")
     op.drop_table("marketing_state")
     op.drop_table("marketing_orders")
