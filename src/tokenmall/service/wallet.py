@@ -432,9 +432,7 @@ def _check_unfrozen(
     if frozen <= 0:
         return
     m = s.members.c
-    held = conn.execute(
-        select(m.sp).where(m.tenant_id == tenant_id, m.code == member)
-    ).scalar_one()
+    held = conn.execute(select(m.sp).where(m.tenant_id == tenant_id, m.code == member)).scalar_one()
     free = max(ZERO, from_atoms(int(held), CNY_PLACES) - frozen)
     if amount > free:
         raise InsufficientBalance(

@@ -73,14 +73,10 @@ def set_models(caller: OperatorCaller, ctx: Context, body: ModelsIn) -> ModelsOu
 
 
 @router.get("/tenants/{tenant}/model-changes")
-def list_model_changes(
-    caller: OperatorCaller, ctx: Context, page: Paging
-) -> Page[ModelChangeOut]:
+def list_model_changes(caller: OperatorCaller, ctx: Context, page: Paging) -> Page[ModelChangeOut]:
     """The audit trail of model changes (who, when, before, after, reason), oldest first."""
     with read_only(ctx.engine).connect() as conn:
-        found = marketing.list_changes(
-            conn, caller.tenant_id, limit=page.limit, cursor=page.cursor
-        )
+        found = marketing.list_changes(conn, caller.tenant_id, limit=page.limit, cursor=page.cursor)
     return Page(items=[ModelChangeOut.of(c) for c in found.items], next_cursor=found.next_cursor)
 
 

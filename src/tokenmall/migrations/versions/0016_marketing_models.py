@@ -24,7 +24,9 @@ depends_on = None
 
 
 def _tenant_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=f"fk_{table}_tenant_id_tenants")
+    return sa.ForeignKeyConstraint(
+        ["tenant_id"], ["tenants.id"], name=f"fk_{table}_tenant_id_tenants"
+    )
 
 
 def upgrade() -> None:
@@ -108,9 +110,7 @@ def upgrade() -> None:
         "marketing_rewards",
         ["tenant_id", "beneficiary", "model", "id"],
     )
-    op.create_index(
-        "ix_marketing_rewards_model", "marketing_rewards", ["tenant_id", "model", "id"]
-    )
+    op.create_index("ix_marketing_rewards_model", "marketing_rewards", ["tenant_id", "model", "id"])
     op.create_table(
         "marketing_moves",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),

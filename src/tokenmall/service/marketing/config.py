@@ -76,9 +76,7 @@ def _plain(value: Any) -> Any:
 
 
 def _canonical(models: ModelSet) -> dict[str, dict[str, Any]]:
-    return {
-        m.name: {k: _plain(v) for k, v in m.params.model_dump().items()} for m in models.models
-    }
+    return {m.name: {k: _plain(v) for k, v in m.params.model_dump().items()} for m in models.models}
 
 
 @lru_cache(maxsize=256)
@@ -169,9 +167,7 @@ def set_models(
     retired = {**json.loads(old or "{}"), **before}
     values = {
         "config": text,
-        "retired": json.dumps(
-            {k: v for k, v in retired.items() if k not in after}, sort_keys=True
-        ),
+        "retired": json.dumps({k: v for k, v in retired.items() if k not in after}, sort_keys=True),
         "override_reason": parsed.override_reason,
         "updated_at": now,
         "updated_by": actor,

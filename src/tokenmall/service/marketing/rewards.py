@@ -21,11 +21,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, select
 
-from tokenmall.domain.commands import RewardGrant, RewardTakeBack
+from tokenmall.domain.commands import Join, RewardGrant, RewardTakeBack
 from tokenmall.domain.economy import Command
 from tokenmall.domain.marketing import Reward
 from tokenmall.money import CNY_PLACES, ZERO, atoms, from_atoms
+from tokenmall.errors import NotFound
+from tokenmall.service import members
 from tokenmall.service.pages import Page, fetch_page
+from tokenmall.service.reads import member_no
 from tokenmall.service.uow import TenantTx
 from tokenmall.store import schema as s
 
@@ -65,6 +68,7 @@ def pay(tx: TenantTx, rewards: Sequence[Reward], at: float) -> None:
     todo = [r for r in rewards if r.amount != 0]
     if not todo:
         return
+    joins = _joins(tx, {r.beneficiary for r in todo if r.amount > 0})
     items: list[tuple[str, Command]] = [
         (
             r.ledger_key,
@@ -75,7 +79,10 @@ def pay(tx: TenantTx, rewards: Sequence[Reward], at: float) -> None:
         for r in todo
     ]
     rows: list[dict[str, Any]] = []
-    for r, out in zip(todo, tx.apply(items), strict=True):
+    outcomes = tx.apply([*joins, *items])
+    for out in outcomes[: len(joins)]:
+        out.raise_if_rejected()
+    for r, out in zip(todo, outcomes[len(joins) :], strict=True):
         out.raise_if_rejected()
         if out.status != "applied":
             continue  # paid before under this key: its row exists
@@ -95,6 +102,22 @@ def pay(tx: TenantTx, rewards: Sequence[Reward], at: float) -> None:
         )
     if rows:
         tx.conn.execute(insert(s.marketing_rewards), rows)
+
+
+def _joins(tx: TenantTx, beneficiaries: set[str]) -> list[tuple[str, Command]]:
+    """``Join`` commands for beneficiaries the ledger does not know yet (a referrer who never
+    bought), with the referral link the member registry holds, as the order flow does."""
+    out: list[tuple[str, Command]] = []
+    for member in sorted(beneficiaries):
+        if member_no(tx.conn, tx.tenant_id, member) is not None:
+            continue
+        try:
+            referrer = members.get_profile(tx.conn, tx.tenant_id, member).referrer
+        except NotFound:
+            referrer = None
+        key = f"join:{member}:{referrer}" if referrer is not None else f"join:{member}"
+        out.append((key, Join(member, referrer)))
+    return out
 
 
 def _withdrawable_at(tx: TenantTx, r: Reward) -> float | None:

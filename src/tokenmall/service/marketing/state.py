@@ -135,7 +135,7 @@ class Part(dict[str, Any]):
         """Every entry, in the order they were first written (then the ones not written)."""
         if self._all:
             return
-        loaded = dict(self)
+        loaded = dict.copy(self)  # not dict(self): that calls the keys() below
         ordered: list[tuple[str, Any]] = []
         for key, value in self._model.load_all(self._field):
             if key in self._removed:
@@ -275,8 +275,14 @@ class _ModelState:
                 if before is None:
                     n += 1
                     inserts.append(
-                        {"tenant_id": tid, "model": self.name, "ns": f.ns, "key": key, "n": n,
-                         "doc": doc}
+                        {
+                            "tenant_id": tid,
+                            "model": self.name,
+                            "ns": f.ns,
+                            "key": key,
+                            "n": n,
+                            "doc": doc,
+                        }
                     )
                     self.originals[(f.ns, key)] = doc
                 elif before != doc:
