@@ -55,7 +55,8 @@ def test_models_are_switched_on_with_defaults_and_audited(client: TestClient, ma
     models_on(client, mall, {"rebate": {"release_rate": "0.01"}})
     trail = ok(client.get(mall.url("/model-changes"), headers=mall.operator))["items"]
     assert [c["id"] for c in trail] == [1, 2]
-    assert trail[0]["before"] == {} and trail[0]["reason"] == "spring campaign"
+    assert trail[0]["before"] == {}
+    assert trail[0]["reason"] == "spring campaign"
     assert trail[0]["changed"] == ["distribution", "rebate"]
     assert trail[1]["changed"] == ["distribution"]
     assert set(trail[1]["before"]) == {"distribution", "rebate"}
@@ -120,7 +121,8 @@ def test_distribution_pays_two_levels_and_partial_refunds_add_up(
     assert net(client, mall, member="alice") == 0
     assert wallet(client, mall, "bob") == (D(0), D(0))
     steps = [r["step"] for r in rewards(client, mall, member="bob")]
-    assert steps[0] == "level1" and all(s.startswith("level1:refund:") for s in steps[1:])
+    assert steps[0] == "level1"
+    assert all(s.startswith("level1:refund:") for s in steps[1:])
     books_ok(client, mall)
 
 
@@ -148,7 +150,8 @@ def test_frozen_rewards_can_be_spent_not_withdrawn(client: TestClient, mall: Mal
     models_on(client, mall, {"distribution": {"freeze_days": 7}})
     buy(client, mall, "carol", sku)
     mine = ok(client.get(mall.url("/members/bob/model-rewards"), headers=mall.operator))
-    assert mine["net"] == "10.00" and mine["frozen"] == "10.00"
+    assert mine["net"] == "10.00"
+    assert mine["frozen"] == "10.00"
     r = client.post(
         mall.url("/members/bob/withdrawals"),
         json={"amount": "5.00", "account": "openid-bob"},
@@ -195,7 +198,8 @@ def test_refer3_every_third_recruit_order_returns_the_referrers_own(
     third = buy(client, mall, "f3", sku)  # position 3: 1.0 x alice's 100.00
     assert net(client, mall, member="alice", model="refer3") == D("100.00")
     [paid] = rewards(client, mall, member="alice")
-    assert paid["step"] == "cycle1:pos3" and paid["order"] == third
+    assert paid["step"] == "cycle1:pos3"
+    assert paid["order"] == third
     refund(client, mall, third)  # leaves its position: the reward is reversed
     assert net(client, mall, member="alice") == 0
     fourth = buy(client, mall, "f4", sku)  # takes the free position 3
@@ -283,7 +287,8 @@ def test_chain21_places_recruits_and_logs_every_move(client: TestClient, mall: M
     buy(client, mall, "c2", sku)  # bob's second: bob becomes a boss
     moves = ok(client.get(mall.url("/models/chain21/moves"), headers=mall.operator))["items"]
     kinds = [(m["kind"], m["member"]) for m in moves]
-    assert ("agent", "alice") in kinds and ("boss", "bob") in kinds
+    assert ("agent", "alice") in kinds
+    assert ("boss", "bob") in kinds
     assert ("placed", "c1") in kinds
     placed = {m["member"]: m["other"] for m in moves if m["kind"] == "placed"}
     assert placed["c1"] == "alice"
@@ -299,7 +304,8 @@ def test_member_reads_own_rewards_only(client: TestClient, mall: Mall) -> None:
     models_on(client, mall, {"distribution": {}})
     buy(client, mall, "carol", sku)
     mine = ok(client.get(mall.url("/members/alice/model-rewards"), headers=mall.member))
-    assert mine["models"][0]["model"] == "distribution" and mine["net"] == "5.00"
+    assert mine["models"][0]["model"] == "distribution"
+    assert mine["net"] == "5.00"
     r = client.get(mall.url("/members/bob/model-rewards"), headers=mall.member)
     assert_error(r, 404, "not_found")
     totals = ok(client.get(mall.url("/rewards/totals"), headers=mall.operator))

@@ -82,6 +82,7 @@ def list_model_changes(caller: OperatorCaller, ctx: Context, page: Paging) -> Pa
 
 @router.get("/tenants/{tenant}/rewards")
 def list_rewards(
+    *,
     caller: OperatorCaller,
     ctx: Context,
     page: Paging,

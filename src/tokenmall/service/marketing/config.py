@@ -33,9 +33,9 @@ __all__ = [
     "ModelChange",
     "ModelConfig",
     "active_models",
-    "reversing_models",
     "get_config",
     "list_changes",
+    "reversing_models",
     "set_models",
 ]
 

@@ -24,8 +24,8 @@ from sqlalchemy import Connection, and_, bindparam, case, func, insert, select
 from tokenmall.domain.commands import Join, RewardGrant, RewardTakeBack
 from tokenmall.domain.economy import Command
 from tokenmall.domain.marketing import Reward
-from tokenmall.money import CNY_PLACES, ZERO, atoms, from_atoms
 from tokenmall.errors import NotFound
+from tokenmall.money import CNY_PLACES, ZERO, atoms, from_atoms
 from tokenmall.service import members
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.service.reads import member_no
