@@ -115,7 +115,8 @@ def test_the_same_settlement_by_several_threads_pays_once(db_url: str) -> None:
             _race([lambda ref=ref: again(ref)] * THREADS)
         rows = _rewards(engine, tid)
         keys = Counter((r.order_ref, r.model, r.beneficiary, r.step) for r in rows)
-        assert keys and max(keys.values()) == 1
+        assert keys
+        assert max(keys.values()) == 1
         # distribution paid r1 10.00 and root 5.00 per order, once each
         by = Counter()
         for r in rows:

@@ -18,7 +18,6 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
