@@ -46,6 +46,7 @@ __all__ = ["on_day_closed", "on_member_joined", "on_refunded", "on_settled"]
 DEFAULT_PRODUCT = "default"  # an order without lines (an imported one) is of this product
 
 _o = s.marketing_orders.c
+_RECORD = insert(s.marketing_orders)
 _ORDER = select(_o.member, _o.amount, _o.products).where(
     _o.tenant_id == bindparam("t"), _o.order_ref == bindparam("o")
 )
@@ -101,10 +102,11 @@ def _run(
     *,
     keys: Iterable[str | None],
     at: float,
+    links: _Links | None = None,
 ) -> None:
     session = Session(tx.conn, tx.tenant_id)
     session.prefetch(keys)
-    links = _Links(tx)
+    links = links if links is not None else _Links(tx)
     paid: list[dm.Reward] = []
     for m in models:
         if implements(m, hook):
@@ -124,14 +126,15 @@ def on_settled(tx: TenantTx, event: ev.OrderSettled) -> None:
         return  # this fact was handled before (the models would pay nothing anyway)
     products = _products(tx, event.order)
     conn.execute(
-        insert(s.marketing_orders).values(
-            tenant_id=tid,
-            order_ref=event.order,
-            member=event.member,
-            amount=atoms(event.amount, CNY_PLACES),
-            products=json.dumps(products),
-            at=event.at,
-        )
+        _RECORD,
+        {
+            "tenant_id": tid,
+            "order_ref": event.order,
+            "member": event.member,
+            "amount": atoms(event.amount, CNY_PLACES),
+            "products": json.dumps(products),
+            "at": event.at,
+        },
     )
     at = datetime.fromtimestamp(event.at, UTC)
 
@@ -140,14 +143,15 @@ def on_settled(tx: TenantTx, event: ev.OrderSettled) -> None:
             event.order, event.member, event.amount, _product_for(m, products), at
         )
 
-    referrer = _Links(tx).referrer_of(event.member)
+    links = _Links(tx)
     _run(
         tx,
         models.models,
         "on_settled",
         settled,
-        keys=(event.order, event.member, referrer),
+        keys=(event.order, event.member, links.referrer_of(event.member)),
         at=event.at,
+        links=links,
     )
 
 

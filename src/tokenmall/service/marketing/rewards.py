@@ -28,7 +28,6 @@ from tokenmall.errors import NotFound
 from tokenmall.money import CNY_PLACES, ZERO, atoms, from_atoms
 from tokenmall.service import members
 from tokenmall.service.pages import Page, fetch_page
-from tokenmall.service.reads import member_no
 from tokenmall.service.uow import TenantTx
 from tokenmall.store import schema as s
 
@@ -52,6 +51,11 @@ _GRANT_TIME = select(_r.withdrawable_at).where(
     _r.beneficiary == bindparam("b"),
     _r.step == bindparam("s"),
 )
+_m = s.members.c
+_KNOWN = select(_m.code).where(
+    _m.tenant_id == bindparam("t"), _m.code.in_(bindparam("codes", expanding=True))
+)
+_INSERT = insert(s.marketing_rewards)
 _FROZEN = select(func.coalesce(func.sum(_r.amount), 0)).where(
     _r.tenant_id == bindparam("t"),
     _r.beneficiary == bindparam("b"),
@@ -101,16 +105,22 @@ def pay(tx: TenantTx, rewards: Sequence[Reward], at: float) -> None:
             }
         )
     if rows:
-        tx.conn.execute(insert(s.marketing_rewards), rows)
+        tx.conn.execute(_INSERT, rows)
 
 
 def _joins(tx: TenantTx, beneficiaries: set[str]) -> list[tuple[str, Command]]:
     """``Join`` commands for beneficiaries the ledger does not know yet (a referrer who never
     bought), with the referral link the member registry holds, as the order flow does."""
     out: list[tuple[str, Command]] = []
-    for member in sorted(beneficiaries):
-        if member_no(tx.conn, tx.tenant_id, member) is not None:
-            continue
+    if not beneficiaries:
+        return out
+    known = {
+        str(c)
+        for c in tx.conn.execute(
+            _KNOWN, {"t": tx.tenant_id, "codes": sorted(beneficiaries)}
+        ).scalars()
+    }
+    for member in sorted(beneficiaries - known):
         try:
             referrer = members.get_profile(tx.conn, tx.tenant_id, member).referrer
         except NotFound:

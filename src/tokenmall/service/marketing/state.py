@@ -21,6 +21,7 @@ the rows between the load and the flush.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, is_dataclass
 from functools import cache
@@ -37,7 +38,6 @@ __all__ = ["Part", "Session"]
 
 _ROOT = "root"
 _LOG = "log"
-_NEXT = "_n"  # the root document's counter of entries written (their order, ``n``)
 
 _st = s.marketing_state.c
 _ONE = select(_st.doc, _st.n).where(
@@ -66,6 +66,8 @@ _UPDATE = (
     )
     .values(doc=bindparam("doc"))
 )
+_INSERT = insert(s.marketing_state)
+_MOVES = insert(s.marketing_moves)
 _DELETE = delete(s.marketing_state).where(
     _st.tenant_id == bindparam("t"),
     _st.model == bindparam("m"),
@@ -264,7 +266,9 @@ class _ModelState:
 
     def flush(self, at: float) -> None:
         conn, tid = self.session.conn, self.session.tenant_id
-        n = int(self.root_doc.get(_NEXT, 0))
+        # entries are read back in the order they were written (rebate walks its grants in
+        # settlement order): the time in microseconds, under the tenant's lock, then a count
+        n = time.time_ns() // 1000 * 1000
         inserts = []
         for part in self.parts:
             f = part._field
@@ -296,8 +300,8 @@ class _ModelState:
                     del self.originals[(f.ns, key)]
             part._removed.clear()
         if inserts:
-            conn.execute(insert(s.marketing_state), inserts)
-        root: dict[str, Any] = {_NEXT: n}
+            conn.execute(_INSERT, inserts)
+        root: dict[str, Any] = {}
         for f in self.layout:
             if f.kind == "root":
                 assert f.adapter is not None
@@ -308,7 +312,7 @@ class _ModelState:
                     self._moves(log, at)
                     log.clear()
         text = json.dumps(root, sort_keys=True)
-        if text != self.root_text:
+        if root and text != self.root_text:
             self.session.write_root(self.name, root, text, exists=bool(self.root_doc))
             self.root_doc, self.root_text = root, text
 
@@ -326,7 +330,7 @@ class _ModelState:
             }
             for e in log
         ]
-        self.session.conn.execute(insert(s.marketing_moves), rows)
+        self.session.conn.execute(_MOVES, rows)
 
 
 class Session:
@@ -342,7 +346,8 @@ class Session:
     def prefetch(self, keys: Iterable[str | None]) -> None:
         """Read every model's entries under ``keys`` (an order, its buyer, their referrer)
         in one query; an entry not found then needs no query of its own."""
-        todo = sorted({k for k in keys if k is not None} - self._fetched)
+        # "" is every model's root document
+        todo = sorted({"", *(k for k in keys if k is not None)} - self._fetched)
         if not todo:
             return
         for r in self.conn.execute(_BY_KEYS, {"t": self.tenant_id, "keys": todo}):
@@ -366,9 +371,8 @@ class Session:
             self.conn.execute(_UPDATE, {"t": tid, "m": model, "b_ns": _ROOT, "k": "", "doc": text})
         else:
             self.conn.execute(
-                insert(s.marketing_state).values(
-                    tenant_id=tid, model=model, ns=_ROOT, key="", n=0, doc=text
-                )
+                _INSERT,
+                {"tenant_id": tid, "model": model, "ns": _ROOT, "key": "", "n": 0, "doc": text},
             )
         self._rows[(model, _ROOT, "")] = text
 
