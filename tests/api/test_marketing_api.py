@@ -70,6 +70,10 @@ def test_bad_configurations_are_refused_and_change_nothing(client: TestClient, m
         ({"distribution": {"ratios": [0.1]}}, "invalid_parameter"),  # a float
         ({"rebate": {"release_rate": "2"}}, "invalid_parameter"),
         ({"queue_free": {"speed": "1"}}, "invalid_parameter"),
+        # bounded so that no order's reward can exceed what the ledger holds
+        ({"rebate": {"rebate_ratio": "1e100"}}, "invalid_parameter"),
+        ({"queue_free": {"money_max": "1e30"}}, "invalid_parameter"),
+        ({"distribution": {"freeze_days": 10**12}}, "invalid_parameter"),
         ({"chain21": {}}, "compliance_refused"),
         ({"distribution": {"ratios": ["0.1", "0.05", "0.01"]}}, "compliance_refused"),
     ]

@@ -33,6 +33,7 @@ from tokenmall.money import FEN, ZERO, mul, ratio, ratio_floor
 
 __all__ = [
     "Amount",
+    "Cap",
     "Context",
     "DayClosed",
     "Event",
@@ -40,6 +41,7 @@ __all__ = [
     "GrantBook",
     "MarketingModel",
     "MemberJoined",
+    "Multiple",
     "OrderRefunded",
     "OrderSettled",
     "Params",
@@ -59,6 +61,11 @@ def _no_float(value: object) -> object:
 
 Amount = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, allow_inf_nan=False)]
 Ratio = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, le=1, allow_inf_nan=False)]
+# A multiple of an order's amount (rebate_ratio, queue_free's rate): at most 100 times, so a
+# typo cannot make one order's reward larger than any amount the ledger can hold.
+Multiple = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, le=100, allow_inf_nan=False)]
+# A CNY amount in a model's parameters (caps, thresholds): at most 10^9.
+Cap = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, le=10**9, allow_inf_nan=False)]
 
 
 class Params(BaseModel):
