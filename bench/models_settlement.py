@@ -60,7 +60,7 @@ from tokenmall.service.uow import Store
 from tokenmall.store import schema as s
 from tokenmall.store.db import create_db_engine, migrate
 
-MODELS = {
+MODELS: dict[str, dict[str, str]] = {
     "distribution": {},
     "refer3": {},
     "chain21": {},
@@ -70,7 +70,9 @@ MODELS = {
 FOUNDERS = 3
 
 
-def _tenant(store: Store, codes: list[str], refs: list[str | None], models: bool) -> int:
+def _tenant(
+    store: Store, codes: list[str], refs: list[str | None], models: dict[str, dict[str, str]]
+) -> int:
     tid = Ledger(store.engine).create_tenant(f"bench-{uuid.uuid4().hex[:8]}")
     with store.tenant_tx(tid, lock=False) as tx:
         invites: dict[str, str] = {}
@@ -83,7 +85,7 @@ def _tenant(store: Store, codes: list[str], refs: list[str | None], models: bool
     store.ledger.submit(tid, joins)
     if models:
         with store.tenant_tx(tid) as tx:
-            marketing.set_models(tx, MODELS, actor="bench", compliance_override="benchmark")
+            marketing.set_models(tx, models, actor="bench", compliance_override="benchmark")
     return tid
 
 
@@ -104,6 +106,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--profile", metavar="FILE", help="cProfile the models-on blocks into FILE")
     ap.add_argument("--keep", action="store_true", help="keep the SQLite file")
+    ap.add_argument(
+        "--models", default=",".join(MODELS), help="models to switch on (default: all five)"
+    )
     args = ap.parse_args()
 
     print_facts("machine", machine_facts())
@@ -123,8 +128,9 @@ def main() -> int:
         (f"o{i:06d}", codes[rng.randrange(args.members)], Decimal(rng.randint(990, 99900)) / 100)
         for i in range(args.orders)
     ]
-    alone = _tenant(store, codes, refs, models=False)
-    with_models = _tenant(store, codes, refs, models=True)
+    chosen = {name: MODELS[name] for name in args.models.split(",")}
+    alone = _tenant(store, codes, refs, {})
+    with_models = _tenant(store, codes, refs, chosen)
     for tid in (alone, with_models):
         for i in range(0, len(work), 1000):
             store.ledger.submit(
@@ -137,7 +143,7 @@ def main() -> int:
             ("orders per tenant", fmt_int(args.orders)),
             ("members", f"{args.members:,} ({args.members - FOUNDERS:,} referred)"),
             ("block", f"{args.block} orders, alternating engine alone / models on"),
-            ("models on", ", ".join(MODELS) + " (chain21 with the compliance override)"),
+            ("models on", ", ".join(chosen) + " (chain21 with the compliance override)"),
         ],
     )
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -83,15 +84,17 @@ marketing_orders = Table(
 marketing_state = Table(
     "marketing_state",
     metadata,
-    Column("tenant_id", Integer, ForeignKey("tenants.id"), primary_key=True),
-    Column("model", String(24), primary_key=True),
-    Column("ns", String(24), primary_key=True),
-    Column("key", String(160), primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("key", String(160), nullable=False),
+    Column("model", String(24), nullable=False),
+    Column("ns", String(24), nullable=False),
     Column("n", BigInteger, nullable=False),
     Column("doc", Text, nullable=False),
+    # key second: an event reads the entries of every model under its order, buyer and
+    # referrer in one range of the key (SQLite, without statistics, would otherwise walk the
+    # tenant's whole state for ``tenant_id = ? AND key IN (...)``)
+    PrimaryKeyConstraint("tenant_id", "key", "model", "ns", name="pk_marketing_state"),
     Index("ix_marketing_state_order", "tenant_id", "model", "ns", "n"),
-    # an event's entries of every model at once (its order, buyer, referrer)
-    Index("ix_marketing_state_key", "tenant_id", "key"),
     sqlite_with_rowid=False,
 )
 

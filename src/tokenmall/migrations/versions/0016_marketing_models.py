@@ -69,19 +69,18 @@ def upgrade() -> None:
     op.create_table(
         "marketing_state",
         sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(160), nullable=False),
         sa.Column("model", sa.String(24), nullable=False),
         sa.Column("ns", sa.String(24), nullable=False),
-        sa.Column("key", sa.String(160), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.Column("doc", sa.Text(), nullable=False),
         _tenant_fk("marketing_state"),
-        sa.PrimaryKeyConstraint("tenant_id", "model", "ns", "key", name="pk_marketing_state"),
+        sa.PrimaryKeyConstraint("tenant_id", "key", "model", "ns", name="pk_marketing_state"),
         sqlite_with_rowid=False,
     )
     op.create_index(
         "ix_marketing_state_order", "marketing_state", ["tenant_id", "model", "ns", "n"]
     )
-    op.create_index("ix_marketing_state_key", "marketing_state", ["tenant_id", "key"])
     op.create_table(
         "marketing_rewards",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -132,7 +131,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("marketing_moves")
     op.drop_table("marketing_rewards")
-    op.drop_index("ix_marketing_state_key", table_name="marketing_state")
     op.drop_index("ix_marketing_state_order", table_name="marketing_state")
     op.drop_table("marketing_state")
     op.drop_table("marketing_orders")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, is_dataclass
 from functools import cache
@@ -39,7 +40,19 @@ __all__ = ["Part", "Session"]
 _ROOT = "root"
 _LOG = "log"
 
+_QUEUE_PAGE = 32
 _st = s.marketing_state.c
+_HEAD = (
+    select(_st.key, _st.n)
+    .where(
+        _st.tenant_id == bindparam("t"),
+        _st.model == bindparam("m"),
+        _st.ns == bindparam("ns"),
+        _st.n > bindparam("after"),
+    )
+    .order_by(_st.n)
+    .limit(bindparam("page"))
+)
 _ONE = select(_st.doc, _st.n).where(
     _st.tenant_id == bindparam("t"),
     _st.model == bindparam("m"),
@@ -102,6 +115,8 @@ def _layout(state_type: type) -> tuple[_Field, ...]:
                 walk(hint, here)
             elif get_origin(hint) is dict:
                 out.append(_Field(here, "part", TypeAdapter(get_args(hint)[1])))
+            elif get_origin(hint) is deque:
+                out.append(_Field(here, "queue", None))
             elif f.name == _LOG:
                 out.append(_Field(here, "log", None))
             else:
@@ -210,6 +225,126 @@ class Part(dict[str, Any]):
         return list(dict.items(self))
 
 
+class Queue(deque[str]):
+    """A model's queue (queue_free's waiting orders) as rows: one per member of the queue,
+    ``n`` its place.  Only what the model touches is read: the head a page at a time, a
+    member by its key; its length is kept in the root document.  The domain uses ``len``,
+    ``[0]``, ``popleft``, ``append``, ``in`` and ``remove``; iterating reads it whole."""
+
+    def __init__(self, model: _ModelState, field: _Field) -> None:
+        super().__init__()
+        self._model = model
+        self._field = field
+        root = model.root_doc
+        self._len = int(root.get(f"{field.ns}#len", 0))
+        self._next = int(root.get(f"{field.ns}#next", 0))
+        self._head: list[tuple[int, str]] = []  # persisted, from the head, not removed
+        self._after = -1  # the last n read into _head
+        self._done = False  # every persisted member has been read into _head
+        self._added: list[tuple[int, str]] = []  # appended in this transaction
+        self._removed: set[str] = set()  # persisted members removed in this transaction
+
+    def _fill(self) -> None:
+        if self._done:
+            return
+        rows = self._model.session.head(self._model.name, self._field.ns, self._after)
+        if len(rows) < _QUEUE_PAGE:
+            self._done = True
+        for key, n in rows:
+            self._after = n
+            if key not in self._removed:
+                self._head.append((n, key))
+
+    def _first(self) -> tuple[list[tuple[int, str]], int]:
+        while not self._head and not self._done:
+            self._fill()
+        if self._head:
+            return self._head, 0
+        if self._added:
+            return self._added, 0
+        raise IndexError("the queue is empty")
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def __getitem__(self, index: Any) -> Any:
+        if index != 0:
+            return list(self)[index]
+        where, i = self._first()
+        return where[i][1]
+
+    def popleft(self) -> str:
+        where, i = self._first()
+        _, key = where.pop(i)
+        if where is self._head:
+            self._removed.add(key)
+        self._len -= 1
+        return key
+
+    def append(self, key: str) -> None:
+        self._next += 1
+        self._added.append((self._next, key))
+        self._len += 1
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str) or key in self._removed:
+            return False
+        if any(k == key for _, k in self._added) or any(k == key for _, k in self._head):
+            return True
+        return self._model.session.row(self._model.name, self._field.ns, key) is not None
+
+    def remove(self, key: str) -> None:
+        for where in (self._head, self._added):
+            for i, (_, k) in enumerate(where):
+                if k == key:
+                    where.pop(i)
+                    if where is self._head:
+                        self._removed.add(key)
+                    self._len -= 1
+                    return
+        if key in self:
+            self._removed.add(key)
+            self._len -= 1
+            return
+        raise ValueError(f"{key!r} is not in the queue")
+
+    def __iter__(self) -> Iterator[str]:
+        while not self._done:
+            self._fill()
+        return iter([k for _, k in self._head] + [k for _, k in self._added])
+
+    def flush(self, root: dict[str, Any]) -> None:
+        """Write the appended members, delete the removed ones; the counters go to ``root``."""
+        m, session = self._model, self._model.session
+        ns = self._field.ns
+        for key in self._removed:
+            session.conn.execute(_DELETE, {"t": session.tenant_id, "m": m.name, "ns": ns, "k": key})
+        if self._added:
+            session.conn.execute(
+                _INSERT,
+                [
+                    {
+                        "tenant_id": session.tenant_id,
+                        "model": m.name,
+                        "ns": ns,
+                        "key": key,
+                        "n": n,
+                        "doc": "",
+                    }
+                    for n, key in self._added
+                ],
+            )
+        if self._done:  # else the next page reads them, after the members not read yet
+            self._head += self._added
+        self._added = []
+        self._removed.clear()
+        root[f"{ns}#len"] = self._len
+        root[f"{ns}#next"] = self._next
+
+
 class _Missing:
     pass
 
@@ -228,6 +363,7 @@ class _ModelState:
         self.layout = _layout(state_type)
         self.originals: dict[tuple[str, str], str] = {}  # (ns, key) -> doc as loaded
         self.parts: list[Part] = []
+        self.queues: list[Queue] = []
         self.root_doc: dict[str, Any] = session.root(self.name)
         self.root_text = json.dumps(self.root_doc, sort_keys=True)
         for f in self.layout:
@@ -235,6 +371,10 @@ class _ModelState:
                 part = Part(self, f)
                 self.parts.append(part)
                 self._set(f.path, part)
+            elif f.kind == "queue":
+                queue = Queue(self, f)
+                self.queues.append(queue)
+                self._set(f.path, queue)
             elif f.kind == "root" and f.ns in self.root_doc:
                 assert f.adapter is not None
                 self._set(f.path, f.adapter.validate_python(self.root_doc[f.ns]))
@@ -302,6 +442,8 @@ class _ModelState:
         if inserts:
             conn.execute(_INSERT, inserts)
         root: dict[str, Any] = {}
+        for queue in self.queues:
+            queue.flush(root)
         for f in self.layout:
             if f.kind == "root":
                 assert f.adapter is not None
@@ -384,6 +526,13 @@ class Session:
             _ONE, {"t": self.tenant_id, "m": model, "ns": ns, "k": key}
         ).scalar()
         return None if doc is None else str(doc)
+
+    def head(self, model: str, ns: str, after: int) -> list[tuple[str, int]]:
+        """A page of a queue's members after place ``after``, in order."""
+        found = self.conn.execute(
+            _HEAD, {"t": self.tenant_id, "m": model, "ns": ns, "after": after, "page": _QUEUE_PAGE}
+        )
+        return [(str(r.key), int(r.n)) for r in found]
 
     def rows(self, model: str, ns: str) -> list[tuple[str, str]]:
         return [
