@@ -24,7 +24,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from functools import cache
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -87,6 +87,15 @@ _DELETE = delete(s.marketing_state).where(
     _st.ns == bindparam("ns"),
     _st.key == bindparam("k"),
 )
+
+
+@dataclass(slots=True)
+class _Writes:
+    """The rows one flush writes, executed together (``executemany``) per kind."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    deletes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,26 +325,23 @@ class Queue(deque[str]):
             self._fill()
         return iter([k for _, k in self._head] + [k for _, k in self._added])
 
-    def flush(self, root: dict[str, Any]) -> None:
+    def flush(self, root: dict[str, Any], w: _Writes) -> None:
         """Write the appended members, delete the removed ones; the counters go to ``root``."""
         m, session = self._model, self._model.session
         ns = self._field.ns
         for key in self._removed:
-            session.conn.execute(_DELETE, {"t": session.tenant_id, "m": m.name, "ns": ns, "k": key})
+            w.deletes.append({"t": session.tenant_id, "m": m.name, "ns": ns, "k": key})
         if self._added:
-            session.conn.execute(
-                _INSERT,
-                [
-                    {
-                        "tenant_id": session.tenant_id,
-                        "model": m.name,
-                        "ns": ns,
-                        "key": key,
-                        "n": n,
-                        "doc": "",
-                    }
-                    for n, key in self._added
-                ],
+            w.inserts.extend(
+                {
+                    "tenant_id": session.tenant_id,
+                    "model": m.name,
+                    "ns": ns,
+                    "key": key,
+                    "n": n,
+                    "doc": "",
+                }
+                for n, key in self._added
             )
         if self._done:  # else the next page reads them, after the members not read yet
             self._head += self._added
@@ -404,8 +410,8 @@ class _ModelState:
             out.append((key, f.adapter.validate_json(doc)))
         return out
 
-    def flush(self, at: float) -> None:
-        conn, tid = self.session.conn, self.session.tenant_id
+    def flush(self, at: float, w: _Writes) -> None:
+        tid = self.session.tenant_id
         # entries are read back in the order they were written (rebate walks its grants in
         # settlement order): the time in microseconds, under the tenant's lock, then a count
         n = time.time_ns() // 1000 * 1000
@@ -430,20 +436,17 @@ class _ModelState:
                     )
                     self.originals[(f.ns, key)] = doc
                 elif before != doc:
-                    conn.execute(
-                        _UPDATE, {"t": tid, "m": self.name, "b_ns": f.ns, "k": key, "doc": doc}
-                    )
+                    w.updates.append({"t": tid, "m": self.name, "b_ns": f.ns, "k": key, "doc": doc})
                     self.originals[(f.ns, key)] = doc
             for key in part._removed:
                 if (f.ns, key) in self.originals:
-                    conn.execute(_DELETE, {"t": tid, "m": self.name, "ns": f.ns, "k": key})
+                    w.deletes.append({"t": tid, "m": self.name, "ns": f.ns, "k": key})
                     del self.originals[(f.ns, key)]
             part._removed.clear()
-        if inserts:
-            conn.execute(_INSERT, inserts)
+        w.inserts += inserts
         root: dict[str, Any] = {}
         for queue in self.queues:
-            queue.flush(root)
+            queue.flush(root, w)
         for f in self.layout:
             if f.kind == "root":
                 assert f.adapter is not None
@@ -455,7 +458,19 @@ class _ModelState:
                     log.clear()
         text = json.dumps(root, sort_keys=True)
         if root and text != self.root_text:
-            self.session.write_root(self.name, root, text, exists=bool(self.root_doc))
+            if self.root_doc:
+                w.updates.append({"t": tid, "m": self.name, "b_ns": _ROOT, "k": "", "doc": text})
+            else:
+                w.inserts.append(
+                    {
+                        "tenant_id": tid,
+                        "model": self.name,
+                        "ns": _ROOT,
+                        "key": "",
+                        "n": 0,
+                        "doc": text,
+                    }
+                )
             self.root_doc, self.root_text = root, text
 
     def _moves(self, log: list[Any], at: float) -> None:
@@ -507,17 +522,6 @@ class Session:
         doc = self.row(model, _ROOT, "")
         return {} if doc is None else dict(json.loads(doc))
 
-    def write_root(self, model: str, root: dict[str, Any], text: str, *, exists: bool) -> None:
-        tid = self.tenant_id
-        if exists:
-            self.conn.execute(_UPDATE, {"t": tid, "m": model, "b_ns": _ROOT, "k": "", "doc": text})
-        else:
-            self.conn.execute(
-                _INSERT,
-                {"tenant_id": tid, "model": model, "ns": _ROOT, "key": "", "n": 0, "doc": text},
-            )
-        self._rows[(model, _ROOT, "")] = text
-
     def row(self, model: str, ns: str, key: str) -> str | None:
         found = self._rows.get((model, ns, key))
         if found is not None or key in self._fetched:
@@ -541,6 +545,14 @@ class Session:
         ]
 
     def flush(self, at: float) -> None:
-        """Write back what the models changed (then the next event reads it afresh)."""
+        """Write back what the models changed (then the next event reads it afresh): one
+        statement per kind of write, over every model."""
+        w = _Writes()
         for st in self._states.values():
-            st.flush(at)
+            st.flush(at, w)
+        if w.deletes:
+            self.conn.execute(_DELETE, w.deletes)
+        if w.updates:
+            self.conn.execute(_UPDATE, w.updates)
+        if w.inserts:
+            self.conn.execute(_INSERT, w.inserts)
