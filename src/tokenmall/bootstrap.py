@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from tokenmall.domain.events import (
     DayClosed,
+    MemberJoined,
     MembersExited,
     OrderPaid,
     OrderRefunded,
@@ -21,7 +22,7 @@ from tokenmall.domain.events import (
     WithdrawalFailed,
     WithdrawalPaid,
 )
-from tokenmall.service import webhooks
+from tokenmall.service import marketing, webhooks
 from tokenmall.service.messagebus import EventBus, Handler
 from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.service.payouts import HubPayouts
@@ -45,11 +46,14 @@ def event_handlers() -> dict[type, list[Handler]]:
     """
     return {
         OrderPaid: [webhooks.record_event],
-        OrderSettled: [webhooks.record_event],
-        OrderRefunded: [webhooks.record_event],
+        # the marketing models (docs/MODELS.md) run after the engine's own commands, in
+        # the order of tokenmall.domain.marketing.ORDER
+        OrderSettled: [marketing.on_settled, webhooks.record_event],
+        OrderRefunded: [marketing.on_refunded, webhooks.record_event],
         WithdrawalPaid: [webhooks.record_event],
         WithdrawalFailed: [webhooks.record_event],
-        DayClosed: [webhooks.record_event],
+        DayClosed: [marketing.on_day_closed, webhooks.record_event],
+        MemberJoined: [marketing.on_member_joined],
         MembersExited: [webhooks.record_event],
     }
 

@@ -49,9 +49,10 @@ from tokenmall.scenario import (
     parse_scenario,
     run_on,
 )
-from tokenmall.service import dayclose
+from tokenmall.service import dayclose, marketing
 from tokenmall.service.codec import dec
 from tokenmall.service.ledger import Ledger
+from tokenmall.service.uow import Store
 from tokenmall.settings import DEFAULT_ADMIN_TOKEN, DEFAULT_DB_URL, InsecureSettings, Settings
 from tokenmall.store import schema
 from tokenmall.store.db import create_db_engine, migrate
@@ -448,6 +449,58 @@ def tenant_show(
             ).scalar_one()
         params = TenantParams.from_json(raw)
     typer.echo(f"tenant {code} (id {tid}): {_params_line(params)}")
+
+
+@tenant_app.command("models")
+def tenant_models(
+    code: Annotated[str, typer.Argument(help="Tenant code.", show_default=False)],
+    set_: Annotated[
+        str | None,
+        typer.Option(
+            "--set",
+            metavar="JSON",
+            help='The models to have on, e.g. \'{"distribution": {"ratios": ["0.10"]}}\' '
+            "({} switches every model off; docs/MODELS.md).  Without it: show them.",
+            show_default=False,
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept in the audit trail).")
+    ] = None,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            "--compliance-override",
+            metavar="REASON",
+            help="Allow more than two paying referral levels (chain21, three ratios); recorded.",
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Show or replace a tenant's marketing models (audited, like parameter changes)."""
+    url = _db_url(db)
+    with _user_errors(url), _engine(url) as engine:
+        _require_schema(engine, url)
+        tid = Ledger(engine).tenant_id(code)
+        if set_ is not None:
+            try:
+                wanted = json.loads(set_)
+            except ValueError as exc:
+                _fail(f"--set is not JSON: {exc}")
+            if not isinstance(wanted, dict):
+                _fail('--set must be a JSON object {"model": {parameters}}')
+            with Store(engine).tenant_tx(tid) as tx:
+                marketing.set_models(
+                    tx, wanted, actor="cli", reason=reason, compliance_override=override
+                )
+        with engine.connect() as conn:
+            config = marketing.get_config(conn, tid)
+    if not config.models:
+        typer.echo(f"tenant {code}: no marketing model is on")
+    for name, params in config.models.items():
+        typer.echo(f"{name}: {json.dumps(params, sort_keys=True)}")
+    if config.override_reason:
+        typer.echo(f"compliance override: {config.override_reason}")
 
 
 # ----------------------------------------------------------------------------- serve

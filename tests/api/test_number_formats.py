@@ -32,7 +32,7 @@ CNY_FIELDS = {
     "paid_points_value", "paid_sp", "payout_hold", "pending_withdrawals", "points_value",
     "pool", "pool_amount", "quota_remaining", "refunded", "revenue", "sale_value", "sales",
     "sell_value", "sp", "sp_issuance", "sp_reserve", "spent", "stable", "total", "unit_price",
-    "value", "world", "carry", "payout", "min_spent",
+    "value", "world", "carry", "payout", "min_spent", "frozen", "granted", "taken_back",
 }  # fmt: skip
 POINTS_FIELDS = {
     "points", "points_debt", "burned", "circulating", "issued", "total_supply", "treasury",

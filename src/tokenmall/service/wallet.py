@@ -67,6 +67,7 @@ from tokenmall.payments.errors import (
 from tokenmall.payments.wechat_api import EncryptedField
 from tokenmall.service.errors import Conflict
 from tokenmall.service.ledger import Ledger, Outcome
+from tokenmall.service.marketing.rewards import frozen_sp
 from tokenmall.service.members import get_profile
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.service.reads import member_no, tenant_params
@@ -401,8 +402,9 @@ def request_withdrawal(
             )
         if member_no(conn, tenant_id, member) is None:
             raise InsufficientBalance(f"member {member!r} holds no SP")
-        _apply(tx, f"withdraw:{ref}", Withdraw(ref, member, amount, fee))
         now = time.time()
+        _check_unfrozen(conn, tenant_id, member, amount, now)
+        _apply(tx, f"withdraw:{ref}", Withdraw(ref, member, amount, fee))
         conn.execute(
             insert(s.withdrawals).values(
                 tenant_id=tenant_id,
@@ -419,6 +421,24 @@ def request_withdrawal(
             )
         )
         return _withdrawal(_row(conn, tenant_id, ref)), True
+
+
+def _check_unfrozen(
+    conn: Connection, tenant_id: int, member: str, amount: Decimal, now: float
+) -> None:
+    """Model rewards still frozen (docs/MODELS.md, distribution's ``freeze_days``) can be
+    spent but not withdrawn: the wallet's SP less what is frozen is what may leave it."""
+    frozen = frozen_sp(conn, tenant_id, member, now)
+    if frozen <= 0:
+        return
+    m = s.members.c
+    held = conn.execute(select(m.sp).where(m.tenant_id == tenant_id, m.code == member)).scalar_one()
+    free = max(ZERO, from_atoms(int(held), CNY_PLACES) - frozen)
+    if amount > free:
+        raise InsufficientBalance(
+            f"only {free} SP can be withdrawn now: {frozen} SP of marketing rewards is still "
+            "frozen (it can be spent in the mall)"
+        )
 
 
 def approve_withdrawal(

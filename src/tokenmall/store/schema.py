@@ -654,3 +654,21 @@ __all__ += [
     "webhook_deliveries",
     "webhook_endpoints",
 ]
+
+from tokenmall.store.schema_marketing import (  # noqa: E402
+    marketing_changes,
+    marketing_config,
+    marketing_moves,
+    marketing_orders,
+    marketing_rewards,
+    marketing_state,
+)
+
+__all__ += [
+    "marketing_changes",
+    "marketing_config",
+    "marketing_moves",
+    "marketing_orders",
+    "marketing_rewards",
+    "marketing_state",
+]

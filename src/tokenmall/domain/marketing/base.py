@@ -19,6 +19,7 @@ settlement; it computes ``q`` exactly from the two amounts, never from a rounded
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -32,6 +33,7 @@ from tokenmall.money import FEN, ZERO, mul, ratio, ratio_floor
 
 __all__ = [
     "Amount",
+    "Cap",
     "Context",
     "DayClosed",
     "Event",
@@ -39,6 +41,7 @@ __all__ = [
     "GrantBook",
     "MarketingModel",
     "MemberJoined",
+    "Multiple",
     "OrderRefunded",
     "OrderSettled",
     "Params",
@@ -46,6 +49,7 @@ __all__ = [
     "Reward",
     "TaskDone",
     "implements",
+    "reward_key",
 ]
 
 
@@ -57,6 +61,11 @@ def _no_float(value: object) -> object:
 
 Amount = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, allow_inf_nan=False)]
 Ratio = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, le=1, allow_inf_nan=False)]
+# A multiple of an order's amount (rebate_ratio, queue_free's rate): at most 100 times, so a
+# typo cannot make one order's reward larger than any amount the ledger can hold.
+Multiple = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, le=100, allow_inf_nan=False)]
+# A CNY amount in a model's parameters (caps, thresholds): at most 10^9.
+Cap = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, le=10**9, allow_inf_nan=False)]
 
 
 class Params(BaseModel):
@@ -146,6 +155,23 @@ class Reward:
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (self.order, self.model, self.beneficiary, self.step)
+
+    @property
+    def ledger_key(self) -> str:
+        """The ledger's idempotency key of this reward (:func:`reward_key`)."""
+        return reward_key(self.order, self.model, self.beneficiary, self.step)
+
+
+_MAX_KEY = 160  # the ledger's key column
+
+
+def reward_key(order: str, model: str, beneficiary: str, step: str) -> str:
+    """``reward:<order>:<model>:<beneficiary>:<step>``, or, when longer than a ledger key,
+    ``reward:<model>:<SHA-256 of it>``: one key per (order, model, beneficiary, step)."""
+    key = f"reward:{order}:{model}:{beneficiary}:{step}"
+    if len(key) <= _MAX_KEY:
+        return key
+    return f"reward:{model}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 # --- grants fixed at settlement and their cumulative take-back --------------------------------

@@ -32,9 +32,12 @@ from tokenmall.money import floor_fen, mul
 __all__ = ["Distribution", "DistributionParams", "DistributionState"]
 
 
+MAX_FREEZE_DAYS = 3650  # ten years; beyond that a date no longer makes sense
+
+
 class DistributionParams(Params):
     ratios: tuple[Ratio, ...] = (Decimal("0.10"), Decimal("0.05"))
-    freeze_days: int = Field(default=0, ge=0)
+    freeze_days: int = Field(default=0, ge=0, le=MAX_FREEZE_DAYS)
 
     @field_validator("ratios")
     @classmethod

@@ -29,8 +29,10 @@ from pydantic import Field
 
 from tokenmall.domain.marketing.base import (
     Amount,
+    Cap,
     Context,
     MarketingModel,
+    Multiple,
     OrderRefunded,
     OrderSettled,
     Params,
@@ -43,9 +45,9 @@ __all__ = ["QueueEntry", "QueueFree", "QueueFreeParams", "QueueFreeState"]
 
 class QueueFreeParams(Params):
     rate_back: Amount = Field(default=Decimal("0.10"), le=1)
-    rate: Amount = Decimal("1.0")
-    money_max: Amount | None = None
-    min_amount: Amount = Decimal("0")
+    rate: Multiple = Decimal("1.0")
+    money_max: Cap | None = None
+    min_amount: Cap = Decimal("0")
     products: frozenset[str] | None = None
 
 

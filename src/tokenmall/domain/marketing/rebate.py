@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from pydantic import Field
-
 from tokenmall.domain.marketing.base import (
-    Amount,
     Context,
     DayClosed,
     MarketingModel,
+    Multiple,
     OrderRefunded,
     OrderSettled,
     Params,
@@ -36,7 +34,7 @@ __all__ = ["Rebate", "RebateGrant", "RebateParams", "RebateState"]
 
 
 class RebateParams(Params):
-    rebate_ratio: Amount = Field(default=Decimal("1.0"))
+    rebate_ratio: Multiple = Decimal("1.0")
     release_rate: Ratio = Decimal("0.005")
 
 
