@@ -133,6 +133,7 @@ group_buys = Table(
     Column("candidates", Text, nullable=True),  # JSON, once drawn
     Column("k", Integer, nullable=True),
     Column("winners", Text, nullable=True),  # JSON, once drawn
+    Column("draw_no", Integer, nullable=True),  # lottery: the campaign draw it took part in
     Column("ended_at", Float, nullable=True),
     UniqueConstraint("public_id", name="uq_group_buys_public_id"),
     UniqueConstraint("tenant_id", "id", name="uq_group_buys_tenant_id"),

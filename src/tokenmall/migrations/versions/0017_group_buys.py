@@ -120,6 +120,7 @@ def upgrade() -> None:
         sa.Column("candidates", sa.Text(), nullable=True),
         sa.Column("k", sa.Integer(), nullable=True),
         sa.Column("winners", sa.Text(), nullable=True),
+        sa.Column("draw_no", sa.Integer(), nullable=True),
         sa.Column("ended_at", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
         sa.ForeignKeyConstraint(["offer_id"], ["group_offers.id"]),
