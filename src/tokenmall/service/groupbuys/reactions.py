@@ -91,8 +91,8 @@ class Reactions:
             )
             moves.refund_order(self.ctx, tx, event.order, "group no longer open")
             return
+        group = rows.domain_group(tx.conn, tx.tenant_id, grow)  # the places paid before
         _set_place(tx, place, now, status="held", paid_at=now)
-        group = rows.domain_group(tx.conn, tx.tenant_id, grow)
         campaign = None
         crow = None
         if grow.campaign_id is not None and group.terms.mode is gb.Mode.LOTTERY:
