@@ -12,9 +12,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from groupbuy_helpers import member_code, services
 from groupbuy_helpers import mall as make_mall
-from sqlalchemy import Engine
+from groupbuy_helpers import member_code, services
 
 from tokenmall.service.groupbuys import GroupFull
 from tokenmall.store.db import create_db_engine
@@ -96,9 +95,7 @@ def test_a_refund_racing_the_groups_confirmation_leaves_one_consistent_outcome(
 
         def confirm() -> object:
             start.wait()
-            return m.orders.handle_notification(
-                m.tid, m.code, "sandbox", headers, body, pump=False
-            )
+            return m.orders.handle_notification(m.tid, m.code, "sandbox", headers, body, pump=False)
 
         def refund() -> object:
             start.wait()
@@ -128,5 +125,3 @@ def test_a_refund_racing_the_groups_confirmation_leaves_one_consistent_outcome(
         assert "m000" not in [p.member for p in view.places if p.status == "confirmed"]
     finally:
         engine.dispose()
-
-
