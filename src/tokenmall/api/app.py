@@ -25,6 +25,7 @@ from tokenmall.api.routes import (
     API_PREFIX,
     aftersales,
     catalog,
+    groupbuys,
     imports,
     keys,
     members,
@@ -141,7 +142,7 @@ def create_app(
     # (bench/README.md, fifth session).  Order still decides: imports before orders, so its
     # fixed path wins over orders' {order_ref} paths.
     routers = (tenants, keys, members, catalog, imports, orders, merchant_orders, aftersales)
-    for module in (*routers, wallet, reads, operations, webhooks):
+    for module in (*routers, wallet, reads, operations, webhooks, groupbuys):
         app.router.routes.extend(module.router.routes)
     return app
 
