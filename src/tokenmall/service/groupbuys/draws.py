@@ -85,15 +85,10 @@ def draw_campaign(
                 next_draw_at=None if every is None else max(now, crow.next_draw_at or now) + every,
             )
         )
-        by_id = {group.id: r.id for r, group in zip(grows, groups, strict=True)}
-        for group in groups:  # winners' confirmations first, in fill order, then the others
-            if group.state is gb.GroupState.SUCCEEDED:
-                mine = [m for m in done if getattr(m, "group", None) == group.id]
-                moves.carry_out(ctx, tx, by_id[group.id], mine, now)
-        for group in groups:
-            if group.state is gb.GroupState.LOST:
-                mine = [m for m in done if getattr(m, "group", None) == group.id]
-                moves.carry_out(ctx, tx, by_id[group.id], mine, now)
+        # the rules list the winners' confirmations first (groups in fill order, members in
+        # join order), then each lost group's refunds and compensation: one pass, one ledger
+        # batch of compensation (a lottery has no commission or fund tied to a group)
+        moves.carry_out(ctx, tx, None, done, now)
         return _campaign_record(crow.public_id, no, record.public())
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select
 
 from tokenmall.domain import groupbuy as gb
 from tokenmall.domain.commands import RewardGrant
+from tokenmall.domain.economy import Command
 from tokenmall.money import fen_of
 from tokenmall.service.orders import holds, refunds
 from tokenmall.service.orders.context import OrderContext
@@ -42,17 +43,20 @@ def refund_order(ctx: OrderContext, tx: TenantTx, ref: str, reason: str) -> None
 
 
 def carry_out(
-    ctx: OrderContext, tx: TenantTx, group_id: int, moves: Sequence[gb.Move], now: float
+    ctx: OrderContext, tx: TenantTx, group_id: int | None, moves: Sequence[gb.Move], now: float
 ) -> None:
-    """Confirmations first (in the order given), then the rest in order."""
+    """Confirmations first (in the order given), then the rest in order.  ``group_id``: the
+    group whose commission or funds the moves create (None for a campaign's draw)."""
     confirm = [m.ref for m in moves if isinstance(m, gb.Confirm)]
     if confirm:
         holds.release(tx, confirm, now)
+    grants: list[tuple[str, Command]] = []  # one ledger batch for all, after the refunds
     for move in moves:
         if isinstance(move, gb.Refund):
             refund_order(ctx, tx, move.ref, move.reason)
         elif isinstance(move, gb.PaySP):
             if move.after_settled:
+                assert group_id is not None  # a merchant group's own commission
                 tx.conn.execute(
                     insert(s.group_commissions).values(
                         tenant_id=tx.tenant_id,
@@ -63,9 +67,10 @@ def carry_out(
                         status="pending",
                     )
                 )
-            else:
-                grant(tx, move.key, move.beneficiary, move.amount)
+            elif move.amount > 0:
+                grants.append((move.key, RewardGrant(move.beneficiary, move.amount, GROUPBUY)))
         elif isinstance(move, gb.LockFund):
+            assert group_id is not None  # an activity group's own winner
             tx.conn.execute(
                 insert(s.group_funds).values(
                     tenant_id=tx.tenant_id,
@@ -83,9 +88,16 @@ def carry_out(
                     task_refs="[]",
                 )
             )
+    if grants:
+        _apply_all(tx, grants)
 
 
 def grant(tx: TenantTx, key: str, member: str, amount: Decimal) -> None:
     """SP to ``member`` from the platform's revenue, once per ``key``."""
     if amount > 0:
         tx.apply_one(key, RewardGrant(member, amount, GROUPBUY))
+
+
+def _apply_all(tx: TenantTx, items: list[tuple[str, Command]]) -> None:
+    for out in tx.apply(items):
+        out.raise_if_rejected()
