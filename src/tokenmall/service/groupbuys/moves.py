@@ -30,6 +30,7 @@ from tokenmall.store import schema as s
 __all__ = ["GROUPBUY", "carry_out", "refund_order", "tenant_code"]
 
 GROUPBUY = "groupbuy"  # the model name rewards of group buys are paid under
+REFUND_PREFIX = "grp-"  # a place's refund id: grp-<order>
 
 
 def tenant_code(tx: TenantTx) -> str:
@@ -51,10 +52,16 @@ def carry_out(
     if confirm:
         holds.release(tx, confirm, now)
     grants: list[tuple[str, Command]] = []  # one ledger batch for all, after the refunds
+    by_reason: dict[str, list[str]] = {}  # refunds in bulk, in the order given per reason
     for move in moves:
         if isinstance(move, gb.Refund):
-            refund_order(ctx, tx, move.ref, move.reason)
-        elif isinstance(move, gb.PaySP):
+            by_reason.setdefault(move.reason, []).append(move.ref)
+    if by_reason:
+        code = tenant_code(tx)
+        for reason, refs in by_reason.items():
+            refunds.refund_all_in(ctx, tx, code, refs, reason=reason[:200], prefix=REFUND_PREFIX)
+    for move in moves:
+        if isinstance(move, gb.PaySP):
             if move.after_settled:
                 assert group_id is not None  # a merchant group's own commission
                 tx.conn.execute(

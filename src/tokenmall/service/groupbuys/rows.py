@@ -225,19 +225,21 @@ def save_group(conn: Connection, tenant_id: int, row: Any, group: gb.Group, now:
         update(s.group_buys).where(g.tenant_id == tenant_id, g.id == row.id).values(values)
     )
     p = s.group_places.c
+    changed: dict[tuple[str, str], list[str]] = {}  # (status, reason) -> refs, in bulk
     for place in group.places:
-        if place.status is gb.PlaceStatus.HELD:
-            continue
-        ended = {"ended_at": now} if place.status is gb.PlaceStatus.REFUNDED else {}
+        if place.status is not gb.PlaceStatus.HELD:
+            changed.setdefault((place.status.value, place.reason), []).append(place.ref)
+    for (status, reason), refs in changed.items():
+        ended = {"ended_at": now} if status == gb.PlaceStatus.REFUNDED.value else {}
         conn.execute(
             update(s.group_places)
             .where(
                 p.tenant_id == tenant_id,
                 p.group_id == row.id,
-                p.order_ref == place.ref,
+                p.order_ref.in_(refs),
                 p.status == "held",
             )
-            .values(status=place.status.value, reason=place.reason or None, **ended)
+            .values(status=status, reason=reason or None, **ended)
         )
 
 
