@@ -48,7 +48,7 @@ def draw_campaign(
         grows = list(
             tx.conn.execute(q if tx.conn.dialect.name == "sqlite" else q.with_for_update())
         )
-        groups = [rows.domain_group(tx.conn, tenant_id, r) for r in grows]
+        groups = rows.domain_groups(tx.conn, tenant_id, grows)
         campaign = rows.domain_campaign(crow)
         done = gb.campaign_draw(campaign, groups, crow.winners, rows.at_of(now), draw.new_seed())
         record = campaign.draws[-1]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from tokenmall.domain import groupbuy as gb
 from tokenmall.domain.events import OrderClosed, OrderPaid, OrderRefunded, OrderSettled
@@ -36,11 +36,13 @@ from tokenmall.store import schema as s
 __all__ = ["Reactions"]
 
 
+_PLACE_BY_ORDER = select(s.group_places).where(  # built once: every order event runs it
+    s.group_places.c.tenant_id == bindparam("t"), s.group_places.c.order_ref == bindparam("ref")
+)
+
+
 def _place(tx: TenantTx, ref: str) -> Any:
-    p = s.group_places.c
-    return tx.conn.execute(
-        select(s.group_places).where(p.tenant_id == tx.tenant_id, p.order_ref == ref)
-    ).first()
+    return tx.conn.execute(_PLACE_BY_ORDER, {"t": tx.tenant_id, "ref": ref}).first()
 
 
 def _set_place(tx: TenantTx, place: Any, now: float, **values: Any) -> None:

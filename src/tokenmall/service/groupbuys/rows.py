@@ -6,6 +6,7 @@ the unit of work; then the campaign; then the group; then its orders)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "campaign_row",
     "domain_campaign",
     "domain_group",
+    "domain_groups",
     "group_row",
     "group_view",
     "offer_of",
@@ -161,10 +163,47 @@ def terms_of(offer: Any, campaign: str | None) -> gb.GroupTerms:
 
 def domain_group(conn: Connection, tenant_id: int, row: Any) -> gb.Group:
     """The rules' view of a group: its terms and its paid places in join order."""
-    offer = offer_by_id(conn, tenant_id, row.offer_id)
-    campaign = (
-        None if row.campaign_id is None else campaign_row(conn, tenant_id, cid=row.campaign_id).code
-    )
+    return domain_groups(conn, tenant_id, [row])[0]
+
+
+def domain_groups(conn: Connection, tenant_id: int, grows: Sequence[Any]) -> list[gb.Group]:
+    """:func:`domain_group` of many groups, their offers, campaigns and places read in bulk
+    (a campaign's draw loads every full group at once)."""
+    f, c, p = s.group_offers.c, s.group_campaigns.c, s.group_places.c
+    offer_ids = sorted({r.offer_id for r in grows})
+    offers = {
+        r.id: r
+        for r in conn.execute(
+            select(s.group_offers).where(f.tenant_id == tenant_id, f.id.in_(offer_ids))
+        )
+    }
+    camp_ids = sorted({r.campaign_id for r in grows if r.campaign_id is not None})
+    codes = {
+        int(r.id): str(r.code)
+        for r in conn.execute(
+            select(c.id, c.code).where(c.tenant_id == tenant_id, c.id.in_(camp_ids))
+        )
+    }
+    by_group: dict[int, list[Any]] = {r.id: [] for r in grows}
+    ids = list(by_group)
+    for lo in range(0, len(ids), 1000):
+        for pr in conn.execute(
+            select(s.group_places)
+            .where(
+                p.tenant_id == tenant_id,
+                p.group_id.in_(ids[lo : lo + 1000]),
+                p.status.in_(PAID),
+            )
+            .order_by(p.group_id, p.no)
+        ):
+            by_group[pr.group_id].append(pr)
+    return [
+        _domain_group(row, offers[row.offer_id], codes.get(row.campaign_id), by_group[row.id])
+        for row in grows
+    ]
+
+
+def _domain_group(row: Any, offer: Any, campaign: str | None, paid: list[Any]) -> gb.Group:
     places = [
         gb.Place(
             p.no,
@@ -175,8 +214,7 @@ def domain_group(conn: Connection, tenant_id: int, row: Any) -> gb.Group:
             gb.PlaceStatus(p.status),
             p.reason or "",
         )
-        for p in place_rows(conn, tenant_id, row.id)
-        if p.status in PAID
+        for p in paid
     ]
     result = None
     if row.winners is not None:
