@@ -8,6 +8,7 @@ quota, no reward until its group confirms it; a refunded place never counted as 
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from decimal import Decimal
 
@@ -15,9 +16,13 @@ import pytest
 from groupbuy_helpers import Mall, mall
 from sqlalchemy import Engine
 
+from tokenmall import bootstrap
 from tokenmall.domain import draw
+from tokenmall.domain.params import TenantParams
+from tokenmall.service import catalog, members
 from tokenmall.service.groupbuys import GroupFull, GroupStateError
 from tokenmall.service.orders import OrderStateError
+from tokenmall.settings import Settings
 
 D = Decimal
 
@@ -263,3 +268,68 @@ def test_an_operator_refund_of_a_held_place_frees_it_and_a_partial_one_is_refuse
     g = m.join_paid(g.public_id, "m003")
     assert g.state == "succeeded"
     assert [p.member for p in g.places if p.status == "confirmed"] == ["m000", "m002", "m003"]
+
+
+def test_the_composition_root_wires_the_handlers_and_the_schedulers_deadline_job(
+    db_engine: Engine,
+) -> None:
+    services = bootstrap.build(
+        Settings(db_url="sqlite://", secret_key="groupbuy-secret-key-0123456789abcdef-01"),
+        db_engine,
+    )
+    code = f"t-{uuid.uuid4().hex[:12]}"
+    tid = services.store.ledger.create_tenant(code, TenantParams(settle_days=D(0)))
+    with db_engine.begin() as conn:
+        merchant = catalog.create_merchant(conn, tid, code="m", name="M")
+        product = catalog.create_product(conn, tid, merchant_id=merchant.id, name="Tea")
+        sku = catalog.create_sku(conn, tid, product_id=product.id, name="1", price=D(100), stock=5)
+        members.create_member(conn, tid, "ann")
+    gbs = services.groupbuys
+    gbs.create_offer(
+        tid,
+        actor="op",
+        code="quick",
+        sku_id=sku.id,
+        mode="multi",
+        price=D(70),
+        size=2,
+        deadline_hours=D(1) / 60,
+    )
+    g = gbs.open_group(tid, offer="quick", member="ann")
+    pay = services.orders.start_payment(tid, code, g.places[0].order)
+    assert pay.intent_id is not None
+    services.orders.complete_sandbox(tid, code, pay.intent_id)
+    assert gbs.get_group(tid, g.public_id).places[0].status == "held"  # the root's handler
+    jobs = dict(bootstrap.scheduler(services, lease=False).jobs)
+    # a minute-long deadline: no other test's group is due by then
+    jobs["close_groups"](db_engine, g.deadline)
+    g = gbs.get_group(tid, g.public_id)
+    assert g.state == "failed"
+    assert services.orders.get_order(tid, g.places[0].order).status == "refunded"
+    assert "draw_campaigns" in jobs
+
+
+def test_a_full_lottery_group_past_its_deadline_waits_for_its_draw(db_engine: Engine) -> None:
+    m = mall(db_engine)
+    m.groups.create_campaign(m.tid, code="c1", winners=0, actor="op")
+    m.groups.create_offer(
+        m.tid,
+        actor="op",
+        code="lot",
+        sku_id=m.sku,
+        mode="lottery",
+        price=D(70),
+        size=2,
+        campaign="c1",
+        compensation=D(1),
+        deadline_hours=D(1),
+    )
+    g = m.open_paid("lot", "m000")
+    g = m.join_paid(g.public_id, "m001")
+    assert m.groups.close_expired(m.clock.t + 7200) == 0
+    assert m.groups.get_group(m.tid, g.public_id).state == "full"
+    record = m.groups.draw_campaign(m.tid, "c1")  # k = 0: every full group loses
+    assert record["winners"] == []
+    g = m.groups.get_group(m.tid, g.public_id)
+    assert g.state == "lost"
+    assert [D(str(m.figures(p.member)[p.member]["stable"])) for p in g.places] == [D(1), D(1)]
