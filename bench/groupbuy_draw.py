@@ -319,6 +319,7 @@ def ceiling(url: str, tid: int, seq0: int, directory: str | None) -> dict[str, A
             )
         ]
     updated: dict[str, tuple[list[str], list[str], list[tuple[Any, ...]]]] = {}
+    dst.execute("BEGIN")  # the rows to update, loaded first (not timed)
     for t, key in UPDATED.items():
         cols = [r[1] for r in src.execute(f"PRAGMA table_info({t})")]
         rows = [
@@ -329,6 +330,7 @@ def ceiling(url: str, tid: int, seq0: int, directory: str | None) -> dict[str, A
             f"INSERT INTO {t} ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", rows
         )
         updated[t] = (cols, list(key), rows)
+    dst.execute("COMMIT")
     src.close()
     print(f"ceiling database: {sqlite_conn_facts(dst)}")
     n_ins = sum(len(v) for v in inserted.values())
