@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from tokenmall.domain.events import (
     DayClosed,
+    MemberJoined,
     OrderClosed,
     OrderPaid,
     OrderRefunded,
@@ -52,6 +53,7 @@ def event_handlers(groupbuys: GroupBuys | None = None) -> dict[type, list[Handle
         OrderSettled: [],
         OrderRefunded: [],
         OrderClosed: [],
+        MemberJoined: [],
     }
     if groupbuys is not None:
         for kind, handlers in groupbuys.handlers().items():

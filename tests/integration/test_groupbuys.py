@@ -234,17 +234,22 @@ def test_an_activity_fund_is_released_by_tasks_one_step_a_day_and_forfeited_by_a
     [fund] = m.groups.funds(m.tid, "m000")
     assert fund["amount"] == D(70)
     assert fund["locked"] == D(70)
+    # a member registering with m000's invitation is m000's invite task: one step today
+    with m.orders.store.tenant_tx(m.tid, lock=False) as tx:
+        invite = members.get_profile(tx.conn, m.tid, "m000").invite_code
+        members.register(tx, "newbie", invite_code=invite)
+    assert m.groups.funds(m.tid, "m000")[0]["released"] == D(7)
     day = date(2027, 1, 1)
     assert m.groups.task(m.tid, member="m000", task="sign_in", ref="d1", day=day)
     assert m.groups.task(m.tid, member="m000", task="share", ref="s1", day=day) == []  # cap
     assert m.groups.task(m.tid, member="m000", task="sign_in", ref="d1", day=day) == []
     m.groups.task(m.tid, member="m000", task="share", ref="s2", day=date(2027, 1, 2))
-    assert D(m.figures("m000")["m000"]["stable"]) == D(14)  # two steps of 7
+    assert D(m.figures("m000")["m000"]["stable"]) == D(21)  # three steps of 7
     order = m.place_of(g, "m000")
     m.orders.refund(m.tid, m.code, order, refund_id="r1")
     [fund] = m.groups.funds(m.tid, "m000")
     assert fund["locked"] == 0
-    assert fund["released"] == D(14)
+    assert fund["released"] == D(21)
     assert m.groups.task(m.tid, member="m000", task="invite", ref="i1", day=date(2027, 1, 3)) == []
     g = m.groups.get_group(m.tid, g.public_id)
     assert [p.member for p in g.places if p.status == "confirmed"] == ["m001"]

@@ -68,6 +68,8 @@ def on_task(tx: TenantTx, member: str, task: str, day: date, ref: str) -> list[d
     out = []
     for row in fund_rows(tx.conn, tx.tenant_id, member):
         fund = fund_of(row)
+        if fund.day is not None and day < fund.day:
+            continue  # dated before the fund's last release (another clock): releases nothing
         pays = fund.on_task(task, day, ref)
         if not pays:
             continue

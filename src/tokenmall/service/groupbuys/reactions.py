@@ -14,6 +14,7 @@
 * ``OrderClosed`` of a place's unpaid order: the place is freed; an open group with no place
   left fails.
 * ``OrderSettled``: a merchant leader's commission is paid once every winner's order settled.
+* ``MemberJoined`` with a referrer: the referrer's ``invite`` task (activity funds).
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from tokenmall.domain import groupbuy as gb
-from tokenmall.domain.events import OrderClosed, OrderPaid, OrderRefunded, OrderSettled
+from tokenmall.domain.events import (
+    MemberJoined,
+    OrderClosed,
+    OrderPaid,
+    OrderRefunded,
+    OrderSettled,
+)
 from tokenmall.money import cny_of_fen, fen_of
+from tokenmall.service import dayclose
 from tokenmall.service.groupbuys import funds, moves, rows
 from tokenmall.service.groupbuys.models import GroupStateError
 from tokenmall.service.groupbuys.places import fail_if_empty
@@ -166,6 +174,13 @@ class Reactions:
             reason=f"order {event.status}",
         )
         fail_if_empty(tx, grow.public_id, event.at)
+
+    def on_member_joined(self, tx: TenantTx, event: MemberJoined) -> None:
+        """A new member named a referrer: the referrer's ``invite`` task (once per invitee)."""
+        if event.referrer is None:
+            return
+        day = dayclose.tenant_clock(tx.conn, tx.tenant_id).today(event.at)
+        funds.on_task(tx, event.referrer, "invite", day, f"invite:{event.member}")
 
     def on_settled(self, tx: TenantTx, event: OrderSettled) -> None:
         place = _place(tx, event.order)

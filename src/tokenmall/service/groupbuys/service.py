@@ -15,8 +15,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tokenmall.domain.events import OrderClosed, OrderPaid, OrderRefunded, OrderSettled
+from tokenmall.domain.events import (
+    MemberJoined,
+    OrderClosed,
+    OrderPaid,
+    OrderRefunded,
+    OrderSettled,
+)
 from tokenmall.errors import InvalidCommand
+from tokenmall.service import dayclose
 from tokenmall.service.groupbuys import draws, funds, jobs, offers, places, rows
 from tokenmall.service.groupbuys.models import Campaign, GroupView, Offer
 from tokenmall.service.groupbuys.reactions import Reactions
@@ -53,6 +60,7 @@ class GroupBuys:
             OrderRefunded: [r.on_refunded],
             OrderClosed: [r.on_closed],
             OrderSettled: [r.on_settled],
+            MemberJoined: [r.on_member_joined],
         }
 
     # ------------------------------------------------------------------ the operator's
@@ -152,8 +160,9 @@ class GroupBuys:
         """A task ``member`` did (invite, sign_in, share; ``ref`` names it, so a repeat
         releases nothing): each of their locked activity funds releases a step."""
         check_ref(ref, "task ref")
-        when = day or date.fromtimestamp(self.ctx.clock())  # noqa: DTZ012 - the service's day
         with self.ctx.store.tenant_tx(tenant_id) as tx:
+            # the daily cap counts the tenant's own days (its time zone, as the day close)
+            when = day or dayclose.tenant_clock(tx.conn, tenant_id).today(self.ctx.clock())
             return funds.on_task(tx, member, task, when, ref)
 
     def funds(self, tenant_id: int, member: str) -> list[dict[str, Any]]:
