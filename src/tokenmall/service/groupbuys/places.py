@@ -135,7 +135,9 @@ def cancel(ctx: OrderContext, tenant_id: int, public_id: str, *, member: str) ->
             )
         if place.status == "pending":
             holds.cancel_unpaid(tx, place.order_ref, reason="left the group", now=now)
-            # the order's close frees the place (reactions.on_closed), and an empty group fails
+            # the order's close frees the place (reactions.on_closed); a leader alone: it fails
+            if not others:
+                fail_if_empty(tx, public_id, now)
         else:
             group = rows.domain_group(tx.conn, tenant_id, grow)
             done = gb.cancel(group, member, rows.at_of(now))

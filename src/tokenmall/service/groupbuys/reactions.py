@@ -11,8 +11,7 @@
   ordinary order: its refund forfeits what is still locked of an activity fund, drops a
   merchant leader's commission that was waiting for it, and a full one takes the member out of
   the group's count.
-* ``OrderClosed`` of a place's unpaid order: the place is freed; an open group with no place
-  left fails.
+* ``OrderClosed`` of a place's unpaid order: the place is freed.
 * ``OrderSettled``: a merchant leader's commission is paid once every winner's order settled.
 * ``MemberJoined`` with a referrer: the referrer's ``invite`` task (activity funds).
 """
@@ -161,10 +160,14 @@ class Reactions:
                 _drop_commission(tx, grow.id, event.order)
 
     def on_closed(self, tx: TenantTx, event: OrderClosed) -> None:
+        """Only the place's row: the expiry job closes orders without the tenant's lock, after
+        their SKU rows, so taking the group's row here could wait in a cycle with a join
+        (which holds the group's, then reserves the SKU).  A group left with no place stays
+        open for others to join until its deadline fails it (a leader leaving alone fails it
+        in :func:`.places.cancel`, which holds the group's lock)."""
         place = _place(tx, event.order)
         if place is None or place.status != "pending":
             return
-        grow = _group_of(tx, place)
         _set_place(
             tx,
             place,
@@ -173,7 +176,6 @@ class Reactions:
             ended_at=event.at,
             reason=f"order {event.status}",
         )
-        fail_if_empty(tx, grow.public_id, event.at)
 
     def on_member_joined(self, tx: TenantTx, event: MemberJoined) -> None:
         """A new member named a referrer: the referrer's ``invite`` task (once per invitee)."""
