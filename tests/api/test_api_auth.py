@@ -16,7 +16,7 @@ import pytest
 from api_helpers import ADMIN, ADMIN_TOKEN, SECRET_KEY, Mall, assert_error, bearer, make_mall, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from groupbuy_helpers import groupbuy_path_values
+from groupbuy_api_helpers import groupbuy_path_values
 from orders_helpers import aftersales_path_values, order_path_values
 from wallet_helpers import wallet_path_values
 from webhook_helpers import webhook_path_values

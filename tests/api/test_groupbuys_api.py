@@ -10,7 +10,7 @@ from pathlib import Path
 
 from api_helpers import Mall, assert_error, ok
 from fastapi.testclient import TestClient
-from groupbuy_helpers import offer, pay_place
+from groupbuy_api_helpers import offer, pay_place
 from typer.testing import CliRunner
 
 from tokenmall.cli import app as cli_app

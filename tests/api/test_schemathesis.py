@@ -24,7 +24,7 @@ import pytest
 import schemathesis
 from api_helpers import Mall, make_mall, make_settings
 from fastapi.testclient import TestClient
-from groupbuy_helpers import groupbuy_path_values
+from groupbuy_api_helpers import groupbuy_path_values
 from hypothesis import HealthCheck, Phase, settings
 from orders_helpers import aftersales_path_values, order_path_values
 from schemathesis.checks import not_a_server_error
