@@ -16,6 +16,7 @@ from tokenmall.domain.events import (
     DayClosed,
     MemberJoined,
     MembersExited,
+    OrderClosed,
     OrderPaid,
     OrderRefunded,
     OrderSettled,
@@ -23,6 +24,7 @@ from tokenmall.domain.events import (
     WithdrawalPaid,
 )
 from tokenmall.service import marketing, webhooks
+from tokenmall.service.groupbuys import GroupBuys
 from tokenmall.service.messagebus import EventBus, Handler
 from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.service.payouts import HubPayouts
@@ -35,7 +37,7 @@ from tokenmall.worker import Scheduler, lease_ttl, orders_jobs
 __all__ = ["Services", "build", "event_handlers", "scheduler"]
 
 
-def event_handlers() -> dict[type, list[Handler]]:
+def event_handlers(groupbuys: GroupBuys | None = None) -> dict[type, list[Handler]]:
     """Event type -> its handlers, in the order they run (see docs/DESIGN.md, "Events").
 
     The engine's own reactions (EP issuance, quota, dividends; model #0) are ledger commands
@@ -43,19 +45,29 @@ def event_handlers() -> dict[type, list[Handler]]:
     (in the fact's transaction; the scheduler sends them).  Marketing models and group buys
     register here too, each after the ones before it in this table; webhooks should stay
     last, so a fact whose later handler fails leaves no delivery either (it rolls back).
+
+    ``groupbuys``: group buys react to the order flow's events (a place paid, refunded,
+    closed unpaid; a winner's order settled, for the leader's commission) before webhooks.
     """
-    return {
-        OrderPaid: [webhooks.record_event],
+    table: dict[type, list[Handler]] = {
+        OrderPaid: [],
         # the marketing models (docs/MODELS.md) run after the engine's own commands, in
-        # the order of tokenmall.domain.marketing.ORDER
-        OrderSettled: [marketing.on_settled, webhooks.record_event],
-        OrderRefunded: [marketing.on_refunded, webhooks.record_event],
-        WithdrawalPaid: [webhooks.record_event],
-        WithdrawalFailed: [webhooks.record_event],
-        DayClosed: [marketing.on_day_closed, webhooks.record_event],
+        # the order of tokenmall.domain.marketing.ORDER; then group buys; webhooks last
+        OrderSettled: [marketing.on_settled],
+        OrderRefunded: [marketing.on_refunded],
+        OrderClosed: [],
         MemberJoined: [marketing.on_member_joined],
-        MembersExited: [webhooks.record_event],
     }
+    if groupbuys is not None:
+        for kind, handlers in groupbuys.handlers().items():
+            table[kind].extend(handlers)
+    for kind in (OrderPaid, OrderSettled, OrderRefunded):
+        table[kind].append(webhooks.record_event)
+    table[WithdrawalPaid] = [webhooks.record_event]
+    table[WithdrawalFailed] = [webhooks.record_event]
+    table[DayClosed] = [marketing.on_day_closed, webhooks.record_event]
+    table[MembersExited] = [webhooks.record_event]
+    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,7 @@ class Services:
     engine: Engine
     store: Store
     orders: OrderService
+    groupbuys: GroupBuys
     payouts: PayoutProviders
     webhooks: webhooks.WebhookSender
 
@@ -77,7 +90,8 @@ def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) ->
     their own handlers on it).  The sandbox payment provider is on unless the settings say
     production: it lets whoever starts a payment also "pay" it.
     """
-    store = Store(engine, bus=bus if bus is not None else EventBus(event_handlers()))
+    groupbuys = GroupBuys(lambda: orders)  # its handlers reach the order flow built below
+    store = Store(engine, bus=bus if bus is not None else EventBus(event_handlers(groupbuys)))
     orders = OrderService(
         engine,
         # the sandbox's intents in the database: any worker process, and a restarted one,
@@ -89,7 +103,9 @@ def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) ->
     # payouts through the orders service's payment hub: one sandbox gateway per tenant serves
     # payments and payouts, and every provider notification is recorded alike
     payouts = HubPayouts(store.ledger, lambda: orders)
-    return Services(settings, engine, store, orders, payouts, webhooks.WebhookSender(engine))
+    return Services(
+        settings, engine, store, orders, groupbuys, payouts, webhooks.WebhookSender(engine)
+    )
 
 
 def scheduler(
@@ -110,7 +126,12 @@ def scheduler(
         store=services.store,
         providers=services.payouts,
         interval=every,
-        jobs=orders_jobs(services.store),
+        jobs=[
+            *orders_jobs(services.store),
+            # after expiry (a place's unpaid order past its own deadline frees the place)
+            ("close_groups", lambda _engine, now: services.groupbuys.close_expired(now)),
+            ("draw_campaigns", lambda _engine, now: services.groupbuys.draw_due(now)),
+        ],
         refunds=lambda now: orders.retry_refunds(now=now),
         payments=lambda now: orders.reconcile_payments(now=now),
         webhooks=services.webhooks.deliver_due,

@@ -291,6 +291,22 @@ def groupbuy_verify(
         typer.echo(w)
 
 
+@groupbuy_app.command("draw")
+def groupbuy_draw(
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant code.", show_default=False)],
+    campaign: Annotated[str, typer.Option("--campaign", "-c", help="Campaign code.")],
+    db: DbOption = None,
+) -> None:
+    """Draw a lottery campaign now (its own number of winners; nobody names them); print the
+    public record, which `tokenmall groupbuy verify` recomputes."""
+    url = _db_url(db)
+    with _user_errors(url), _engine(url) as engine:
+        _require_schema(engine, url)
+        services = bootstrap.build(Settings(db_url=url), engine)
+        record = services.groupbuys.draw_campaign(services.store.ledger.tenant_id(tenant), campaign)
+    typer.echo(json.dumps(record, indent=2))
+
+
 # ----------------------------------------------------------------------------- demo
 
 

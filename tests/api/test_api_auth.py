@@ -26,6 +26,7 @@ from api_helpers import (
 )
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from groupbuy_api_helpers import groupbuy_path_values
 from orders_helpers import aftersales_path_values, order_path_values
 from wallet_helpers import wallet_path_values
 from webhook_helpers import webhook_path_values
@@ -36,7 +37,14 @@ from tokenmall.service.credentials import issue_member_token, verify_member_toke
 from tokenmall.settings import Settings
 
 # every route outside /v1/tenants/{tenant}: the only ones a tenant credential is not scoped to
-PLATFORM_ROUTES = {("GET", "/v1/health"), ("GET", "/v1/tenants"), ("POST", "/v1/tenants")}
+PLATFORM_ROUTES = {
+    ("GET", "/v1/health"),
+    ("GET", "/v1/tenants"),
+    ("POST", "/v1/tenants"),
+    # public draw records: anyone may check a draw (docs/GROUPBUY.md)
+    ("GET", "/v1/groupbuys/groups/{public_id}/draw"),
+    ("GET", "/v1/groupbuys/campaigns/{public_id}/draws/{no}"),
+}
 TENANT_PREFIX = "/v1/tenants/{tenant}"
 
 
@@ -70,6 +78,8 @@ def path_values(client: TestClient, mall: Mall, path: str) -> dict[str, str]:
         values.update(wallet_path_values(client, mall))
     if "{endpoint_id}" in path or "{delivery_id}" in path:
         values.update(webhook_path_values(client, mall))
+    if "/groupbuys/" in path and ("{code}" in path or "{public_id}" in path):
+        values.update(groupbuy_path_values(client, mall))
     return values
 
 

@@ -24,6 +24,7 @@ import pytest
 import schemathesis
 from api_helpers import Mall, make_mall, make_settings
 from fastapi.testclient import TestClient
+from groupbuy_api_helpers import groupbuy_path_values
 from hypothesis import HealthCheck, Phase, settings
 from orders_helpers import aftersales_path_values, order_path_values
 from schemathesis.checks import not_a_server_error
@@ -71,6 +72,7 @@ def fuzz_target() -> Iterator[tuple[Mall, dict[str, str]]]:
         values.update(order_path_values(client, mall))
         values.update(aftersales_path_values(client, mall))
         values.update(wallet_path_values(client, mall))
+        values.update(groupbuy_path_values(client, mall))
         yield mall, values
 
 

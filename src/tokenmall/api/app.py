@@ -25,6 +25,7 @@ from tokenmall.api.routes import (
     API_PREFIX,
     aftersales,
     catalog,
+    groupbuys,
     imports,
     keys,
     marketing,
@@ -142,7 +143,7 @@ def create_app(
     # (bench/README.md, fifth session).  Order still decides: imports before orders, so its
     # fixed path wins over orders' {order_ref} paths.
     routers = (tenants, keys, members, catalog, imports, orders, merchant_orders, aftersales)
-    for module in (*routers, wallet, reads, operations, webhooks, marketing):
+    for module in (*routers, wallet, reads, operations, webhooks, marketing, groupbuys):
         app.router.routes.extend(module.router.routes)
     return app
 

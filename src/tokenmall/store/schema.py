@@ -485,6 +485,9 @@ orders = Table(
     Column("closed_at", Float, nullable=True),  # cancelled, expired, failed or fully refunded
     Column("close_reason", String(200), nullable=True),
     Column("settle_error", String(300), nullable=True),
+    # why a paid order may not deliver or settle yet (``group``: a group-buy place in escrow
+    # until its group confirms it); None for an ordinary order (migration 0017)
+    Column("hold", String(16), nullable=True),
     UniqueConstraint("tenant_id", "ref", name="uq_orders_tenant_ref"),
     UniqueConstraint("tenant_id", "client_ref", name="uq_orders_tenant_client_ref"),
     UniqueConstraint("tenant_id", "id", name="uq_orders_tenant_id"),
@@ -671,4 +674,30 @@ __all__ += [
     "marketing_orders",
     "marketing_rewards",
     "marketing_state",
+]
+
+from tokenmall.store.schema_groups import (  # noqa: E402
+    GROUP_MODES,
+    GROUP_PLACE_STATES,
+    GROUP_STATES,
+    group_buys,
+    group_campaign_draws,
+    group_campaigns,
+    group_commissions,
+    group_funds,
+    group_offers,
+    group_places,
+)
+
+__all__ += [
+    "GROUP_MODES",
+    "GROUP_PLACE_STATES",
+    "GROUP_STATES",
+    "group_buys",
+    "group_campaign_draws",
+    "group_campaigns",
+    "group_commissions",
+    "group_funds",
+    "group_offers",
+    "group_places",
 ]

@@ -128,7 +128,13 @@ def _insert_order(  # noqa: PLR0917 - the one caller passes them by position, na
     lines: Sequence[tuple[int, int]],
     client_ref: str | None,
     digest: str,
+    *,
+    unit_price_fen: int | None = None,
+    hold: str | None = None,
 ) -> Order:
+    """Insert the order (stock reserved).  ``unit_price_fen``: a price other than the SKU's
+    for a one-line order (a group price); ``hold``: the order is paid into escrow but may
+    not deliver or settle until the hold is released (:mod:`.holds`)."""
     try:
         members.get_profile(conn, tenant_id, member)
     except NotFound:
@@ -151,7 +157,12 @@ def _insert_order(  # noqa: PLR0917 - the one caller passes them by position, na
     if off:  # the reservation above rolls back with this error
         names = ", ".join(f"{pid} ({name})" for pid, name in off)
         raise OffShelf(f"product {names} is off the shelf and cannot be ordered")
-    total_fen = sum(info[sku].price_fen * qty for sku, qty in lines)
+    price = {sku: info[sku].price_fen for sku, _ in lines}
+    if unit_price_fen is not None:
+        if len(lines) != 1:
+            raise InvalidCommand("a price other than the SKU's is for a one-line order")
+        price[lines[0][0]] = unit_price_fen
+    total_fen = sum(price[sku] * qty for sku, qty in lines)
     if total_fen > fen_of(MAX_ORDER_TOTAL):
         raise InvalidCommand(f"an order may total at most {MAX_ORDER_TOTAL} CNY")
     ref = "o" + secrets.token_hex(8)
@@ -169,6 +180,7 @@ def _insert_order(  # noqa: PLR0917 - the one caller passes them by position, na
             "refunded_fen": 0,
             "created_at": now,
             "expires_at": now + float(params.order_ttl_minutes) * 60,
+            "hold": hold,
         },
     ).inserted_primary_key
     assert pk is not None
@@ -185,7 +197,7 @@ def _insert_order(  # noqa: PLR0917 - the one caller passes them by position, na
                 "merchant_id": info[sku].merchant_id,
                 "name": f"{info[sku].product_name} / {info[sku].name}",
                 "quantity": qty,
-                "unit_price_fen": info[sku].price_fen,
+                "unit_price_fen": price[sku],
                 "pool_unit_fen": info[sku].pool_amount_fen,
                 "fund_unit_fen": info[sku].fund_amount_fen,
             }
@@ -233,6 +245,7 @@ def confirm_delivery(ctx: OrderContext, tenant_id: int, ref: str) -> Order:
     now = ctx.clock()
     with ctx.store.tenant_tx(tenant_id, lock=False) as tx:
         row = queries.order_row(tx.conn, tenant_id, ref, lock=True)
+        _check_not_held(row)
         if row.status == "paid" or (
             row.status in ("settled", "refunded") and row.paid_at is not None
         ):
@@ -241,6 +254,14 @@ def confirm_delivery(ctx: OrderContext, tenant_id: int, ref: str) -> Order:
         elif row.status != "delivered":
             raise OrderStateError(f"order {ref!r} is {row.status}; only paid orders deliver")
         return queries.load(tx.conn, tenant_id, queries.order_by_id(tx.conn, tenant_id, row.id))
+
+
+def _check_not_held(row: Any) -> None:
+    if row.hold is not None and row.status in ("paid", "delivered"):
+        raise OrderStateError(
+            f"order {row.ref!r} is a {row.hold} place in escrow: it delivers and settles "
+            "once its group confirms it"
+        )
 
 
 def settle_command(
@@ -290,6 +311,7 @@ def settle_order(ctx: OrderContext, tenant_id: int, ref: str) -> Order:
     now = ctx.clock()
     with ctx.store.tenant_tx(tenant_id) as tx:
         row = queries.order_row(tx.conn, tenant_id, ref, lock=True)
+        _check_not_held(row)
         if row.status not in ("paid", "delivered"):
             if row.status == "settled":
                 return queries.load(tx.conn, tenant_id, row)

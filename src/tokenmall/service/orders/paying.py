@@ -340,7 +340,7 @@ def apply_payment(tx: TenantTx, row: Any, pay: Any, now: float) -> Outcome | Non
         row.ref, row.member, cny=cny_of_fen(pay.cny_fen), sp=cny_of_fen(pay.sp_fen), points=points
     )
     items.append((f"pay:{row.ref}", pay_cmd))
-    settle_now = params.settle_days == 0
+    settle_now = params.settle_days == 0 and row.hold is None  # a held place waits
     if settle_now:
         rewarded = pay.cny_fen + pay.sp_fen
         items.append((f"settle:{row.ref}", settle_command(conn, tenant_id, row, params, rewarded)))

@@ -13,18 +13,19 @@ is kept on the row: ``pending`` until the provider accepted it, then ``submitted
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from tokenmall.domain.economy import Refund
+from tokenmall.domain.economy import Command, Refund
 from tokenmall.errors import IdempotencyConflict, InvalidCommand
 from tokenmall.money import CNY_PLACES, cny_of_fen, fen_of
 from tokenmall.payments import PaymentError, ProviderUnavailable
 from tokenmall.payments.wechat_api import WeChatPayApi
 from tokenmall.service.orders import queries, transitions
+from tokenmall.service.orders import statements as q
 from tokenmall.service.orders.context import OrderContext
 from tokenmall.service.orders.models import (
     REFUNDABLE,
@@ -287,3 +288,121 @@ def retry_refunds(ctx: OrderContext, *, older_than: float = 300.0, now: float | 
         if refunds:
             submit_refunds(ctx, tid, code, refunds, pump=ctx.providers.delivers_in_process(refunds))
     return sum(len(v) for v in todo.values())
+
+
+_CHUNK = 1000  # orders per ledger batch (and per IN list) in refund_all_in
+
+
+def refund_all_in(
+    ctx: OrderContext, tx: TenantTx, tenant: str, refs: Sequence[str], *, reason: str, prefix: str
+) -> int:
+    """Refund each of ``refs`` in full (what is left of it), in the caller's unit of work:
+    what :func:`refund_in` does for one order, for many at once (a lottery draw refunds every
+    losing place): one ledger batch of ``Refund`` per chunk of orders, the refund rows and the
+    orders' new state written in bulk, stock given back per SKU, each order's
+    :class:`OrderRefunded` emitted, the CNY parts sent to the provider after the commit.
+    Refund ids are ``<prefix><ref>``; an order already refunded under its id is skipped, so a
+    replay refunds nothing twice.  Returns how many were refunded now."""
+    done = 0
+    for lo in range(0, len(refs), _CHUNK):
+        done += _refund_chunk(ctx, tx, tenant, refs[lo : lo + _CHUNK], reason=reason, prefix=prefix)
+    return done
+
+
+def _refund_chunk(
+    ctx: OrderContext, tx: TenantTx, tenant: str, refs: Sequence[str], *, reason: str, prefix: str
+) -> int:
+    conn, tid, now = tx.conn, tx.tenant_id, ctx.clock()
+    o, rf, py, tr = s.orders.c, s.order_refunds.c, s.payments.c, s.transfers.c
+    ids = {ref: f"{prefix}{ref}" for ref in refs}
+    stmt = select(s.orders).where(o.tenant_id == tid, o.ref.in_(list(refs))).order_by(o.id)
+    rows = {r.ref: r for r in conn.execute(q.locked(conn, stmt))}
+    prior = set(
+        conn.execute(
+            select(rf.refund_ref).where(rf.tenant_id == tid, rf.refund_ref.in_(list(ids.values())))
+        ).scalars()
+    )
+    todo = []
+    for ref in refs:
+        row = rows.get(ref)
+        if row is None:
+            raise OrderStateError(f"no order {ref!r}")
+        if ids[ref] in prior:
+            continue
+        if row.status not in REFUNDABLE or row.total_fen == row.refunded_fen:
+            raise OrderStateError(f"order {ref!r} is {row.status}; only paid orders refund")
+        todo.append(row)
+    if not todo:
+        return 0
+    items: list[tuple[str, Command]] = [
+        (f"refund:{r.ref}:{ids[r.ref]}", Refund(r.ref, cny_of_fen(r.total_fen - r.refunded_fen)))
+        for r in todo
+    ]
+    outs = tx.apply(items)
+    for out in outs:
+        out.raise_if_rejected()
+    seqs = [int(out.seq or 0) for out in outs]
+    world: dict[int, int] = dict(
+        conn.execute(
+            select(tr.seq, func.sum(tr.amount))
+            .where(tr.tenant_id == tid, tr.seq.in_(seqs), tr.asset == "CNY", tr.credit == "world")
+            .group_by(tr.seq)
+        ).all()
+    )
+    providers: dict[int, str] = dict(
+        conn.execute(
+            select(py.id, py.provider).where(
+                py.tenant_id == tid, py.id.in_([r.payment_id for r in todo])
+            )
+        ).all()
+    )
+    counts: dict[int, int] = dict(
+        conn.execute(
+            select(rf.order_id, func.count())
+            .where(rf.tenant_id == tid, rf.order_id.in_([r.id for r in todo]))
+            .group_by(rf.order_id)
+        ).all()
+    )
+    routes: dict[str, str] = {}
+    values = []
+    for r, seq in zip(todo, seqs, strict=True):
+        cny_fen, rest = divmod(int(world.get(seq, 0)), _FEN_PER_ATOM)
+        if rest:  # pragma: no cover - the ledger refunds whole fen
+            raise InvalidCommand(f"ledger transaction {seq} paid back a fraction of a fen")
+        amount = r.total_fen - r.refunded_fen
+        provider = providers[r.payment_id]
+        if cny_fen and provider not in routes:
+            routes[provider] = ctx.providers.refund_route(conn, tid, provider)
+        values.append(
+            {
+                "tenant_id": tid,
+                "order_id": r.id,
+                "refund_ref": ids[r.ref],
+                "requested_fen": None,
+                "amount_fen": amount,
+                "cny_fen": cny_fen,
+                "sp_fen": amount - cny_fen,
+                "phase": "after_settlement" if r.status == "settled" else "before_settlement",
+                "ledger_seq": seq,
+                "reason": reason,
+                "payment_id": r.payment_id,
+                "provider_status": routes[provider] if cny_fen else "none",
+                "provider_refund_id": (
+                    f"{r.ref}-r{int(counts.get(r.id, 0)) + 1}" if cny_fen else None
+                ),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    conn.execute(insert(s.order_refunds), values)
+    transitions.mark_refunded_in_full(tx, todo, refund_ids=[ids[r.ref] for r in todo], now=now)
+    pending = [v["refund_ref"] for v in values if v["provider_status"] == "pending"]
+    if pending:
+        sent = [
+            _provider_refund(conn, tid, row)
+            for row in conn.execute(
+                select(s.order_refunds).where(rf.tenant_id == tid, rf.refund_ref.in_(pending))
+            )
+        ]
+        tx.after_commit(lambda: submit_refunds(ctx, tid, tenant, sent, pump=True))
+    return len(todo)

@@ -212,3 +212,50 @@ def mark_refunded(tx: TenantTx, row: Any, *, refund_id: str, amount_fen: int, no
             at=now,
         )
     )
+
+
+def mark_refunded_in_full(
+    tx: TenantTx, rows: Sequence[Any], *, refund_ids: Sequence[str], now: float
+) -> None:
+    """:func:`mark_refunded` for many orders each refunded in full by one refund (a draw's
+    losing places): the orders' rows in one statement, the undelivered units back in stock
+    per SKU, each order's :class:`OrderRefunded` emitted in the order given."""
+    if not rows:
+        return
+    o = s.orders.c
+    tx.conn.execute(
+        update(s.orders)
+        .where(o.tenant_id == tx.tenant_id, o.id.in_([r.id for r in rows]))
+        .values(
+            refunded_fen=o.total_fen,
+            status="refunded",
+            closed_at=now,
+            close_reason="refunded in full",
+        )
+    )
+    undelivered = [r.id for r in rows if r.delivered_at is None]
+    for sku_id, units in _units_per_sku(tx.conn, tx.tenant_id, undelivered):
+        try:
+            catalog.release_stock(tx.conn, tx.tenant_id, sku_id, units)
+        except InvalidCommand as exc:
+            log.warning(
+                "%s refunded orders; %s units of SKU %s not restocked: %s",
+                len(undelivered),
+                units,
+                sku_id,
+                exc,
+            )
+    for row, refund_id in zip(rows, refund_ids, strict=True):
+        tx.emit(
+            OrderRefunded(
+                order=row.ref,
+                member=row.member,
+                refund_id=refund_id,
+                amount=cny_of_fen(row.total_fen - row.refunded_fen),
+                refunded=cny_of_fen(row.total_fen),
+                total=cny_of_fen(row.total_fen),
+                ratio=ratio_floor(Decimal(row.total_fen), Decimal(row.total_fen), _RATIO_EXP),
+                settled=row.status == "settled",
+                at=now,
+            )
+        )
