@@ -641,3 +641,27 @@ __all__ += [
     "webhook_deliveries",
     "webhook_endpoints",
 ]
+
+from tokenmall.store.schema_nfg import (  # noqa: E402
+    LISTING_STATES,
+    NFG_EVENT_KINDS,
+    nfg_anchors,
+    nfg_collections,
+    nfg_events,
+    nfg_listings,
+    nfg_operators,
+    nfg_real_names,
+    nfg_tokens,
+)
+
+__all__ += [
+    "LISTING_STATES",
+    "NFG_EVENT_KINDS",
+    "nfg_anchors",
+    "nfg_collections",
+    "nfg_events",
+    "nfg_listings",
+    "nfg_operators",
+    "nfg_real_names",
+    "nfg_tokens",
+]
