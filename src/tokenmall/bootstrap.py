@@ -21,6 +21,7 @@ from tokenmall.domain.events import (
     WithdrawalPaid,
 )
 from tokenmall.service import webhooks
+from tokenmall.service.nfg import orders as nfg_orders
 from tokenmall.service.messagebus import EventBus, Handler
 from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.service.payouts import HubPayouts
@@ -43,9 +44,11 @@ def event_handlers() -> dict[type, list[Handler]]:
     last, so a fact whose later handler fails leaves no delivery either (it rolls back).
     """
     return {
-        OrderPaid: [webhooks.record_event],
+        # a paid order of a product linked to an NFG collection mints its tokens; a refund
+        # burns them or, once they changed hands, takes their price back (docs/NFG.md)
+        OrderPaid: [nfg_orders.mint_on_paid, webhooks.record_event],
         OrderSettled: [webhooks.record_event],
-        OrderRefunded: [webhooks.record_event],
+        OrderRefunded: [nfg_orders.take_back_on_refund, webhooks.record_event],
         WithdrawalPaid: [webhooks.record_event],
         WithdrawalFailed: [webhooks.record_event],
         DayClosed: [webhooks.record_event],
