@@ -29,6 +29,7 @@ from tokenmall.api.routes import (
     keys,
     members,
     merchant_orders,
+    nfg,
     operations,
     orders,
     reads,
@@ -141,7 +142,7 @@ def create_app(
     # (bench/README.md, fifth session).  Order still decides: imports before orders, so its
     # fixed path wins over orders' {order_ref} paths.
     routers = (tenants, keys, members, catalog, imports, orders, merchant_orders, aftersales)
-    for module in (*routers, wallet, reads, operations, webhooks):
+    for module in (*routers, wallet, reads, operations, webhooks, nfg):
         app.router.routes.extend(module.router.routes)
     return app
 
