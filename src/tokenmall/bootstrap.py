@@ -21,8 +21,8 @@ from tokenmall.domain.events import (
     WithdrawalPaid,
 )
 from tokenmall.service import webhooks
-from tokenmall.service.nfg import orders as nfg_orders
 from tokenmall.service.messagebus import EventBus, Handler
+from tokenmall.service.nfg import orders as nfg_orders
 from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.service.payouts import HubPayouts
 from tokenmall.service.uow import Store

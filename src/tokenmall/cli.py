@@ -51,9 +51,9 @@ from tokenmall.scenario import (
 )
 from tokenmall.service import dayclose
 from tokenmall.service.codec import dec
+from tokenmall.service.ledger import Ledger
 from tokenmall.service.nfg import log as nfg_log
 from tokenmall.service.uow import Store
-from tokenmall.service.ledger import Ledger
 from tokenmall.settings import DEFAULT_ADMIN_TOKEN, DEFAULT_DB_URL, InsecureSettings, Settings
 from tokenmall.store import schema
 from tokenmall.store.db import create_db_engine, migrate

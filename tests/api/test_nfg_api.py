@@ -52,7 +52,9 @@ def test_erc721_rules_and_errors(app: FastAPI, client: TestClient, mall: Mall) -
     bob = _bob(client, mall)
     _sp(app, mall, "alice", "2000.00")
     tok = ok(
-        client.post(mall.url("/nfg/collections/BLACK/mint"), json={"asset": "SP"}, headers=mall.member),
+        client.post(
+            mall.url("/nfg/collections/BLACK/mint"), json={"asset": "SP"}, headers=mall.member
+        ),
         201,
     )
     assert (tok["serial"], tok["owner"], tok["uses_left"]) == (1, "alice", 12)
@@ -84,7 +86,9 @@ def test_erc721_rules_and_errors(app: FastAPI, client: TestClient, mall: Mall) -
         headers=bob,
     )
     assert r.status_code == 204, r.text
-    back = ok(client.post(url + "/transfer", json={"to": "alice", "from": "bob"}, headers=mall.member))
+    back = ok(
+        client.post(url + "/transfer", json={"to": "alice", "from": "bob"}, headers=mall.member)
+    )
     assert back["owner"] == "alice"
     # my tokens, redeem, public metadata and provenance without credentials
     redeemed = ok(client.post(url + "/redeem", headers=mall.member))
@@ -92,7 +96,8 @@ def test_erc721_rules_and_errors(app: FastAPI, client: TestClient, mall: Mall) -
     mine = ok(client.get(mall.url("/nfg/me/tokens"), headers=mall.member))
     assert [(t["code"], t["serial"]) for t in mine] == [("BLACK", 1)]
     meta = ok(client.get(url + "/metadata.json"))
-    assert meta["name"] == "BLACK #1" and meta["description"] == "Card 1"
+    assert meta["name"] == "BLACK #1"
+    assert meta["description"] == "Card 1"
     assert {"trait_type": "Tier", "value": "Black"} in meta["attributes"]
     prov = ok(client.get(url + "/provenance"))
     assert [(e["kind"], e["from"], e["to"]) for e in prov] == [
@@ -136,18 +141,28 @@ def test_policy_and_exchange(app: FastAPI, client: TestClient, mall: Mall) -> No
         ),
         201,
     )
-    r = client.post(mall.url("/nfg/tokens/BLACK/1/transfer"), json={"to": "bob"}, headers=mall.member)
+    r = client.post(
+        mall.url("/nfg/tokens/BLACK/1/transfer"), json={"to": "bob"}, headers=mall.member
+    )
     assert_error(r, 409, "nfg_holding_period")
     r = client.post(
-        mall.url("/nfg/listings"), json={"code": "GIFT", "serial": 1, "price": "5.00"}, headers=mall.member
+        mall.url("/nfg/listings"),
+        json={"code": "GIFT", "serial": 1, "price": "5.00"},
+        headers=mall.member,
     )
     assert_error(r, 409, "nfg_exchange_closed")
-    ok(client.post(mall.url("/nfg/tokens/GIFT/1/transfer"), json={"to": "bob"}, headers=mall.member))
+    ok(
+        client.post(
+            mall.url("/nfg/tokens/GIFT/1/transfer"), json={"to": "bob"}, headers=mall.member
+        )
+    )
     # BLACK: the operator sets the holding time aside by creating an open one without it
     _collection(client, mall, code="OPEN", kind="item", uses=0)
     ok(
         client.post(
-            mall.url("/nfg/collections/OPEN/airdrop"), json={"members": ["alice"]}, headers=mall.operator
+            mall.url("/nfg/collections/OPEN/airdrop"),
+            json={"members": ["alice"]},
+            headers=mall.operator,
         ),
         201,
     )
@@ -166,18 +181,24 @@ def test_policy_and_exchange(app: FastAPI, client: TestClient, mall: Mall) -> No
     )
     assert_error(r, 409, "nfg_already_listed")
     assert_error(client.post(mall.url(f"/nfg/listings/{listing['id']}/cancel"), headers=bob), 403)
-    assert [x["id"] for x in ok(client.get(mall.url("/nfg/listings"), headers=bob))] == [listing["id"]]
+    assert [x["id"] for x in ok(client.get(mall.url("/nfg/listings"), headers=bob))] == [
+        listing["id"]
+    ]
     # the operator halts trading: the open listing cannot be bought
     ok(
         client.post(
-            mall.url("/nfg/collections/OPEN/modes"), json={"exchange_mode": "off"}, headers=mall.operator
+            mall.url("/nfg/collections/OPEN/modes"),
+            json={"exchange_mode": "off"},
+            headers=mall.operator,
         )
     )
     buy = mall.url(f"/nfg/listings/{listing['id']}/buy")
     assert_error(client.post(buy, headers=bob), 409, "nfg_exchange_closed")
     ok(
         client.post(
-            mall.url("/nfg/collections/OPEN/modes"), json={"exchange_mode": "open"}, headers=mall.operator
+            mall.url("/nfg/collections/OPEN/modes"),
+            json={"exchange_mode": "open"},
+            headers=mall.operator,
         )
     )
     sale = ok(client.post(buy, headers=bob))
@@ -188,11 +209,20 @@ def test_policy_and_exchange(app: FastAPI, client: TestClient, mall: Mall) -> No
         "1191.40",
     )
     assert_error(client.post(buy, headers=bob), 409, "nfg_listing_closed")
-    assert_error(client.post(mall.url("/nfg/listings/999/buy"), headers=bob), 404, "nfg_unknown_listing")
+    assert_error(
+        client.post(mall.url("/nfg/listings/999/buy"), headers=bob), 404, "nfg_unknown_listing"
+    )
     # a collection whose rules contradict themselves is refused whole
     r = client.post(
         mall.url("/nfg/collections"),
-        json={"code": "BAD", "name": "Bad", "max_supply": 1, "price": "1.00", "royalty_bps": 6000, "fee_bps": 6000},
+        json={
+            "code": "BAD",
+            "name": "Bad",
+            "max_supply": 1,
+            "price": "1.00",
+            "royalty_bps": 6000,
+            "fee_bps": 6000,
+        },
         headers=mall.operator,
     )
     assert_error(r, 422, "invalid_parameter")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from decimal import Decimal
 from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
@@ -32,7 +32,10 @@ def mall(tmp_path: Path) -> tuple[str, str]:
     code = f"t-{uuid.uuid4().hex[:8]}"
     tid = Ledger(engine).create_tenant(code)
     coll = Collection(
-        code="CARD", name="Card", max_supply=10, price=Decimal(0),
+        code="CARD",
+        name="Card",
+        max_supply=10,
+        price=Decimal(0),
         transfer_policy=Mode.GIFT_ONLY,
     )
     with Store(engine).tenant_tx(tid) as tx:
@@ -55,17 +58,21 @@ def test_anchor_proof_verify(mall: tuple[str, str], tmp_path: Path) -> None:
     good = tmp_path / "proof.json"
     good.write_text(r.stdout)
     r = invoke("nfg", "verify-proof", str(good))
-    assert r.exit_code == 0 and r.stdout.startswith("ok: event 4 is leaf 3 of 4"), r.stdout
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("ok: event 4 is leaf 3 of 4"), r.stdout
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(dict(doc, entry=doc["entry"].replace('"to":"ann"', '"to":"eve"'))))
     r = invoke("nfg", "verify-proof", str(forged))
-    assert r.exit_code == 2 and "does NOT verify" in r.stderr
+    assert r.exit_code == 2
+    assert "does NOT verify" in r.stderr
     junk = tmp_path / "junk.json"
     junk.write_text("[1, 2]")
     r = invoke("nfg", "verify-proof", str(junk))
-    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1
     r = invoke("nfg", "proof", "--tenant", code, "--seq", "99", "--db", url)
-    assert r.exit_code == 2 and "no token event 99" in r.stderr
+    assert r.exit_code == 2
+    assert "no token event 99" in r.stderr
 
 
 def test_mirror_and_tamper(mall: tuple[str, str]) -> None:

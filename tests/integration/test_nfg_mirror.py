@@ -8,16 +8,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from nfg_helpers import T0, card, setup, store_for, tenant
 from sqlalchemy import Engine, update
 
-from nfg_helpers import T0, card, setup, store_for, tenant
 from tokenmall.domain.nfg import Mode
 from tokenmall.service.nfg import log, market, tokens
 from tokenmall.store import schema as s
 
 pytest.importorskip("boa")
 
-from tokenmall.service.nfg import mirror  # noqa: E402 - needs the chain extra
+from tokenmall.service.nfg import mirror
 
 N = 200
 MEMBERS = [f"m{i}" for i in range(10)]
@@ -34,10 +34,14 @@ def test_mirror_200_tokens_and_detect_tampering(db_engine: Engine) -> None:
     with store.tenant_tx(tid) as tx:
         for serial in range(1, N + 1, 3):  # gifts
             to = MEMBERS[(MEMBERS.index(owner[serial]) + 1) % 10]
-            tokens.transfer(tx, "BLACK", serial, caller=owner[serial], from_=owner[serial], to=to, at=T0 + 1)
+            tokens.transfer(
+                tx, "BLACK", serial, caller=owner[serial], from_=owner[serial], to=to, at=T0 + 1
+            )
             owner[serial] = to
         for serial in range(2, N + 1, 5):  # trades
-            lid = market.list_token(tx, "BLACK", serial, caller=owner[serial], price=Decimal(100), at=T0 + 2).id
+            lid = market.list_token(
+                tx, "BLACK", serial, caller=owner[serial], price=Decimal(100), at=T0 + 2
+            ).id
             buyer = MEMBERS[(MEMBERS.index(owner[serial]) + 3) % 10]
             market.buy(tx, lid, buyer=buyer, at=T0 + 3)
             owner[serial] = buyer
@@ -58,9 +62,7 @@ def test_mirror_200_tokens_and_detect_tampering(db_engine: Engine) -> None:
     t = s.nfg_tokens.c
     with db_engine.begin() as conn:
         conn.execute(
-            update(s.nfg_tokens)
-            .where(t.tenant_id == tid, t.serial == 10)
-            .values(owner="mallory")
+            update(s.nfg_tokens).where(t.tenant_id == tid, t.serial == 10).values(owner="mallory")
         )
     with db_engine.connect() as conn:
         tampered = mirror.mirror_collection(conn, tid, "BLACK")

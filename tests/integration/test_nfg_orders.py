@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from nfg_helpers import card, store_for, sums
 from sqlalchemy import Engine
 
-from nfg_helpers import card, store_for, sums
 from tokenmall.domain.params import TenantParams
 from tokenmall.service import catalog, members
 from tokenmall.service.ledger import Ledger
@@ -47,7 +47,10 @@ def test_paid_order_mints_and_refunds_take_back(db_engine: Engine) -> None:
     ref = _paid(svc, tid, code, sku.id, "ann", 2)
     with db_engine.connect() as conn:
         held = tokens.tokens_of(conn, tid, "ann")
-    assert [(t.serial, t.last_price) for t in held] == [(1, Decimal("999.00")), (2, Decimal("999.00"))]
+    assert [(t.serial, t.last_price) for t in held] == [
+        (1, Decimal("999.00")),
+        (2, Decimal("999.00")),
+    ]
     # ann gifts serial 2 to bob, then the whole order is refunded
     with store.tenant_tx(tid) as tx:
         tokens.transfer(tx, "BLACK", 2, caller="ann", from_="ann", to="bob")
@@ -63,6 +66,7 @@ def test_paid_order_mints_and_refunds_take_back(db_engine: Engine) -> None:
         debt = conn.execute(
             s.members.select().where(s.members.c.tenant_id == tid, s.members.c.code == "ann")
         ).first()
-    assert debt is not None and debt.sp_debt == 999 * 10_000
+    assert debt is not None
+    assert debt.sp_debt == 999 * 10_000
     assert again["ann"]["stable"] == "0"
     assert all(v == 0 for v in sums(db_engine, tid).values())

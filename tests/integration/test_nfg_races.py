@@ -9,9 +9,9 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from nfg_helpers import T0, card, setup, store_for, sums, tenant
 from sqlalchemy import Engine
 
-from nfg_helpers import T0, card, setup, store_for, sums, tenant
 from tokenmall.domain.nfg import NFGError
 from tokenmall.errors import TokenmallError
 from tokenmall.service.ledger import Ledger
@@ -53,9 +53,24 @@ def _check(engine: Engine, tid: int, serial: int, winner_owner: set[str]) -> str
         owner = tokens.get_token(conn, tid, "BLACK", serial).owner
         kinds = [p["kind"] for p in tokens.provenance(conn, tid, "BLACK", serial)]
     assert owner in winner_owner
-    assert len(kinds) <= 2 and kinds[0] == "mint"
+    assert len(kinds) <= 2
+    assert kinds[0] == "mint"
     assert all(v == 0 for v in sums(engine, tid).values())
     return owner
+
+
+def _ops(kind: str, lid: int, serial: int, at: float) -> list[Callable[[TenantTx], object]]:
+    def buy(member: str) -> Callable[[TenantTx], object]:
+        return lambda tx: market.buy(tx, lid, buyer=member, at=at)
+
+    if kind == "buy_vs_cancel":
+        return [buy("bob"), lambda tx: market.cancel(tx, lid, caller="ann", at=at)]
+    if kind == "two_buyers":
+        return [buy("bob"), buy("cat")]
+    gift = lambda tx: tokens.transfer(  # noqa: E731
+        tx, "BLACK", serial, caller="ann", from_="ann", to="cat", at=at
+    )
+    return [buy("bob"), gift]
 
 
 @pytest.mark.parametrize("kind", ["buy_vs_cancel", "two_buyers", "gift_vs_sale"])
@@ -65,22 +80,7 @@ def test_exactly_one_wins(db_engine: Engine, kind: str) -> None:
     setup(store, tid, card(), {"ann": Decimal(0), "bob": Decimal(1000), "cat": Decimal(1000)})
     for serial in range(1, ROUNDS + 1):
         lid = _listed(store, tid, serial)
-        at = T0 + serial
-
-        def buy(member: str) -> Callable[[TenantTx], object]:
-            return lambda tx: market.buy(tx, lid, buyer=member, at=at)
-
-        if kind == "buy_vs_cancel":
-            ops = [buy("bob"), lambda tx: market.cancel(tx, lid, caller="ann", at=at)]
-        elif kind == "two_buyers":
-            ops = [buy("bob"), buy("cat")]
-        else:
-            ops = [
-                buy("bob"),
-                lambda tx: tokens.transfer(
-                    tx, "BLACK", serial, caller="ann", from_="ann", to="cat", at=at
-                ),
-            ]
+        ops = _ops(kind, lid, serial, T0 + serial)
         out = _race(store, tid, *ops)
         errors = [o for o in out if isinstance(o, Exception)]
         assert len(errors) == 1, out

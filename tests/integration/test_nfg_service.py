@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from nfg_helpers import DAY, T0, card, setup, store_for, sums, tenant
 from sqlalchemy import Engine, update
 
 from tokenmall.domain.economy import Asset
@@ -22,8 +23,6 @@ from tokenmall.service.ledger import Ledger
 from tokenmall.service.nfg import log, market, tokens
 from tokenmall.store import schema as s
 
-from nfg_helpers import DAY, T0, card, setup, store_for, sums, tenant
-
 
 def _balances(engine: Engine, tid: int) -> dict[tuple[str, str], Decimal]:
     return Ledger(engine).balances(tid)
@@ -32,7 +31,12 @@ def _balances(engine: Engine, tid: int) -> dict[tuple[str, str], Decimal]:
 def test_mint_gift_list_buy_redeem(db_engine: Engine) -> None:
     store = store_for(db_engine)
     tid = tenant(db_engine)
-    setup(store, tid, card(min_holding_seconds=7 * DAY), {"ann": Decimal(2000), "bob": Decimal(0), "cat": Decimal(2000)})
+    setup(
+        store,
+        tid,
+        card(min_holding_seconds=7 * DAY),
+        {"ann": Decimal(2000), "bob": Decimal(0), "cat": Decimal(2000)},
+    )
     with store.tenant_tx(tid) as tx:
         ev = tokens.mint_for(tx, "BLACK", "ann", Asset.SP, at=T0)
     assert ev.token.serial == 1

@@ -99,6 +99,7 @@ __all__ = [
     "Sell",
     "Settle",
     "SystemAccount",
+    "TokenSale",
     "Transfer",
     "Withdraw",
 ]

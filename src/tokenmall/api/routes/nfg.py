@@ -60,7 +60,9 @@ def _me(caller: Caller) -> str:
 
 
 @router.post(_NFG + "/collections", status_code=201)
-def create_collection(caller: OperatorCaller, ctx: Context, body: CollectionCreate) -> CollectionOut:
+def create_collection(
+    caller: OperatorCaller, ctx: Context, body: CollectionCreate
+) -> CollectionOut:
     """A new collection; its rules are checked by the domain (a 422 names the broken one)."""
     coll = body.to_domain()
     with ctx.store.tenant_tx(caller.tenant_id) as tx:
@@ -197,7 +199,9 @@ def burn(caller: MemberCaller, ctx: Context, code: Code, serial: Serial) -> Toke
 def list_token(caller: MemberCaller, ctx: Context, body: ListBody) -> ListingOut:
     """List a token at a fixed price (set by the platform under automatic appreciation)."""
     with ctx.store.tenant_tx(caller.tenant_id) as tx:
-        listing = market.list_token(tx, body.code, body.serial, caller=_me(caller), price=body.price)
+        listing = market.list_token(
+            tx, body.code, body.serial, caller=_me(caller), price=body.price
+        )
     return ListingOut.of_domain(listing)
 
 

@@ -54,6 +54,7 @@ _Step = Annotated[str, StringConstraints(pattern=r"^(0|[1-9])(\.[0-9]{1,6})?$")]
 _Template = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")]
 _Trait = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
 ModeName = Literal["off", "gift_only", "open"]
+AssetName = Literal["CNY", "SP", "EP"]
 _TEN_YEARS = 10 * 366 * 86_400
 
 
@@ -69,8 +70,8 @@ class CollectionCreate(InputModel):
     description: _Template = ""
     image: _Template = ""
     attributes: dict[_Trait, _Template] = Field(default_factory=dict, max_length=20)
-    accepted: list[Literal["CNY", "SP", "EP"]] = Field(
-        default_factory=lambda: ["CNY", "SP"], min_length=1, max_length=3
+    accepted: list[AssetName] = Field(
+        default_factory=lambda: list[AssetName](["CNY", "SP"]), min_length=1, max_length=3
     )
     issuer: MemberCode | None = Field(
         default=None, description="The member paid primary sales and royalties; null: the platform."

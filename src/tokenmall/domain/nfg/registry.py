@@ -410,6 +410,8 @@ class Registry:
     ) -> ProvenanceEvent:
         ref = tok.ref
         uses = tok.uses_left if self._collections[ref.code].kind is Kind.RIGHT else None
-        event = ProvenanceEvent(self._seq0 + len(self._events) + 1, kind, ref, from_, to, at, price, asset, uses)
+        event = ProvenanceEvent(
+            self._seq0 + len(self._events) + 1, kind, ref, from_, to, at, price, asset, uses
+        )
         self._events.append(event)
         return event

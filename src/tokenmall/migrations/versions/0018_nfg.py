@@ -117,9 +117,7 @@ def upgrade() -> None:
         sa.Column("closed_at", sa.Float(), nullable=True),
         sa.Column("buyer", sa.String(64), nullable=True),
         sa.CheckConstraint("price_fen > 0", name="ck_nfg_listings_price"),
-        sa.CheckConstraint(
-            "state IN ('open', 'sold', 'cancelled')", name="ck_nfg_listings_state"
-        ),
+        sa.CheckConstraint("state IN ('open', 'sold', 'cancelled')", name="ck_nfg_listings_state"),
         sqlite_with_rowid=False,
     )
     op.create_index(
@@ -165,9 +163,7 @@ def upgrade() -> None:
         sa.Column("last_seq", sa.BigInteger(), nullable=False),
         sa.Column("root", sa.String(64), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
-        sa.CheckConstraint(
-            "first_seq >= 1 AND last_seq >= first_seq", name="ck_nfg_anchors_range"
-        ),
+        sa.CheckConstraint("first_seq >= 1 AND last_seq >= first_seq", name="ck_nfg_anchors_range"),
         sa.UniqueConstraint("tenant_id", "last_seq", name="uq_nfg_anchors_tenant_last"),
         sqlite_with_rowid=False,
     )

@@ -111,7 +111,9 @@ def buy(
     sess.names(buyer, listing.seller)
     sess.sent_today(listing.seller, t)
     st = sess.exchange.buy(buyer, listing_id, asset, at=t)
-    issuer = None if sess.collection.issuer == SystemAccount.REVENUE.value else sess.collection.issuer
+    issuer = (
+        None if sess.collection.issuer == SystemAccount.REVENUE.value else sess.collection.issuer
+    )
     for member in (listing.seller, issuer):
         if member is not None:
             ensure_member(tx, member)

@@ -49,9 +49,7 @@ def collection_history(
     """The collection's events in order, and each token's owner by the token rows (None:
     burned)."""
     info = get_collection(conn, tenant_id, code)
-    cid = conn.execute(
-        select(_C.id).where(_C.tenant_id == tenant_id, _C.code == code)
-    ).scalar_one()
+    cid = conn.execute(select(_C.id).where(_C.tenant_id == tenant_id, _C.code == code)).scalar_one()
     rows = conn.execute(
         select(s.nfg_events)
         .where(_E.tenant_id == tenant_id, _E.collection_id == cid)
@@ -111,5 +109,3 @@ def anchor_on_chain(conn: Connection, tenant_id: int, seq: int) -> tuple[bool, b
     forged_leaf = bytes([leaf[0] ^ 1]) + leaf[1:]
     forged = anchor.verify_published(forged_leaf, doc["index"], path, root)
     return good, forged
-
-

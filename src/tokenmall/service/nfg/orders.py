@@ -39,8 +39,9 @@ def mint_on_paid(tx: TenantTx, event: OrderPaid) -> None:
     lines = tx.conn.execute(
         select(ln.product_id, ln.quantity, ln.unit_price_fen, _C.code)
         .select_from(
-            s.order_lines.join(s.orders, (o.tenant_id == ln.tenant_id) & (o.id == ln.order_id))
-            .join(
+            s.order_lines.join(
+                s.orders, (o.tenant_id == ln.tenant_id) & (o.id == ln.order_id)
+            ).join(
                 s.nfg_collections,
                 (_C.tenant_id == ln.tenant_id) & (_C.product_id == ln.product_id),
             )

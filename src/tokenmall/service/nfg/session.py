@@ -251,6 +251,9 @@ class Session:
         conn.execute(
             update(s.nfg_collections)
             .where(_C.tenant_id == self.tenant_id, _C.id == self.collection_id)
-            .values(minted=reg.minted(self.code), burned=reg.minted(self.code) - reg.total_supply(self.code))
+            .values(
+                minted=reg.minted(self.code),
+                burned=reg.minted(self.code) - reg.total_supply(self.code),
+            )
         )
         log.append(conn, self.tenant_id, self.collection_id, events)

@@ -263,7 +263,9 @@ def metadata(conn: Connection, tenant_id: int, code: str, serial: int) -> dict[s
         _token_query().where(_T.tenant_id == tenant_id, _C.code == code, _T.serial == serial)
     ).first()
     if row is None or row.burned_at is not None:
-        raise ERC721NonexistentToken(f"token {code}#{serial} does not exist (never minted, or burned)")
+        raise ERC721NonexistentToken(
+            f"token {code}#{serial} does not exist (never minted, or burned)"
+        )
     reg = Registry()
     reg.restore_collection(info.collection, minted=info.minted, burned=info.burned)
     reg.restore_token(token_of(row, code))
