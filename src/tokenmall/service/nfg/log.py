@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from tokenmall.domain import merkle
 from tokenmall.domain.nfg import ProvenanceEvent
@@ -37,6 +37,7 @@ __all__ = [
     "append",
     "check_proof",
     "list_anchors",
+    "many",
     "proof",
     "verify_chain",
 ]
@@ -58,10 +59,17 @@ class Anchor:
         return self.last_seq - self.first_seq + 1
 
 
+_LAST_SEQ = select(func.max(_E.seq)).where(_E.tenant_id == bindparam("t"))
+_HEAD = (
+    select(_E.seq, _E.chain_hash)
+    .where(_E.tenant_id == bindparam("t"))
+    .order_by(_E.seq.desc())
+    .limit(1)
+)
+
+
 def last_seq(conn: Connection, tenant_id: int) -> int:
-    return int(
-        conn.execute(select(func.max(_E.seq)).where(_E.tenant_id == tenant_id)).scalar() or 0
-    )
+    return int(conn.execute(_LAST_SEQ, {"t": tenant_id}).scalar() or 0)
 
 
 def append(
@@ -74,12 +82,7 @@ def append(
     """
     if not events:
         return
-    head_row = conn.execute(
-        select(_E.seq, _E.chain_hash)
-        .where(_E.tenant_id == tenant_id)
-        .order_by(_E.seq.desc())
-        .limit(1)
-    ).first()
+    head_row = conn.execute(_HEAD, {"t": tenant_id}).first()
     seq, head = (0, GENESIS) if head_row is None else (int(head_row.seq), head_row.chain_hash)
     rows = []
     for e in events:
@@ -87,27 +90,43 @@ def append(
         if e.seq != seq:
             raise InvalidParameter(f"token event {e.seq} out of order (the log is at {seq})")
         entry = e.canonical()
-        leaf = e.leaf.hex()
-        head = hashlib.sha256(bytes.fromhex(head) + bytes.fromhex(leaf)).hexdigest()
+        leaf = merkle.leaf_hash(entry)
+        head = hashlib.sha256(bytes.fromhex(head) + leaf).hexdigest()
         rows.append(
-            {
-                "tenant_id": tenant_id,
-                "seq": seq,
-                "collection_id": collection_id,
-                "serial": e.token.serial,
-                "kind": e.kind.value,
-                "from_member": e.from_,
-                "to_member": e.to,
-                "at": e.at,
-                "price_fen": None if e.price is None else fen_of(e.price),
-                "asset": None if e.asset is None else e.asset.value,
-                "uses_left": e.uses_left,
-                "entry": entry.decode(),
-                "leaf_hash": leaf,
-                "chain_hash": head,
-            }
+            (
+                tenant_id,
+                seq,
+                collection_id,
+                e.token.serial,
+                e.kind.value,
+                e.from_,
+                e.to,
+                e.at,
+                None if e.price is None else fen_of(e.price),
+                None if e.asset is None else e.asset.value,
+                e.uses_left,
+                entry.decode(),
+                leaf.hex(),
+                head,
+            )
         )
-    conn.execute(insert(s.nfg_events), rows)
+    many(conn, _INSERT, rows)
+
+
+_INSERT = (
+    "INSERT INTO nfg_events (tenant_id, seq, collection_id, serial, kind, from_member, "
+    "to_member, at, price_fen, asset, uses_left, entry, leaf_hash, chain_hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def many(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """executemany on the driver (``?`` placeholders): an airdrop writes thousands of rows,
+    and SQLAlchemy's per-row parameter processing would cost more than the inserts."""
+    if rows:
+        if conn.dialect.name != "sqlite":
+            sql = sql.replace("?", "%s")
+        conn.exec_driver_sql(sql, list(rows))
 
 
 def verify_chain(conn: Connection, tenant_id: int) -> int | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from tokenmall.domain.commands import TokenSale
 from tokenmall.domain.economy import Asset, SystemAccount
@@ -45,16 +45,19 @@ class ListingView:
     buyer: str | None
 
 
-def _code_of(conn: Connection, tenant_id: int, listing_id: int) -> str:
-    row = conn.execute(
-        select(_C.code)
-        .select_from(
-            s.nfg_listings.join(
-                s.nfg_collections, (_C.tenant_id == _L.tenant_id) & (_C.id == _L.collection_id)
-            )
+_CODE_OF = (
+    select(_C.code)
+    .select_from(
+        s.nfg_listings.join(
+            s.nfg_collections, (_C.tenant_id == _L.tenant_id) & (_C.id == _L.collection_id)
         )
-        .where(_L.tenant_id == tenant_id, _L.id == listing_id)
-    ).first()
+    )
+    .where(_L.tenant_id == bindparam("t"), _L.id == bindparam("id"))
+)
+
+
+def _code_of(conn: Connection, tenant_id: int, listing_id: int) -> str:
+    row = conn.execute(_CODE_OF, {"t": tenant_id, "id": listing_id}).first()
     if row is None:
         raise UnknownListing(f"no listing {listing_id}")
     return str(row.code)

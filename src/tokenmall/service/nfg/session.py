@@ -14,12 +14,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from tokenmall.domain.nfg import (
     EventKind,
     Exchange,
     Listing,
+    ProvenanceEvent,
     Registry,
     TokenRef,
 )
@@ -38,6 +39,34 @@ _L = s.nfg_listings.c
 _E = s.nfg_events.c
 
 
+_INSERT_ROW = (
+    "INSERT INTO nfg_tokens (tenant_id, collection_id, serial, owner, approved, acquired_at, "
+    "minted_at, uses_left, last_price_fen, item_no, order_ref, revoked) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+# The statements of every command, built once (a buy runs each of them; building a statement
+# costs more than SQLite takes to answer it).
+_T_C = (_T.tenant_id == bindparam("t")) & (_T.collection_id == bindparam("c"))
+_COLLECTION = select(s.nfg_collections).where(
+    _C.tenant_id == bindparam("t"), _C.code == bindparam("code")
+)
+_TOKEN = select(s.nfg_tokens).where(_T_C, _T.serial == bindparam("serial"))
+_O = s.nfg_operators.c
+_OPERATORS = select(_O.operator).where(
+    _O.tenant_id == bindparam("t"),
+    _O.collection_id == bindparam("c"),
+    _O.owner == bindparam("owner"),
+)
+_L_C = (_L.tenant_id == bindparam("t")) & (_L.collection_id == bindparam("c"))
+_LISTING = select(s.nfg_listings).where(_L_C, _L.id == bindparam("id"))
+_OPEN_LISTING = select(s.nfg_listings).where(
+    _L_C, _L.serial == bindparam("serial"), _L.state == "open"
+)
+_LAST_LISTING = select(func.max(_L.id)).where(_L.tenant_id == bindparam("t"))
+
+
 def now(at: float | None) -> float:
     return time.time() if at is None else at
 
@@ -48,14 +77,13 @@ class Session:
     def __init__(self, tx: TenantTx, code: str) -> None:
         self.tx = tx
         self.tenant_id = tx.tenant_id
-        row = tx.conn.execute(
-            select(s.nfg_collections).where(_C.tenant_id == tx.tenant_id, _C.code == code)
-        ).first()
+        row = tx.conn.execute(_COLLECTION, {"t": tx.tenant_id, "code": code}).first()
         if row is None:
             raise NotFound(f"no NFG collection {code!r}")
         self.row = row
         self.collection_id: int = row.id
         self.code = code
+        self._key = {"t": self.tenant_id, "c": self.collection_id}
         self.collection = collection_of(row)
         self.registry = Registry()
         self.registry.restore_collection(self.collection, minted=row.minted, burned=row.burned)
@@ -76,13 +104,7 @@ class Session:
         ref = TokenRef(self.code, serial)
         if serial in self._stored or serial in self._alive:
             return ref
-        row = self.tx.conn.execute(
-            select(s.nfg_tokens).where(
-                _T.tenant_id == self.tenant_id,
-                _T.collection_id == self.collection_id,
-                _T.serial == serial,
-            )
-        ).first()
+        row = self.tx.conn.execute(_TOKEN, {**self._key, "serial": serial}).first()
         if row is not None:
             self._stored.add(serial)
             if row.burned_at is None:
@@ -96,14 +118,7 @@ class Session:
         if owner in self._owners:
             return
         self._owners.add(owner)
-        o = s.nfg_operators.c
-        rows = self.tx.conn.execute(
-            select(o.operator).where(
-                o.tenant_id == self.tenant_id,
-                o.collection_id == self.collection_id,
-                o.owner == owner,
-            )
-        ).scalars()
+        rows = self.tx.conn.execute(_OPERATORS, {**self._key, "owner": owner}).scalars()
         for op in rows:
             self.registry.restore_operator(self.code, owner, op)
 
@@ -141,32 +156,17 @@ class Session:
         """Load a listing of this collection (and the token it is for)."""
         if listing_id in self._listings:
             return self._listings[listing_id]
-        row = self.tx.conn.execute(
-            select(s.nfg_listings).where(
-                _L.tenant_id == self.tenant_id,
-                _L.id == listing_id,
-                _L.collection_id == self.collection_id,
-            )
-        ).first()
+        row = self.tx.conn.execute(_LISTING, {**self._key, "id": listing_id}).first()
         if row is None:
             raise NotFound(f"no listing {listing_id} in {self.code}")
         return self._restore_listing(row)
 
     def open_listing(self, serial: int) -> Listing | None:
-        row = self.tx.conn.execute(
-            select(s.nfg_listings).where(
-                _L.tenant_id == self.tenant_id,
-                _L.collection_id == self.collection_id,
-                _L.serial == serial,
-                _L.state == "open",
-            )
-        ).first()
+        row = self.tx.conn.execute(_OPEN_LISTING, {**self._key, "serial": serial}).first()
         return None if row is None else self._restore_listing(row)
 
     def next_listing_id(self) -> None:
-        last = self.tx.conn.execute(
-            select(func.max(_L.id)).where(_L.tenant_id == self.tenant_id)
-        ).scalar()
+        last = self.tx.conn.execute(_LAST_LISTING, {"t": self.tenant_id}).scalar()
         self.exchange.restore_last_id(int(last or 0))
 
     def _restore_listing(self, row: Any) -> Listing:
@@ -212,11 +212,11 @@ class Session:
         if not events:
             return
         self._flushed += len(events)
-        touched = sorted({e.token.serial for e in events})
+        last: dict[int, ProvenanceEvent] = {e.token.serial: e for e in events}
         key = and_(_T.tenant_id == self.tenant_id, _T.collection_id == self.collection_id)
-        for serial in touched:
+        new_rows: list[tuple[Any, ...]] = []
+        for serial in sorted(last):
             ref = TokenRef(self.code, serial)
-            last = max((e for e in events if e.token.serial == serial), key=lambda e: e.seq)
             if reg.exists(ref):
                 tok = reg.token(ref)
                 if serial in self._stored:
@@ -225,29 +225,33 @@ class Session:
                         .where(key, _T.serial == serial)
                         .values(**token_values(tok))
                     )
-                else:
-                    conn.execute(
-                        insert(s.nfg_tokens).values(
-                            tenant_id=self.tenant_id,
-                            collection_id=self.collection_id,
-                            serial=serial,
-                            minted_at=tok.minted_at,
-                            item_no=tok.item_no,
-                            order_ref=order_ref,
-                            revoked=False,
-                            burned_at=None,
-                            **token_values(tok),
+                else:  # minted here: inserted in one statement below (an airdrop's hundreds)
+                    new_rows.append(
+                        (
+                            self.tenant_id,
+                            self.collection_id,
+                            serial,
+                            tok.owner,
+                            tok.approved,
+                            tok.acquired_at,
+                            tok.minted_at,
+                            tok.uses_left,
+                            fen_of(tok.last_price),
+                            tok.item_no,
+                            order_ref,
+                            False,
                         )
                     )
                     self._stored.add(serial)
                 self._alive.add(serial)
-            elif last.kind is EventKind.BURN:
+            elif last[serial].kind is EventKind.BURN:
                 conn.execute(
                     update(s.nfg_tokens)
                     .where(key, _T.serial == serial)
-                    .values(burned_at=last.at, approved=None)
+                    .values(burned_at=last[serial].at, approved=None)
                 )
                 self._alive.discard(serial)
+        log.many(conn, _INSERT_ROW, new_rows)
         conn.execute(
             update(s.nfg_collections)
             .where(_C.tenant_id == self.tenant_id, _C.id == self.collection_id)

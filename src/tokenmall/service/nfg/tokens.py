@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from tokenmall.domain.commands import Join, Redeem, TokenSale
 from tokenmall.domain.economy import Asset, SystemAccount
@@ -71,9 +71,15 @@ class TokenView:
     burned: bool
 
 
+_M = s.members.c
+_KNOWN = select(_M.no).where(_M.tenant_id == bindparam("t"), _M.code == bindparam("code"))
+
+
 def ensure_member(tx: TenantTx, member: str) -> None:
-    """The ledger account of a member about to be credited (a seller, an issuer)."""
-    tx.apply_one(f"join:{member}:None", Join(member, None))
+    """The ledger account of a member about to be credited (a seller, an issuer): joined
+    through the ledger the first time only (a replayed join still costs a ledger batch)."""
+    if tx.conn.execute(_KNOWN, {"t": tx.tenant_id, "code": member}).first() is None:
+        tx.apply_one(f"join:{member}:None", Join(member, None))
 
 
 def _issuer(c_issuer: str) -> str | None:
