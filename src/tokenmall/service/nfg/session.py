@@ -65,6 +65,22 @@ _OPEN_LISTING = select(s.nfg_listings).where(
     _L_C, _L.serial == bindparam("serial"), _L.state == "open"
 )
 _LAST_LISTING = select(func.max(_L.id)).where(_L.tenant_id == bindparam("t"))
+_CLOSE_LISTING = (
+    update(s.nfg_listings)
+    .where(_L.tenant_id == bindparam("t"), _L.id == bindparam("lid"))
+    .values(state=bindparam("state"), closed_at=bindparam("closed_at"), buyer=bindparam("buyer"))
+)
+_UPDATE_TOKEN = (
+    update(s.nfg_tokens)
+    .where(_T_C, _T.serial == bindparam("sn"))
+    .values(
+        owner=bindparam("owner"),
+        approved=bindparam("approved"),
+        acquired_at=bindparam("acquired_at"),
+        uses_left=bindparam("uses_left"),
+        last_price_fen=bindparam("last_price_fen"),
+    )
+)
 
 
 def now(at: float | None) -> float:
@@ -182,9 +198,14 @@ class Session:
         conn = self.tx.conn
         if listing.id in self._listings:
             conn.execute(
-                update(s.nfg_listings)
-                .where(_L.tenant_id == self.tenant_id, _L.id == listing.id)
-                .values(state=listing.state.value, closed_at=listing.closed_at, buyer=buyer)
+                _CLOSE_LISTING,
+                {
+                    "t": self.tenant_id,
+                    "lid": listing.id,
+                    "state": listing.state.value,
+                    "closed_at": listing.closed_at,
+                    "buyer": buyer,
+                },
             )
         else:
             conn.execute(
@@ -220,11 +241,7 @@ class Session:
             if reg.exists(ref):
                 tok = reg.token(ref)
                 if serial in self._stored:
-                    conn.execute(
-                        update(s.nfg_tokens)
-                        .where(key, _T.serial == serial)
-                        .values(**token_values(tok))
-                    )
+                    conn.execute(_UPDATE_TOKEN, {**self._key, "sn": serial, **token_values(tok)})
                 else:  # minted here: inserted in one statement below (an airdrop's hundreds)
                     new_rows.append(
                         (
