@@ -163,7 +163,7 @@ def trade_ceiling(src: str, dst: str, k: int, first_event: int) -> tuple[float, 
     lcols, lrows = _rows(src, "SELECT * FROM ledger_tx WHERE kind = 'token_sale' ORDER BY seq")
     seqs = [r[lcols.index("seq")] for r in lrows]
     xcols, xrows = _rows(
-        src, f"SELECT * FROM transfers WHERE seq >= ? ORDER BY seq, n", (min(seqs),)
+        src, "SELECT * FROM transfers WHERE seq >= ? ORDER BY seq, n", (min(seqs),)
     )
     by_seq: dict[int, list[tuple[Any, ...]]] = {}
     for r in xrows:
@@ -184,8 +184,14 @@ def trade_ceiling(src: str, dst: str, k: int, first_event: int) -> tuple[float, 
         _insert("ledger_tx", lcols),
         _insert("transfers", xcols),
     )
-    tok = "UPDATE nfg_tokens SET owner = ?, approved = NULL, acquired_at = ?, last_price_fen = ? WHERE tenant_id = ? AND collection_id = ? AND serial = ?"
-    lst = "UPDATE nfg_listings SET state = 'sold', closed_at = ?, buyer = ? WHERE tenant_id = ? AND id = ?"
+    tok = (
+        "UPDATE nfg_tokens SET owner = ?, approved = NULL, acquired_at = ?, last_price_fen = ? "
+        "WHERE tenant_id = ? AND collection_id = ? AND serial = ?"
+    )
+    lst = (
+        "UPDATE nfg_listings SET state = 'sold', closed_at = ?, buyer = ? "
+        "WHERE tenant_id = ? AND id = ?"
+    )
     mem = "UPDATE members SET sp = ? WHERE tenant_id = ? AND no = ?"
     ev = {c: i for i, c in enumerate(ecols)}
     nos = list(sp)
