@@ -26,6 +26,7 @@ from tokenmall.domain.events import (
 from tokenmall.service import marketing, webhooks
 from tokenmall.service.groupbuys import GroupBuys
 from tokenmall.service.messagebus import EventBus, Handler
+from tokenmall.service.nfg import orders as nfg_orders
 from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.service.payouts import HubPayouts
 from tokenmall.service.uow import Store
@@ -50,11 +51,13 @@ def event_handlers(groupbuys: GroupBuys | None = None) -> dict[type, list[Handle
     closed unpaid; a winner's order settled, for the leader's commission) before webhooks.
     """
     table: dict[type, list[Handler]] = {
-        OrderPaid: [],
+        # a paid order of a product linked to an NFG collection mints its tokens; a refund
+        # burns them or, once they changed hands, takes their price back (docs/NFG.md)
+        OrderPaid: [nfg_orders.mint_on_paid],
         # the marketing models (docs/MODELS.md) run after the engine's own commands, in
         # the order of tokenmall.domain.marketing.ORDER; then group buys; webhooks last
         OrderSettled: [marketing.on_settled],
-        OrderRefunded: [marketing.on_refunded],
+        OrderRefunded: [marketing.on_refunded, nfg_orders.take_back_on_refund],
         OrderClosed: [],
         MemberJoined: [marketing.on_member_joined],
     }

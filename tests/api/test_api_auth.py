@@ -27,6 +27,7 @@ from api_helpers import (
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from groupbuy_api_helpers import groupbuy_path_values
+from nfg_helpers_api import NFG_PUBLIC_SUFFIXES, nfg_path_values
 from orders_helpers import aftersales_path_values, order_path_values
 from wallet_helpers import wallet_path_values
 from webhook_helpers import webhook_path_values
@@ -60,7 +61,9 @@ TENANT_ROUTES = [r for r in ROUTES if r[1].startswith(TENANT_PREFIX)]
 # provider callbacks take no credential (the provider's signature is the authentication):
 # tests/api/test_orders_notify.py checks that another tenant's notification changes nothing
 CALLBACK_ROUTES = [r for r in TENANT_ROUTES if r[1].endswith("/notify")]
-KEYED_ROUTES = [r for r in TENANT_ROUTES if r not in CALLBACK_ROUTES]
+# the NFG routes anyone may read without a credential (a token's metadata, provenance, proofs)
+PUBLIC_ROUTES = [r for r in TENANT_ROUTES if r[1].endswith(NFG_PUBLIC_SUFFIXES)]
+KEYED_ROUTES = [r for r in TENANT_ROUTES if r not in CALLBACK_ROUTES and r not in PUBLIC_ROUTES]
 
 
 def fill(path: str, values: dict[str, str]) -> str:
@@ -80,6 +83,8 @@ def path_values(client: TestClient, mall: Mall, path: str) -> dict[str, str]:
         values.update(webhook_path_values(client, mall))
     if "/groupbuys/" in path and ("{code}" in path or "{public_id}" in path):
         values.update(groupbuy_path_values(client, mall))
+    if "/nfg/" in path and "{" in path.removeprefix(TENANT_PREFIX):
+        values.update(nfg_path_values(client, mall))
     return values
 
 

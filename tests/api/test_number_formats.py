@@ -33,7 +33,8 @@ CNY_FIELDS = {
     "pool", "pool_amount", "quota_remaining", "refunded", "revenue", "sale_value", "sales",
     "sell_value", "sp", "sp_issuance", "sp_reserve", "spent", "stable", "total", "unit_price",
     "value", "world", "carry", "payout", "min_spent", "frozen", "granted", "taken_back",
-    "compensation", "subsidy", "commission", "released", "locked",
+    "compensation", "subsidy", "commission", "released", "locked", "last_price", "pool_share",
+    "royalty", "proceeds",
 }  # fmt: skip
 POINTS_FIELDS = {
     "points", "points_debt", "burned", "circulating", "issued", "total_supply", "treasury",
@@ -41,12 +42,13 @@ POINTS_FIELDS = {
 }  # fmt: skip
 PRICE_FIELDS = {"price", "initial_price"}
 # ratios and durations: plain, like EP quantities
-PLAIN_FIELDS = {"commission_ratio", "deadline_hours"}
+PLAIN_FIELDS = {"commission_ratio", "deadline_hours", "fee_to_pool", "appreciation_step"}
 # the same name means another quantity in one place: (route, field) -> its format
 EXCEPTIONS = {
     ("/skus", "price"): CNY,  # a SKU's price is CNY; the economy's price is the EP's
     ("/products", "price"): CNY,
     ("/groupbuys", "price"): CNY,  # a group's price per place
+    ("/nfg", "price"): CNY,  # a collection's or a listing's price
     # the wallet history and the rewards: EP or SP, by the row's asset (HistoryOut.of)
     ("/history", "amount"): None,
     ("/rewards", "amount"): None,

@@ -31,6 +31,7 @@ from tokenmall.api.routes import (
     marketing,
     members,
     merchant_orders,
+    nfg,
     operations,
     orders,
     reads,
@@ -143,7 +144,7 @@ def create_app(
     # (bench/README.md, fifth session).  Order still decides: imports before orders, so its
     # fixed path wins over orders' {order_ref} paths.
     routers = (tenants, keys, members, catalog, imports, orders, merchant_orders, aftersales)
-    for module in (*routers, wallet, reads, operations, webhooks, marketing, groupbuys):
+    for module in (*routers, wallet, reads, operations, webhooks, marketing, groupbuys, nfg):
         app.router.routes.extend(module.router.routes)
     return app
 

@@ -28,6 +28,18 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tokenmall.domain.nfg import (
+    AssetNotAccepted,
+    ERC721IncorrectOwner,
+    ERC721InsufficientApproval,
+    ERC721InvalidApprover,
+    ERC721NonexistentToken,
+    ExchangeError,
+    PolicyError,
+    PriceFixed,
+    SelfTransfer,
+    UnknownListing,
+)
 from tokenmall.errors import (
     IdempotencyConflict,
     InsufficientBalance,
@@ -61,6 +73,17 @@ _STATUS: Mapping[type[TokenmallError], int] = {
     SupplyExhausted: 409,
     InvalidCommand: 422,
     InvariantViolation: 500,
+    # NFG: ERC-721's errors and the collections' rules, by what the caller can do about them
+    ERC721NonexistentToken: 404,
+    UnknownListing: 404,
+    ERC721InsufficientApproval: 403,
+    ERC721InvalidApprover: 403,
+    ERC721IncorrectOwner: 409,
+    PolicyError: 409,
+    ExchangeError: 409,
+    AssetNotAccepted: 422,
+    PriceFixed: 422,
+    SelfTransfer: 422,
     # the payment provider refused the call or could not be reached: an upstream's answer
     ProviderRefused: 502,
     ProviderUnavailable: 502,

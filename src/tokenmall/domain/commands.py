@@ -25,6 +25,7 @@ __all__ = [
     "RewardTakeBack",
     "Sell",
     "Settle",
+    "TokenSale",
     "Withdraw",
 ]
 
@@ -163,6 +164,25 @@ class RewardTakeBack:
     model: str
 
 
+@dataclass(frozen=True, slots=True)
+class TokenSale:
+    """An NFG paid for in SP (a primary sale or an exchange trade): ``buyer`` pays ``price``
+    SP; ``proceeds`` go to ``seller`` (a member; None: the platform's revenue), the ``fee`` to
+    revenue less ``pool_share``, which enters the EP pool, and the ``royalty`` to ``issuer``
+    (a member; None: revenue).  The parts must add up to the price, so the command moves
+    value and never creates it; ``ref`` names the token and the sale (the audit trail)."""
+
+    ref: str
+    buyer: str
+    price: Decimal
+    seller: str | None
+    proceeds: Decimal
+    fee: Decimal = ZERO
+    pool_share: Decimal = ZERO
+    royalty: Decimal = ZERO
+    issuer: str | None = None
+
+
 Command = (
     Purchase
     | Sell
@@ -178,4 +198,5 @@ Command = (
     | PayoutResult
     | RewardGrant
     | RewardTakeBack
+    | TokenSale
 )

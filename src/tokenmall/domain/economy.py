@@ -48,6 +48,7 @@ from tokenmall.domain.commands import (
     RewardTakeBack,
     Sell,
     Settle,
+    TokenSale,
     Withdraw,
 )
 from tokenmall.domain.dividends import water_fill
@@ -99,6 +100,7 @@ __all__ = [
     "Sell",
     "Settle",
     "SystemAccount",
+    "TokenSale",
     "Transfer",
     "Withdraw",
 ]
@@ -411,6 +413,8 @@ class Economy:
             out = self._reward_grant(cmd)
         elif isinstance(cmd, RewardTakeBack):
             out = self._reward_take_back(cmd)
+        elif isinstance(cmd, TokenSale):
+            out = self._token_sale(cmd)
         else:  # pragma: no cover - the union is closed
             raise InvalidCommand(f"unknown command {cmd!r}")
         out["exits"] = Decimal(self.run_exits())
@@ -975,6 +979,42 @@ class Economy:
         self._touch(m)
         return {"taken": taken, "debt": m.sp_debt}
 
+    # ------------------------------------------------------------------ NFG
+
+    def _token_sale(self, cmd: TokenSale) -> dict[str, Decimal]:
+        """The buyer's SP leaves circulation; its CNY backing in ``sp_reserve`` follows each
+        part: it stays behind the SP credited to a member (seller, issuer), goes to revenue
+        for the platform's parts and into the pool for the pool share (which raises the
+        price: nothing is issued against it)."""
+        parts = (cmd.proceeds, cmd.fee, cmd.pool_share, cmd.royalty)
+        if cmd.price <= 0 or floor_fen(cmd.price) != cmd.price:
+            raise InvalidCommand(f"a token's price must be > 0 and whole fen, got {cmd.price}")
+        if any(p < 0 or floor_fen(p) != p for p in parts):
+            raise InvalidCommand("a token sale's parts must be >= 0 and whole fen")
+        if cmd.proceeds + cmd.fee + cmd.royalty != cmd.price or cmd.pool_share > cmd.fee:
+            raise InvalidCommand("proceeds, fee and royalty must add up to the price")
+        buyer = self.member(cmd.buyer)
+        seller = None if cmd.seller is None else self.member(cmd.seller)
+        issuer = None if cmd.issuer is None else self.member(cmd.issuer)
+        if buyer is seller:
+            raise InvalidCommand("a member cannot buy a token from themselves")
+        if cmd.price > buyer.sp:
+            raise InsufficientBalance(
+                f"member {cmd.buyer!r} holds {buyer.sp} SP, the token costs {cmd.price}"
+            )
+        self._move(Asset.SP, buyer, SystemAccount.SP_ISSUANCE, cmd.price)
+        self._touch(buyer)
+        to_revenue = cmd.fee - cmd.pool_share
+        for who, amount in ((seller, cmd.proceeds), (issuer, cmd.royalty)):
+            if who is None:
+                to_revenue += amount
+            elif amount > 0:
+                self._credit_sp(who, amount)
+                self._touch(who)
+        self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.REVENUE, to_revenue)
+        self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.POOL, cmd.pool_share)
+        return {"price": cmd.price, "to_pool": cmd.pool_share}
+
 
 _DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {
     Purchase: ("amount", "pool_amount", "fund_amount"),
@@ -991,6 +1031,7 @@ _DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {
     PayoutResult: (),
     RewardGrant: ("amount",),
     RewardTakeBack: ("amount",),
+    TokenSale: ("price", "proceeds", "fee", "pool_share", "royalty"),
 }
 # Stored atoms are 64-bit: 10^12 CNY at 4 places or EP at 8 places stays far inside that.
 _MAX_DIGITS = 12

@@ -28,6 +28,7 @@ from tokenmall.domain.economy import (
     RewardTakeBack,
     Sell,
     Settle,
+    TokenSale,
     Withdraw,
 )
 from tokenmall.errors import InvalidCommand
@@ -59,7 +60,8 @@ KINDS = (
 )
 # Commands the engine applies on its own behalf (model rewards and their take-backs): parsed
 # from a stored payload, never accepted as a scenario event or an API body.
-LEDGER_KINDS = ("reward_grant", "reward_take_back")
+LEDGER_KINDS = ("reward_grant", "reward_take_back", "token_sale")
+_SALE_PARTS = ("proceeds", "fee", "pool_share", "royalty")
 
 
 _FEN = Decimal("0.01")
@@ -137,6 +139,8 @@ def command_from_payload(
     if not isinstance(ev, Mapping):
         raise InvalidCommand("an event must be an object")
     kind = ev.get("type")
+    if internal and kind == "token_sale":
+        return _token_sale(ev)
     if internal and kind in LEDGER_KINDS:
         extra = sorted(set(ev) - {"type", "member", "amount", "model"})
         if extra:
@@ -214,6 +218,22 @@ def command_from_payload(
             raise InvalidCommand("paid must be true or false")
         return PayoutResult(request=_code(ev, "request") or "", paid=paid)
     return Refund(order=_code(ev, "order") or "", amount=_amount(ev, "amount", required=False))
+
+
+def _token_sale(ev: Mapping[str, Any]) -> TokenSale:
+    extra = sorted(set(ev) - {"type", "ref", "buyer", "price", "seller", "issuer", *_SALE_PARTS})
+    if extra:
+        raise InvalidCommand(f"unexpected field(s) for token_sale: {', '.join(extra)}")
+    price = _amount(ev, "price")
+    assert price is not None
+    return TokenSale(
+        ref=_code(ev, "ref") or "",
+        buyer=_code(ev, "buyer") or "",
+        price=price,
+        seller=_code(ev, "seller", required=False),
+        issuer=_code(ev, "issuer", required=False),
+        **{name: _amount0(ev, name) for name in _SALE_PARTS},
+    )
 
 
 _FIELDS: dict[str, set[str]] = {
@@ -297,6 +317,18 @@ def to_payload(cmd: Command) -> dict[str, Any]:
     if isinstance(cmd, RewardGrant | RewardTakeBack):
         kind = "reward_grant" if isinstance(cmd, RewardGrant) else "reward_take_back"
         return {"type": kind, "member": cmd.member, "amount": dec(cmd.amount), "model": cmd.model}
+    if isinstance(cmd, TokenSale):
+        sale: dict[str, Any] = {
+            "type": "token_sale",
+            "ref": cmd.ref,
+            "buyer": cmd.buyer,
+            "price": dec(cmd.price),
+        }
+        sale.update({name: dec(getattr(cmd, name)) for name in _SALE_PARTS})
+        for name in ("seller", "issuer"):
+            if getattr(cmd, name) is not None:
+                sale[name] = getattr(cmd, name)
+        return sale
     out = {"type": "refund", "order": cmd.order}
     if cmd.amount is not None:
         out["amount"] = dec(cmd.amount)

@@ -701,3 +701,27 @@ __all__ += [
     "group_offers",
     "group_places",
 ]
+
+from tokenmall.store.schema_nfg import (  # noqa: E402
+    LISTING_STATES,
+    NFG_EVENT_KINDS,
+    nfg_anchors,
+    nfg_collections,
+    nfg_events,
+    nfg_listings,
+    nfg_operators,
+    nfg_real_names,
+    nfg_tokens,
+)
+
+__all__ += [
+    "LISTING_STATES",
+    "NFG_EVENT_KINDS",
+    "nfg_anchors",
+    "nfg_collections",
+    "nfg_events",
+    "nfg_listings",
+    "nfg_operators",
+    "nfg_real_names",
+    "nfg_tokens",
+]

@@ -197,6 +197,18 @@ class Exchange:
         self._pool_account = pool_account
         self._listings: dict[int, Listing] = {}
         self._open: dict[TokenRef, int] = {}
+        self._last_id = 0
+
+    def restore(self, listing: Listing, *, last_id: int | None = None) -> None:
+        """A stored listing (a service rebuilds the ones a command touches); ``last_id``:
+        the highest id issued so far, so the next listing continues the numbering."""
+        self._listings[listing.id] = listing
+        if listing.state is ListingState.OPEN:
+            self._open[listing.token] = listing.id
+        self._last_id = max(self._last_id, listing.id, last_id or 0)
+
+    def restore_last_id(self, last_id: int) -> None:
+        self._last_id = max(self._last_id, last_id)
 
     def listing(self, listing_id: int) -> Listing:
         try:
@@ -235,7 +247,8 @@ class Exchange:
             if self._stale_reason(old) is None:
                 raise AlreadyListed(f"{ref} is already listed (listing {old.id})")
             self._close(old, ListingState.CANCELLED, at)
-        listing = Listing(len(self._listings) + 1, ref, tok.owner, caller, price, at, tok.uses_left)
+        self._last_id += 1
+        listing = Listing(self._last_id, ref, tok.owner, caller, price, at, tok.uses_left)
         self._listings[listing.id] = listing
         self._open[ref] = listing.id
         return listing

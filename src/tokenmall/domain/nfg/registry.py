@@ -77,6 +77,7 @@ class Registry:
         self._sent: dict[tuple[str, str, int], int] = {}
         self._verified: set[str] = set()
         self._events: list[ProvenanceEvent] = []
+        self._seq0 = 0  # events before this registry's first (a restored registry)
 
     # -- collections and members -----------------------------------------------------------
 
@@ -108,6 +109,36 @@ class Registry:
 
     def has_real_name(self, member: str) -> bool:
         return member in self._verified
+
+    # -- restoring stored state ----------------------------------------------------------
+    # A service keeps tokens in a database and rebuilds, per command, only the part of the
+    # registry the command reads: the collection with its counts, the tokens it touches,
+    # their owners' operators and verified names, the sender's transfers today.
+
+    def restore_collection(self, collection: Collection, *, minted: int, burned: int) -> None:
+        self.add_collection(collection)
+        self._minted[collection.code] = minted
+        self._burned[collection.code] = burned
+
+    def restore_token(self, token: Token) -> None:
+        self.collection(token.ref.code)
+        self._tokens[token.ref] = token
+        self._owned.setdefault((token.ref.code, token.owner), set()).add(token.ref.serial)
+
+    def restore_operator(self, code: str, owner: str, operator: str) -> None:
+        self._operators.setdefault((code, owner), set()).add(operator)
+
+    def restore_sent(self, code: str, member: str, at: float, count: int) -> None:
+        """``count`` tokens of ``code`` sent by ``member`` on the day of ``at``."""
+        self._sent[(code, member, self._day(at))] = count
+
+    def restore_seq(self, last_seq: int) -> None:
+        """Number the next event ``last_seq + 1`` (the stored history's continuation)."""
+        self._seq0 = last_seq - len(self._events)
+
+    def day_start(self, at: float) -> float:
+        """The start of the daily limit's day that contains ``at``, as a timestamp."""
+        return float(self._day(at) * _DAY - self._utc_offset)
 
     # -- ERC-721 views -------------------------------------------------------------------
 
@@ -379,6 +410,8 @@ class Registry:
     ) -> ProvenanceEvent:
         ref = tok.ref
         uses = tok.uses_left if self._collections[ref.code].kind is Kind.RIGHT else None
-        event = ProvenanceEvent(len(self._events) + 1, kind, ref, from_, to, at, price, asset, uses)
+        event = ProvenanceEvent(
+            self._seq0 + len(self._events) + 1, kind, ref, from_, to, at, price, asset, uses
+        )
         self._events.append(event)
         return event

@@ -1,7 +1,7 @@
 """Merchants, products, SKUs and webhook endpoints and deliveries numbered per tenant
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-06 19:40:00
 
 A global autoincrement id shows every tenant the volume of all the others (create a product,
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
