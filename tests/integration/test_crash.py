@@ -170,6 +170,13 @@ def test_killed_runs_resume_to_the_uninterrupted_result(
         assert n % CHUNK == 0 or n == N_EVENTS  # a chunk is all or nothing
         seen_at_kill.append(n)
         mid_run += 0 < n < N_EVENTS
+        if n == N_EVENTS and not mid_run and attempt < 4:
+            # every event committed before any kill landed between commits (the run was
+            # killed while it printed, as happens on a loaded machine): restarts can only
+            # replay now, so start again on a fresh tenant with less time
+            attempt += 1
+            tenant = f"{tenant_code}-{attempt}"
+            seen_at_kill = []
 
     assert proc.returncode == 0, err
     assert mid_run, f"no kill landed between commits: {seen_at_kill}"
