@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 import segno
-from console_helpers import Served, Shop, Watch, assert_ledger_balanced, make_shop
+from console_helpers import (
+    SCREENSHOTS,
+    Served,
+    Shop,
+    Watch,
+    assert_ledger_balanced,
+    make_shop,
+)
 from playwright.sync_api import Browser, Page
 
 from tokenmall.service import credentials, members, reads, wallet
@@ -89,7 +96,7 @@ def _state(served: Served, shop: Shop, member: str) -> tuple[Any, ...]:
 
 
 def test_every_member_page_loads_clean_and_shows_the_services_figures(
-    served: Served, phone: Page, watch: Watch
+    served: Served, phone: Page, watch: Watch, request: pytest.FixtureRequest
 ) -> None:
     shop = make_shop(served.services)
     svc = served.services
@@ -139,6 +146,9 @@ def test_every_member_page_loads_clean_and_shows_the_services_figures(
     assert src == segno.make(link, error="m").svg_data_uri(scale=4, border=2)
     assert src != qr_data_uri(link + "X")  # the drawing depends on the link
     assert page.evaluate("() => document.getElementById('invite-qr').naturalWidth") > 0
+    if request.node.callspec.params.get("served") == "sqlite":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "member-invite.png"), full_page=True)
     # the link opens the mall's join page, with no session, showing the code
     fresh = page.context.browser.new_context()  # type: ignore[union-attr]
     try:
