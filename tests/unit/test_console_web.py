@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from tokenmall import api, web
 from tokenmall.asgi import create_app
+from tokenmall.service.codec import cny, dec
 from tokenmall.settings import Settings
 from tokenmall.store.db import create_db_engine, migrate
-from tokenmall.service.codec import cny, dec
 from tokenmall.web.i18n import LANGS, LOCALE_DIR, format_money, format_points, translations
 from tokenmall.web.session import open_session, seal_session
 
