@@ -23,10 +23,12 @@ from console_helpers import (
 )
 from playwright.sync_api import Page
 
-from tokenmall.service import credentials, dayclose, series, tenants, wallet
+from tokenmall.service import credentials, dayclose, reads, series, tenants, wallet
+from tokenmall.service.codec import cny, dec
 from tokenmall.service.orders import Viewer as AfterSalesViewer
 from tokenmall.store.db import read_only
 from tokenmall.web.dashboard import CHART_DAYS
+from tokenmall.web.i18n import translations
 
 PAGES = (
     "/",
@@ -87,6 +89,9 @@ def test_every_page_loads_clean_in_both_languages(served: Served, page: Page, wa
     assert lines[0].startswith("订单,会员,状态")
     assert [ln.split(",")[0] for ln in lines[1:]] == [shop.order_ref]
     assert lines[1].split(",")[3] == "200.00"
+    assert lines[1].split(",")[2] == translations("zh_CN").gettext("Paid")  # the page's language
+    english = page.request.get(f"{served.base}/console/{shop.code}/orders.csv?status=paid&lang=en")
+    assert english.text().lstrip("\ufeff").splitlines()[1].split(",")[2] == "Paid"
     _no_errors(watch)
 
 
@@ -124,6 +129,12 @@ def test_dashboard_charts_carry_the_services_series(
     assert page.locator("#sales-today").inner_text() == "¥300.00"  # bob's 200 + alice's 100
     assert page.locator("#orders-today").inner_text() == "1"
     assert page.locator("#members-today").inner_text() == "2"
+    # EP in the API's one format (no trailing zeros), CNY as the API's cny behind a ¥
+    with read_only(svc.engine).connect() as conn:
+        economy = reads.economy(conn, shop.tenant_id)
+    circulating = page.locator("#circulating").inner_text()
+    assert circulating.replace(",", "") == dec(economy.circulating)
+    assert page.locator("#pool").inner_text().lstrip("¥").replace(",", "") == cny(economy.pool)
     if request.node.callspec.params.get("served") == "sqlite":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "console-dashboard.png"), full_page=True)

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page
 
 from tokenmall.service import credentials, reads, wallet
 from tokenmall.store.db import read_only
-from tokenmall.web.i18n import format_money, format_points, translations
+from tokenmall.web.i18n import format_money, format_points, format_price, translations
 
 PHONE = {"width": 390, "height": 844}
 POINTS_FORMAT = "Points are a positive number with at most 8 decimal places."
@@ -54,7 +54,7 @@ def test_member_home_from_a_signed_link(
         assert held.points > 0
         assert page.locator("#m-points").inner_text() == format_points(held.points)
         assert page.locator("#m-value").inner_text() == format_money(held.value)
-        assert page.locator("#m-price").inner_text() == format_points(held.price)
+        assert page.locator("#m-price").inner_text() == format_price(held.price)
         assert page.locator("#m-quota").inner_text() == format_money(held.quota_remaining)
         page.wait_for_function(
             "() => window.echarts &&"

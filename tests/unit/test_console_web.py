@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from tokenmall import api, web
 from tokenmall.asgi import create_app
+from tokenmall.service.codec import cny, dec
 from tokenmall.settings import Settings
 from tokenmall.store.db import create_db_engine, migrate
-from tokenmall.web.i18n import LANGS, LOCALE_DIR, format_money, translations
+from tokenmall.web.i18n import LANGS, LOCALE_DIR, format_money, format_points, translations
 from tokenmall.web.session import open_session, seal_session
 
 WEB = Path(web.__file__).parent
@@ -91,6 +92,23 @@ def test_chinese_is_the_default_and_english_is_switchable() -> None:
 )
 def test_amounts_are_shown_as_yuan(amount: str, shown: str) -> None:
     assert format_money(Decimal(amount)) == shown
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [("33.60000000", "33.6"), ("1234567.5", "1,234,567.5"), ("30.00", "30"), ("0E-8", "0")],
+)
+def test_points_are_shown_in_the_apis_one_format(amount: str, shown: str) -> None:
+    assert format_points(Decimal(amount)) == shown
+    assert shown.replace(",", "") == dec(Decimal(amount))
+
+
+@pytest.mark.parametrize(
+    "amount", ["12.30", "0.1234", "1234.5", "5", "123456789.0001", "0.00", "-3.5"]
+)
+def test_money_is_the_apis_cny_behind_a_yuan_sign(amount: str) -> None:
+    shown = format_money(Decimal(amount))
+    assert shown.replace("¥", "").replace(",", "") == cny(Decimal(amount))
 
 
 @given(st.integers(min_value=0, max_value=10**14))

@@ -54,7 +54,7 @@ from tokenmall.domain.commands import (
 from tokenmall.domain.dividends import water_fill
 from tokenmall.domain.events import MemberExit
 from tokenmall.domain.params import TenantParams
-from tokenmall.domain.pricing import price_ratio, sale_value
+from tokenmall.domain.pricing import points_bought, price_ratio, sale_value
 from tokenmall.errors import (
     IdempotencyConflict,
     InsufficientBalance,
@@ -580,7 +580,7 @@ class Economy:
         if s > m.sp:
             raise InsufficientBalance(f"member {cmd.member!r} holds {m.sp} SP, cannot spend {s}")
         num, den = self.price_ratio()
-        q = ratio_floor(mul(s, den), num, _EP_EXP)
+        q = points_bought(s, num, den)
         if q <= 0:
             raise InvalidCommand(f"{s} SP buys less than one point atom at the current price")
         if q > self.treasury:

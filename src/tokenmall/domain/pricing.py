@@ -44,6 +44,12 @@ def sale_value(points: Decimal, num: Decimal, den: Decimal, fee: Decimal) -> Dec
     return ratio_floor(mul(points, num, 1 - fee), den, FEN)
 
 
+def points_bought(stable: Decimal, num: Decimal, den: Decimal) -> Decimal:
+    """The EP that ``stable`` SP buys from the treasury at ``num / den`` (R6): cut down to the
+    point atom, so the treasury never hands out more than was paid for."""
+    return ratio_floor(mul(stable, den), num, _EP_EXP)
+
+
 def points_worth(value: Decimal, num: Decimal, den: Decimal, fee: Decimal) -> Decimal:
     """The fewest points whose :func:`sale_value` is exactly ``value`` (points paying for goods).
 

@@ -126,6 +126,14 @@ def sale_preview(conn: Connection, tenant_id: int, points: Decimal, *, exchange:
     return pricing.sale_value(points, num, den, fee)
 
 
+def buy_preview(conn: Connection, tenant_id: int, stable: Decimal) -> Decimal:
+    """What spending ``stable`` SP on treasury points (R6) would credit as EP now: the ledger's
+    own rule (:func:`pricing.points_bought`) on the stored state."""
+    params = tenant_params(conn, tenant_id)
+    num, den, _ = price_ratio(conn, tenant_id, params)
+    return pricing.points_bought(stable, num, den)
+
+
 # ----------------------------------------------------------------------------- economy
 
 

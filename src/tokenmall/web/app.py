@@ -9,7 +9,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from tokenmall.web import auth, dashboard, member, member_wallet, orders, people, wallet
+from tokenmall.web import (
+    auth,
+    dashboard,
+    member,
+    member_more,
+    member_sp,
+    member_wallet,
+    member_withdraw,
+    orders,
+    people,
+    wallet,
+)
 from tokenmall.web.base import ConsoleError, LoginRequired, render
 
 __all__ = ["STATIC_PREFIX", "install"]
@@ -30,7 +41,18 @@ async def _on_login_required(request: Request, _exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     """Add the console's pages and static files to ``app``."""
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="console-static")
-    for module in (auth, dashboard, orders, wallet, people, member, member_wallet):
+    for module in (
+        auth,
+        dashboard,
+        orders,
+        wallet,
+        people,
+        member,
+        member_wallet,
+        member_sp,
+        member_withdraw,
+        member_more,
+    ):
         app.router.routes.extend(module.router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)

@@ -35,6 +35,7 @@ from tokenmall.web.i18n import (
     format_datetime,
     format_money,
     format_points,
+    format_price,
     translations,
 )
 from tokenmall.web.session import SESSION_COOKIE, Session, open_session, tokens_match
@@ -81,6 +82,7 @@ env = Environment(
 )
 env.filters["money"] = format_money
 env.filters["points"] = format_points
+env.filters["price"] = format_price
 env.filters["day"] = format_date
 
 

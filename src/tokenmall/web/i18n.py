@@ -21,6 +21,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from tokenmall.service.codec import dec
+
 __all__ = [
     "DEFAULT_LANG",
     "LANGS",
@@ -28,6 +30,8 @@ __all__ = [
     "format_date",
     "format_datetime",
     "format_money",
+    "format_points",
+    "format_price",
     "translations",
 ]
 
@@ -56,19 +60,36 @@ def translations(lang: str) -> NullTranslations:
 
 
 def format_money(amount: Decimal | str | None) -> str:
-    """``¥1,234.56``: the yuan sign, thousands grouped, two places (a negative: ``-¥1.00``)."""
-    if amount is None:
-        return "-"
-    value = Decimal(amount).quantize(Decimal("0.01"))
-    sign = "-" if value < 0 else ""
-    return f"{sign}¥{abs(value):,.2f}"
-
-
-def format_points(amount: Decimal | str | None) -> str:
-    """EP and prices with their own places, thousands grouped (``12,345.678901``)."""
+    """``¥1,234.56``: the yuan sign, thousands grouped, whole fen with two places (a negative:
+    ``-¥1.00``); a finer internal figure (a quota, the pool) keeps its places, as the API's
+    ``cny`` format does, rather than being rounded for display."""
     if amount is None:
         return "-"
     value = Decimal(amount)
+    sign = "-" if value < 0 else ""
+    return f"{sign}¥{_grouped(abs(value), minimum=2)}"
+
+
+def _grouped(value: Decimal, *, minimum: int) -> str:
+    """``value`` with thousands grouped and no trailing zeros past ``minimum`` places."""
+    plain = dec(value)
+    places = max(minimum, len(plain.partition(".")[2]))
+    return f"{Decimal(plain):,.{places}f}"
+
+
+def format_points(amount: Decimal | str | None) -> str:
+    """EP in the API's one format (``dec``: no trailing zeros, "33.6"), thousands grouped
+    (``12,345.678901``)."""
+    if amount is None:
+        return "-"
+    return _grouped(Decimal(amount), minimum=0)
+
+
+def format_price(price: Decimal | str | None) -> str:
+    """The price as the API shows it (4 decimals, a display figure), thousands grouped."""
+    if price is None:
+        return "-"
+    value = Decimal(price)
     places = max(0, -int(value.as_tuple().exponent))
     return f"{value:,.{places}f}"
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tokenmall.errors import TokenmallError
+from tokenmall.service.codec import cny
 from tokenmall.service.orders import ORDER_STATUSES, OrderService
 from tokenmall.service.orders.models import check_ref
 from tokenmall.web.base import (
@@ -159,9 +160,9 @@ def _csv_rows(request: Request, who: Viewer, filters: dict[str, Any]) -> Iterato
                 [
                     o.ref,
                     _csv_safe(o.member),
-                    o.status,
-                    f"{o.total:.2f}",
-                    f"{o.refunded:.2f}",
+                    tr(request, STATUS_LABELS.get(o.status, o.status)),
+                    cny(o.total),
+                    cny(o.refunded),
                     format_datetime(o.created_at, who.zone),
                     format_datetime(o.paid_at, who.zone),
                 ]
