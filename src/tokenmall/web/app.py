@@ -9,7 +9,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from tokenmall.web import auth, dashboard, member, member_wallet, orders, people, wallet
+from tokenmall.web import (
+    auth,
+    dashboard,
+    marketing,
+    member,
+    member_rewards,
+    member_wallet,
+    orders,
+    people,
+    wallet,
+)
 from tokenmall.web.base import ConsoleError, LoginRequired, render
 
 __all__ = ["STATIC_PREFIX", "install"]
@@ -31,6 +41,8 @@ def install(app: FastAPI) -> None:
     """Add the console's pages and static files to ``app``."""
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="console-static")
     for module in (auth, dashboard, orders, wallet, people, member, member_wallet):
+        app.router.routes.extend(module.router.routes)
+    for module in (marketing, member_rewards):
         app.router.routes.extend(module.router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)
