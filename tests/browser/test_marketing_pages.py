@@ -101,6 +101,13 @@ def test_a_model_switched_on_from_the_page_pays_and_shows_everywhere(
         "(ref) => document.querySelector('#rewards').innerText.includes(ref)", arg=shop.order_ref
     )
     assert page.locator("#rewards tbody tr").count() == 1
+    # a filter with markup matches nothing and is shown as typed, as text
+    page.goto(f"{served.base}/console/{shop.code}/rewards?member=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert page.locator("#rewards tbody tr").inner_text() == zh("No rewards match.")
+    assert page.locator("#reward-filters input[name=member]").input_value() == (
+        "<script>alert(1)</script>"
+    )
+    assert page.locator("script:not([src])").count() == 0
     assert _errors(watch) == []
     # alice's "my rewards" page on a phone
     context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
@@ -116,6 +123,7 @@ def test_a_model_switched_on_from_the_page_pays_and_shows_everywhere(
         phone = context.new_page()
         phone.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
         phone.on("pageerror", lambda exc: watch.errors.append(str(exc)))
+        phone.on("dialog", lambda d: (watch.dialogs.append(d.message), d.dismiss()))
         secret = svc.settings.secret_key.get_secret_value()
         token, _ = credentials.issue_member_token(secret, tid, "alice", ttl_seconds=600)
         phone.goto(f"{served.base}/m/{shop.code}/login?token={token}")
@@ -136,9 +144,14 @@ def test_a_model_switched_on_from_the_page_pays_and_shows_everywhere(
         phone.goto(f"{served.base}/m/{shop.code}/login?token={token}")
         phone.goto(f"{served.base}/m/{shop.code}/rewards")
         assert phone.locator("#m-rewards-net").inner_text() == "¥0.00"
+        # another mall's page: as if it did not exist
+        other = make_shop(svc)
+        response = phone.goto(f"{served.base}/m/{other.code}/rewards")
+        assert response is not None
+        assert response.status == 404
     finally:
         context.close()
-    assert watch.errors == []
+    assert _errors(watch, 404) == []
 
 
 NUMBER = "%(field)s: a number such as 0.05, at most %(places)s decimal places."
