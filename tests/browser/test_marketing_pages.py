@@ -180,6 +180,7 @@ def test_the_guard_and_bad_input_change_nothing(served: Served, page: Page, watc
         assert response.status == 403, path
     assert page.request.post(url, form={"csrf": "x", "on:rebate": "1"}).status == 403
     login(page, served.base, shop.code, shop.operator_key)
+    assert page.request.post(url, form={"csrf": "forged", "on:rebate": "1"}).status == 403
     # the guard: chain21 without an override is refused, naming the rule; the form keeps it
     page.goto(url)
     page.check("input[name='on:chain21']")
