@@ -351,7 +351,6 @@ def rewards_page(request: Request, tenant: str) -> Response:
         kept={k: v for k, v in filters.items() if v},
         names=MODEL_NAMES,
         models=ORDER,
-        now=time.time(),
     )
 
 

@@ -52,5 +52,4 @@ def my_rewards(request: Request, tenant: str) -> Response:
         entries=entries,
         frozen_entries=frozen_entries,
         names=MODEL_NAMES,
-        now=now,
     )
