@@ -12,8 +12,10 @@ from starlette.staticfiles import StaticFiles
 from tokenmall.web import (
     auth,
     dashboard,
+    marketing,
     member,
     member_more,
+    member_rewards,
     member_sp,
     member_wallet,
     member_withdraw,
@@ -53,6 +55,8 @@ def install(app: FastAPI) -> None:
         member_withdraw,
         member_more,
     ):
+        app.router.routes.extend(module.router.routes)
+    for module in (marketing, member_rewards):
         app.router.routes.extend(module.router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)
