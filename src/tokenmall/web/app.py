@@ -11,6 +11,7 @@ from starlette.staticfiles import StaticFiles
 
 from tokenmall.web import auth, dashboard, member, member_wallet, orders, people, wallet
 from tokenmall.web.base import ConsoleError, LoginRequired, render
+from tokenmall.web.groups import router as groups_router
 
 __all__ = ["STATIC_PREFIX", "install"]
 
@@ -32,5 +33,6 @@ def install(app: FastAPI) -> None:
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="console-static")
     for module in (auth, dashboard, orders, wallet, people, member, member_wallet):
         app.router.routes.extend(module.router.routes)
+    app.router.routes.extend(groups_router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)
