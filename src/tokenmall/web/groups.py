@@ -219,11 +219,13 @@ def _pay(request: Request, tenant: str, public_id: str, who: Viewer) -> Response
         pay = orders.start_payment(tid, tenant, place.order, member=member)
         if pay.intent_id is not None and pay.provider == "sandbox":
             orders.complete_sandbox(tid, tenant, pay.intent_id, succeed=True, member=member)
-        order = orders.get_order(tid, place.order)
     except TokenmallError as exc:
         error = service_error(request, exc)
         return _group_page(request, tenant, public_id, who, error=error, http_status=409)
-    if order.status == "paid":
+    # paid, the place is held, or already confirmed or refunded if this payment decided the
+    # group (its draw, its fill): the page shows which
+    after = _own_place(_group(request, tid, public_id), member)
+    if after is not None and after.status != "pending":
         notice = tr(request, N_("Paid %(amount)s."), amount=format_money(group.price))
         return _group_page(request, tenant, public_id, who, notice=notice)
     error = tr(request, N_("The payment has not arrived yet: open this page again shortly."))
