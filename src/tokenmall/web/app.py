@@ -24,6 +24,7 @@ from tokenmall.web import (
     wallet,
 )
 from tokenmall.web.base import ConsoleError, LoginRequired, render
+from tokenmall.web.groups import router as groups_router
 
 __all__ = ["STATIC_PREFIX", "install"]
 
@@ -58,5 +59,6 @@ def install(app: FastAPI) -> None:
         app.router.routes.extend(module.router.routes)
     for module in (marketing, member_rewards):
         app.router.routes.extend(module.router.routes)
+    app.router.routes.extend(groups_router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)
