@@ -40,7 +40,7 @@ POINTS_FIELDS = {
     "points", "points_debt", "burned", "circulating", "issued", "total_supply", "treasury",
     "members", "min_points", "ep", "partner_threshold",
 }  # fmt: skip
-PRICE_FIELDS = {"price", "initial_price"}
+PRICE_FIELDS = {"price", "initial_price", "price_before", "price_after"}
 # ratios and durations: plain, like EP quantities
 PLAIN_FIELDS = {"commission_ratio", "deadline_hours", "fee_to_pool", "appreciation_step"}
 # the same name means another quantity in one place: (route, field) -> its format

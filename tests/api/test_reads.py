@@ -261,6 +261,43 @@ def test_reward_history(client: TestClient, mall: Mall, story: Economy) -> None:
     assert_error(client.get(mall.url("/members/bob/rewards"), headers=mall.member), 404)
 
 
+def test_points_history_with_the_price_around_each_move(
+    client: TestClient, mall: Mall, story: Economy
+) -> None:
+    prices = {
+        p["seq"]: p["price"]
+        for p in ok(client.get(mall.url("/economy/history"), headers=mall.operator))["items"]
+    }
+    alice = _all(client, mall.url("/members/alice/points/history?limit=1"), mall.member)
+    assert [(r["category"], r["direction"], r["seq"]) for r in alice] == [
+        ("forced_exit", "out", 2),  # bob's purchase lifted the price past her quota (R7)
+        ("referral_points", "in", 2),
+        ("purchase_points", "in", 1),
+    ]
+    assert (alice[1]["amount"], alice[2]["amount"]) == ("1.05", "21")
+    assert D(alice[0]["amount"]) == D("22.05")  # all she held
+    for r in alice:
+        assert r["asset"] == "EP"
+        assert r["price_after"] == prices[r["seq"]]
+        assert r["price_before"] == prices.get(r["seq"] - 1)
+    assert alice[2]["price_before"] is None  # the tenant's first transaction
+    assert alice[1]["price_before"] == "1.4286"  # 100 x 0.3 / 21: what alice's purchase left
+    # the same movements, in the same order, as the EP side of the wallet history
+    plain = _all(client, mall.url("/members/alice/wallet/history?asset=EP"), mall.operator)
+    assert [(r["seq"], r["category"], r["amount"]) for r in plain] == [
+        (r["seq"], r["category"], r["amount"]) for r in alice
+    ]
+    dave = _all(client, mall.url("/members/dave/points/history"), mall.operator)
+    assert [r["category"] for r in dave] == ["purchase_points"]
+    assert dave[0]["amount"] == dec(story.members["dave"].ep)
+    # a member sees their own history only; a merchant none
+    assert_error(client.get(mall.url("/members/bob/points/history"), headers=mall.member), 404)
+    assert_error(client.get(mall.url("/members/bob/points/history"), headers=mall.merchant), 403)
+    add_member(client, mall, "erin")
+    erin = ok(client.get(mall.url("/members/erin/points/history"), headers=mall.operator))
+    assert erin == {"items": [], "next_cursor": None}
+
+
 # ----------------------------------------------------------------------------- isolation
 
 
@@ -272,6 +309,7 @@ READ_ROUTES = [
     "/partners",
     "/members/alice/holdings",
     "/members/alice/rewards",
+    "/members/alice/points/history",
 ]
 
 
@@ -308,6 +346,9 @@ def test_another_tenants_credentials_get_404(client: TestClient, mall: Mall, pat
         "/members/alice/rewards?limit=-1",
         "/members/nobody/holdings",
         "/members/nobody/rewards",
+        "/members/nobody/points/history",
+        "/members/alice/points/history?cursor=garbage",
+        "/members/alice/points/history?limit=501",
         f"/members/{'x' * 65}/holdings",
     ],
 )

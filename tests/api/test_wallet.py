@@ -306,6 +306,34 @@ def test_a_member_cancels_a_withdrawal_awaiting_review(client: TestClient, mall:
     assert ledger(client).verify_chain(tid(client, mall)) is None
 
 
+def _pages(client: TestClient, url: str, who: dict[str, str]) -> list[list[str]]:
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        got = ok(client.get(url + (f"&cursor={cursor}" if cursor else ""), headers=who))
+        pages.append([x["id"] for x in got["items"]])
+        cursor = got["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+def test_withdrawal_lists_page_oldest_or_newest_first(client: TestClient, mall: Mall) -> None:
+    alice_with_sp(client, mall)
+    made = [ok(_withdraw(client, mall, "1.00", f"p{i}"), 201)["id"] for i in range(5)]
+    mine = "/members/alice/withdrawals?limit=2"
+    oldest = _pages(client, mall.url(mine), mall.member)
+    assert oldest == [made[0:2], made[2:4], made[4:]]
+    newest = _pages(client, mall.url(mine + "&order=newest"), mall.member)
+    assert newest == [made[4:2:-1], made[2:0:-1], made[:1]]
+    queue = "/withdrawals?limit=3&status=requested&member=alice"
+    assert _pages(client, mall.url(queue), mall.operator) == [made[:3], made[3:]]
+    assert _pages(client, mall.url(queue + "&order=newest"), mall.operator) == [
+        made[:1:-1],
+        made[1::-1],
+    ]
+    assert_error(client.get(mall.url(mine + "&order=random"), headers=mall.member), 422)
+
+
 def test_an_approved_withdrawal_cannot_be_cancelled(client: TestClient, mall: Mall) -> None:
     alice_with_sp(client, mall)
     wd = ok(_withdraw(client, mall, "7.00", "w1"), 201)

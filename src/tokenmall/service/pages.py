@@ -60,13 +60,17 @@ def fetch_page(
     limit: int,
     cursor: str | None,
     convert: Callable[[Any], T],
+    newest_first: bool = False,
 ) -> Page[T]:
-    """One page of ``query`` (already filtered by tenant) in ascending ``id_column`` order."""
+    """One page of ``query`` (already filtered by tenant) in ascending ``id_column`` order,
+    or descending with ``newest_first`` (a member's own list, latest on top)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidCursor(f"limit must be between 1 and {MAX_LIMIT}")
     if cursor is not None:
-        query = query.where(id_column > decode_cursor(cursor))
-    rows: Sequence[Any] = conn.execute(query.order_by(id_column).limit(limit + 1)).all()
+        after = decode_cursor(cursor)
+        query = query.where(id_column < after if newest_first else id_column > after)
+    order = id_column.desc() if newest_first else id_column
+    rows: Sequence[Any] = conn.execute(query.order_by(order).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(int(getattr(rows[-1], id_column.name))) if more else None

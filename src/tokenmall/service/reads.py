@@ -45,6 +45,7 @@ __all__ = [
     "HistoryEntry",
     "Holdings",
     "Level",
+    "PointsMove",
     "PricePoint",
     "board",
     "economy",
@@ -55,6 +56,7 @@ __all__ = [
     "member_history",
     "member_no",
     "partners",
+    "points_history",
     "price_history",
     "price_ratio",
     "reward_history",
@@ -768,3 +770,48 @@ def reward_history(
     last = rows[-1] if rows else None
     next_cursor = encode_cursor(_pack(int(last.seq), int(last.n))) if more and last else None
     return Page(items, next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class PointsMove:
+    """One movement of the member's EP with the price around it.
+
+    ``price_before`` is the price the ledger stood at when the transaction began (what the
+    previous transaction left): the price an issuance, a sale or an exchange was valued at.
+    ``price_after`` is the price the transaction left.  Either is None where the ledger does
+    not know it: before a tenant's first transaction the price is the ``initial_price`` of
+    that moment, which a later parameter change may have replaced.  Inside a transaction of
+    several steps (a day close with forced exits) a later step may have run at a price
+    between the two.
+    """
+
+    entry: HistoryEntry
+    price_before: str | None
+    price_after: str | None
+
+
+def _prices(conn: Connection, tenant_id: int, seqs: Iterable[int]) -> dict[int, str]:
+    """The display price each ledger transaction in ``seqs`` left (its stored result)."""
+    wanted = sorted({q for q in seqs if q > 0})
+    if not wanted:
+        return {}
+    t = s.ledger_tx.c
+    rows = conn.execute(
+        select(t.seq, t.result).where(t.tenant_id == tenant_id, t.seq.in_(wanted))
+    ).all()
+    return {int(r.seq): str(json.loads(r.result)["price"]) for r in rows}
+
+
+def points_history(
+    conn: Connection, tenant_id: int, member: str, *, limit: int, cursor: str | None
+) -> Page[PointsMove]:
+    """Every movement of the member's EP, newest first, with the price before and after it:
+    issuance for purchases and referrals, sales, exchanges, points bought, payments in EP,
+    refund claw-backs, forced exits.  The same pages and cursor as ``member_history``."""
+    found = member_history(conn, tenant_id, member, asset="EP", limit=limit, cursor=cursor)
+    seqs = {e.seq for e in found.items}
+    prices = _prices(conn, tenant_id, seqs | {q - 1 for q in seqs})
+    return Page(
+        [PointsMove(e, prices.get(e.seq - 1), prices.get(e.seq)) for e in found.items],
+        found.next_cursor,
+    )

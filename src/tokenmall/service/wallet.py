@@ -337,15 +337,25 @@ def list_withdrawals(
     status: str | None = None,
     limit: int,
     cursor: str | None,
+    newest_first: bool = False,
 ) -> Page[Withdrawal]:
-    """Oldest first: the operator's review queue reads in the order members asked."""
+    """Oldest first: the operator's review queue reads in the order members asked.  A
+    member's own list reads newest first (``newest_first``); its cursor pages backwards."""
     w = s.withdrawals.c
     q = select(s.withdrawals).where(w.tenant_id == tenant_id)
     if member is not None:
         q = q.where(w.member == member)
     if status is not None:
         q = q.where(w.status == status)
-    return fetch_page(conn, q, w.id, limit=limit, cursor=cursor, convert=_withdrawal)
+    return fetch_page(
+        conn,
+        q,
+        w.id,
+        limit=limit,
+        cursor=cursor,
+        convert=_withdrawal,
+        newest_first=newest_first,
+    )
 
 
 def request_withdrawal(

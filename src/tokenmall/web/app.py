@@ -15,6 +15,7 @@ from tokenmall.web import (
     marketing,
     member,
     member_more,
+    member_points,
     member_rewards,
     member_sp,
     member_wallet,
@@ -57,7 +58,7 @@ def install(app: FastAPI) -> None:
         member_more,
     ):
         app.router.routes.extend(module.router.routes)
-    for module in (marketing, member_rewards):
+    for module in (marketing, member_rewards, member_points):
         app.router.routes.extend(module.router.routes)
     app.router.routes.extend(groups_router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)

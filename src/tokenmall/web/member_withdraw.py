@@ -1,5 +1,6 @@
-"""The member's withdrawals: ask for one, see them all with their states, take back one still
-awaiting review.
+"""The member's withdrawals: ask for one, see them all with their states (newest first, twenty
+a page, ``?cursor=`` for older ones: ``GET .../members/{member}/withdrawals?order=newest``),
+take back one still awaiting review.
 
 The form shows the tenant's minimum and fee rate, and a preview of the fee and what reaches the
 account (``wallet.withdrawal_fee``, the rule the request applies).  Confirming calls
@@ -44,7 +45,8 @@ from tokenmall.web.wallet import WITHDRAWAL_LABELS
 __all__ = ["parse_account", "router"]
 
 router = APIRouter(include_in_schema=False)
-LIST_MAX: Final = 100
+LIST_PAGE: Final = 20
+MAX_CURSOR: Final = 200
 # a payee handle (an openid, an account number, an e-mail): what the payout providers take
 _ACCOUNT_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _REF_RE: Final = re.compile(r"wd_[0-9a-f]{29}")
@@ -68,6 +70,7 @@ def _page(
     error: str | None = None,
     notice: str | None = None,
     http_status: int = 200,
+    cursor: str | None = None,
 ) -> Response:
     tid, member = who.session.tenant_id, who.session.member or ""
     amount: Decimal | None = None
@@ -92,7 +95,12 @@ def _page(
                     raise FormError(N_("The fee would take the whole amount."))
             except FormError as exc:
                 error, http_status, amount, fee = form_error(request, exc), 400, None, None
-        found = wallet.list_withdrawals(conn, tid, member=member, limit=LIST_MAX, cursor=None)
+        try:
+            found = wallet.list_withdrawals(
+                conn, tid, member=member, limit=LIST_PAGE, cursor=cursor, newest_first=True
+            )
+        except TokenmallError:
+            raise ConsoleError(400, N_("This page of the list does not exist.")) from None
     return render(
         request,
         "m_withdrawals.html",
@@ -104,7 +112,9 @@ def _page(
         account=account,
         amount=amount,
         fee=fee,
-        withdrawals=list(reversed(found.items)),  # newest first on a phone
+        withdrawals=found.items,  # newest first on a phone, older ones a page further
+        next_cursor=found.next_cursor,
+        paged=cursor is not None,
         labels=WITHDRAWAL_LABELS,
         key=f"m-{secrets.token_hex(8)}",
         error=error,
@@ -118,7 +128,10 @@ def withdrawals(request: Request, tenant: str) -> Response:
     who = member_viewer(request, tenant)
     typed = (request.query_params.get("amount") or "")[:40]
     account = (request.query_params.get("account") or "")[:100]
-    return _page(request, who, typed=typed, account=account)
+    cursor = request.query_params.get("cursor") or None
+    if cursor is not None and len(cursor) > MAX_CURSOR:
+        raise ConsoleError(400, N_("This page of the list does not exist."))
+    return _page(request, who, typed=typed, account=account, cursor=cursor)
 
 
 @router.post("/m/{tenant}/withdrawals")

@@ -32,6 +32,7 @@ from tokenmall.web.base import (
     viewer,
 )
 from tokenmall.web.i18n import N_
+from tokenmall.web.member_points import MOVE_LABELS
 
 __all__ = ["router"]
 
@@ -81,6 +82,11 @@ def member_detail(request: Request, tenant: str, code: str) -> Response:
         held = reads.holdings(conn, tid, profile.code)
         brought = console.referrals(conn, tid, profile.code, limit=100)
         rewards = reads.reward_history(conn, tid, profile.code, limit=20, cursor=None)
+        cursor = _cursor(request)
+        try:
+            points = reads.points_history(conn, tid, profile.code, limit=PAGE, cursor=cursor)
+        except TokenmallError:
+            raise ConsoleError(400, N_("This page of the history does not exist.")) from None
     return render(
         request,
         "member.html",
@@ -89,6 +95,9 @@ def member_detail(request: Request, tenant: str, code: str) -> Response:
         held=held,
         referrals=brought,
         rewards=rewards.items,
+        points=points,
+        paged=cursor is not None,
+        moves=MOVE_LABELS,
     )
 
 

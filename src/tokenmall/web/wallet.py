@@ -1,5 +1,6 @@
-"""Withdrawal review: the queue, one withdrawal with the member's history beside it, and
-approve (then pay out) or reject with a reason.
+"""Withdrawal review: the queue (by status and member, oldest or newest first, fifty a page
+on the list's own cursor, as ``GET /v1/tenants/{tenant}/withdrawals``), one withdrawal with
+the member's history beside it, and approve (then pay out) or reject with a reason.
 
 The same calls as ``POST /v1/tenants/{tenant}/withdrawals/{id}/approve`` and ``.../reject``:
 approving records the review and sends the payout through the tenant's provider; rejecting
@@ -33,6 +34,7 @@ from tokenmall.web.base import (
     viewer,
 )
 from tokenmall.web.i18n import N_
+from tokenmall.web.member_sp import HISTORY_LABELS
 
 __all__ = ["WITHDRAWAL_LABELS", "router"]
 
@@ -46,38 +48,53 @@ WITHDRAWAL_LABELS: Final = {
     "cancelled": N_("Cancelled"),
 }
 HISTORY: Final = 20
+PAGE: Final = 50
 MAX_NOTE: Final = 200
+MAX_MEMBER: Final = 64
+MAX_CURSOR: Final = 200
 
 
 @router.get("/console/{tenant}/withdrawals")
 def withdrawal_list(request: Request, tenant: str) -> Response:
     who = viewer(request, tenant)
     operator_only(who)
-    status = request.query_params.get("status", "requested")
+    q = request.query_params
+    status = q.get("status", "requested")
     if status not in WITHDRAWAL_LABELS and status != "all":
         status = "requested"
-    cursor = (request.query_params.get("cursor") or "")[:200] or None
-    error = None
+    newest = q.get("order") == "newest"
+    member = (q.get("member") or "").strip()[: MAX_MEMBER + 1]
+    cursor = (q.get("cursor") or "")[:MAX_CURSOR] or None
+    error, page = None, None
     with read_only(services(request).engine).connect() as conn:
         try:
+            if len(member) > MAX_MEMBER:
+                raise FormError(N_("At most %(limit)s characters."), limit=MAX_MEMBER)
             page = wallet.list_withdrawals(
                 conn,
                 who.session.tenant_id,
-                member=None,
+                member=member or None,
                 status=None if status == "all" else status,
-                limit=50,
+                limit=PAGE,
                 cursor=cursor,
+                newest_first=newest,
             )
+        except FormError as exc:
+            error = form_error(request, exc)
         except TokenmallError as exc:
-            error, page = service_error(request, exc), None
+            error = service_error(request, exc)
     return render(
         request,
         "withdrawals.html",
         who,
         page=page,
         status=status,
+        member=member,
+        order="newest" if newest else "oldest",
+        paged=cursor is not None,
         labels=WITHDRAWAL_LABELS,
         error=error,
+        http_status=200 if error is None else 400,
     )
 
 
@@ -98,7 +115,7 @@ def _withdrawal_page(
             raise ConsoleError(404, N_("No such withdrawal.")) from None
         balance = wallet.balance(conn, tid, wd.member)
         earlier = wallet.list_withdrawals(
-            conn, tid, member=wd.member, status=None, limit=HISTORY, cursor=None
+            conn, tid, member=wd.member, status=None, limit=HISTORY, cursor=None, newest_first=True
         )
         history = reads.member_history(conn, tid, wd.member, asset="SP", limit=HISTORY, cursor=None)
     return render(
@@ -108,8 +125,10 @@ def _withdrawal_page(
         wd=wd,
         balance=balance,
         earlier=earlier.items,
+        more_earlier=earlier.next_cursor is not None,
         history=history.items,
         labels=WITHDRAWAL_LABELS,
+        moves=HISTORY_LABELS,
         error=error,
         notice=notice,
         http_status=status,

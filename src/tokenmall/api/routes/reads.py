@@ -25,6 +25,7 @@ from tokenmall.api.schemas.reads import (
     HoldingsOut,
     LevelOut,
     LevelsOut,
+    PointsMoveOut,
     PricePointOut,
 )
 from tokenmall.api.schemas.wallet import HistoryOut
@@ -165,3 +166,21 @@ def read_rewards(
             conn, caller.tenant_id, member, limit=page.limit, cursor=page.cursor
         )
     return Page(items=[HistoryOut.of(e) for e in found.items], next_cursor=found.next_cursor)
+
+
+@router.get("/tenants/{tenant}/members/{member}/points/history")
+def read_points_history(
+    caller: TenantCaller, ctx: Context, member: MemberCode, page: Paging
+) -> Page[PointsMoveOut]:
+    """Every movement of the member's EP, newest first, with its cause and the price before
+    and after it: issuance for their purchases and for referred ones, sales, exchanges,
+    points bought, payments in EP, refund claw-backs and forced exits."""
+    self_or_operator(caller, member)
+    with read_only(ctx.engine).connect() as conn:
+        get_profile(conn, caller.tenant_id, member)
+        found = reads.points_history(
+            conn, caller.tenant_id, member, limit=page.limit, cursor=page.cursor
+        )
+    return Page(
+        items=[PointsMoveOut.of_move(m) for m in found.items], next_cursor=found.next_cursor
+    )

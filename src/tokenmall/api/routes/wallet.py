@@ -255,17 +255,23 @@ def request_withdrawal(
 
 
 WithdrawalStatus = Literal["requested", "approved", "rejected", "paid", "failed", "cancelled"]
+Order = Annotated[
+    Literal["oldest", "newest"],
+    Query(description="oldest first (the default, the review queue's order) or newest first"),
+]
 
 
 @router.get("/tenants/{tenant}/members/{member}/withdrawals")
 def list_member_withdrawals(
+    *,
     caller: TenantCaller,
     ctx: Context,
     member: MemberCode,
     page: Paging,
     status: WithdrawalStatus | None = None,
+    order: Order = "oldest",
 ) -> Page[WithdrawalOut]:
-    """The member's withdrawals, oldest first."""
+    """The member's withdrawals, oldest first (``?order=newest``: newest first)."""
     self_or_operator(caller, member)
     with read_only(ctx.engine).connect() as conn:
         get_profile(conn, caller.tenant_id, member)
@@ -276,19 +282,23 @@ def list_member_withdrawals(
             status=status,
             limit=page.limit,
             cursor=page.cursor,
+            newest_first=order == "newest",
         )
     return Page(items=[WithdrawalOut.of(w) for w in found.items], next_cursor=found.next_cursor)
 
 
 @router.get("/tenants/{tenant}/withdrawals")
 def list_withdrawals(
+    *,
     caller: OperatorCaller,
     ctx: Context,
     page: Paging,
     status: WithdrawalStatus | None = None,
     member: Annotated[str | None, Query(max_length=64)] = None,
+    order: Order = "oldest",
 ) -> Page[WithdrawalOut]:
-    """Every withdrawal of the tenant, oldest first: ``?status=requested`` is the review queue."""
+    """Every withdrawal of the tenant, oldest first: ``?status=requested`` is the review queue
+    (``?order=newest``: the latest first)."""
     with read_only(ctx.engine).connect() as conn:
         found = wallet.list_withdrawals(
             conn,
@@ -297,6 +307,7 @@ def list_withdrawals(
             status=status,
             limit=page.limit,
             cursor=page.cursor,
+            newest_first=order == "newest",
         )
     return Page(items=[WithdrawalOut.of(w) for w in found.items], next_cursor=found.next_cursor)
 

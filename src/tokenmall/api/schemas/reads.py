@@ -8,6 +8,7 @@ from decimal import Decimal
 from pydantic import BaseModel, Field
 
 from tokenmall.api.schemas.common import money
+from tokenmall.api.schemas.wallet import HistoryOut
 from tokenmall.service import reads
 from tokenmall.service.codec import dec
 
@@ -17,6 +18,7 @@ __all__ = [
     "HoldingsOut",
     "LevelOut",
     "LevelsOut",
+    "PointsMoveOut",
     "PricePointOut",
 ]
 
@@ -128,4 +130,23 @@ class HoldingsOut(BaseModel):
             exited=h.exited,
             level=h.level,
             partner=h.partner,
+        )
+
+
+class PointsMoveOut(HistoryOut):
+    """One movement of the member's EP with the price around it."""
+
+    price_before: str | None = Field(
+        description="The EP price when the transaction began (what the previous one left): "
+        "the price an issuance, a sale or an exchange was valued at. Null where unknown "
+        "(before the tenant's first transaction)."
+    )
+    price_after: str | None = Field(description="The EP price the transaction left.")
+
+    @classmethod
+    def of_move(cls, m: reads.PointsMove) -> PointsMoveOut:
+        return cls(
+            **HistoryOut.of(m.entry).model_dump(),
+            price_before=m.price_before,
+            price_after=m.price_after,
         )
