@@ -40,6 +40,7 @@ PAGES = (
     "/orders",
     "/invite",
     "/board",
+    "/points",
 )
 
 

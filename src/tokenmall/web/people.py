@@ -5,7 +5,9 @@ and a manual close, as ``POST .../day-close``) and the refund and payments desk.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
+from decimal import Decimal
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -34,7 +36,7 @@ from tokenmall.web.base import (
 from tokenmall.web.i18n import N_
 from tokenmall.web.member_points import MOVE_LABELS
 
-__all__ = ["router"]
+__all__ = ["parse_param", "router"]
 
 router = APIRouter(include_in_schema=False)
 PAGE: Final = 50
@@ -121,6 +123,26 @@ def product_list(request: Request, tenant: str) -> Response:
 
 
 MAX_PARAM: Final = 40  # the API's limit on a parameter's value
+# a number typed into the parameters form: plain digits, no sign, no exponent, at most 12
+# digits before the point and 8 after.  The page's limit only (the API takes any decimal
+# string); the service then checks each parameter's range and the rules between them.
+_PARAM_NUMBER: Final = re.compile(r"[0-9]{1,12}(\.[0-9]{1,8})?")
+
+
+def parse_param(name: str, typed: str, current: object) -> str:
+    """``typed`` for the parameter ``name`` if it is written as the page accepts it: a plain
+    number for a numeric parameter, plain numbers separated by commas for a list."""
+    if isinstance(current, Decimal):
+        if not _PARAM_NUMBER.fullmatch(typed):
+            raise FormError(
+                N_("%(name)s: a number with at most 12 digits before the point and 8 after."),
+                name=name,
+            )
+    elif name == "level_thresholds" and not all(
+        _PARAM_NUMBER.fullmatch(part.strip()) for part in typed.split(",")
+    ):
+        raise FormError(N_("%(name)s: numbers separated by commas."), name=name)
+    return typed
 
 
 def _params_page(
@@ -174,7 +196,7 @@ async def change_params(request: Request, tenant: str) -> Response:
         for name, value in current.items():
             typed = parse_text(field(form, f"p:{name}"), required=False, limit=MAX_PARAM)
             if typed is not None and typed != str(value):
-                changes[name] = typed
+                changes[name] = parse_param(name, typed, value)
     except FormError as exc:
         return await in_thread(
             _params_page, request, tenant, error=form_error(request, exc), http_status=400
