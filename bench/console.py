@@ -1,5 +1,5 @@
-"""The operator console's dashboard under concurrent requests, against ``/v1/health`` on the
-same server in the same run.
+"""The operator console's dashboard and the member's home and EP history pages under concurrent
+requests, against ``/v1/health`` on the same server in the same run.
 
     .venv/bin/python bench/console.py                    # 16 connections, 10 s each
     .venv/bin/python bench/console.py --conns 32 --seconds 20 --orders 200
@@ -12,7 +12,10 @@ logs in through the console's own form (CSRF token and all) and then sends
 ``--seconds``: each request opens the session, checks the key is still live, reads the economy,
 30 days of the daily series, today's counts and the day-close status, and renders the page.
 ``GET /v1/health`` (no credential, no database) from the same client is the ceiling: what
-this server answers at all on this machine.  Every answer must be 200.
+this server answers at all on this machine.  Then the member pages: a member token issued
+over the API is exchanged for a session at ``/m/{tenant}/login`` and ``GET /m/{tenant}/``
+(holdings, 30 days of series, the recent rewards) and ``GET /m/{tenant}/points`` (the first
+twenty EP movements with their prices) are measured the same way.  Every answer must be 200.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from _http import ADMIN_TOKEN, Server, latency_line, raw_get_rate, running_serve
 TENANT = "bench-console"
 
 
-def setup(server: Server, orders: int) -> str:
-    """The tenant, its catalog and paid orders; answers the console's session cookie."""
+def setup(server: Server, orders: int) -> tuple[str, str]:
+    """The tenant, its catalog and paid orders; answers the console's session cookie and a
+    member's (m0, who paid every 50th order)."""
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     base = f"/v1/tenants/{TENANT}"
     with httpx.Client(base_url=server.base, timeout=60) as c:
@@ -62,6 +66,8 @@ def setup(server: Server, orders: int) -> str:
             op,
         )
         sku = product["skus"][0]["id"]
+        # settle at payment: the members hold their EP at once (the member pages have rows)
+        post(f"{base}/param-changes", {"params": {"settle_days": "0"}}, op)
         for i in range(orders):
             member = f"m{i % 50}"
             if i < 50:
@@ -79,10 +85,15 @@ def setup(server: Server, orders: int) -> str:
         cookie = c.cookies.get("tm_console")
         if done.status_code != 303 or cookie is None:  # to the dashboard
             raise SystemExit(f"setup: logging in answered {done.status_code}")
-        return str(cookie)
+        token = post(f"{base}/members/m0/tokens", {}, op)["token"]
+        entered = c.get(f"/m/{TENANT}/login", params={"token": token})
+        member = c.cookies.get("tm_member")
+        if entered.status_code != 303 or member is None:  # to the member's home
+            raise SystemExit(f"setup: the member's link answered {entered.status_code}")
+        return str(cookie), str(member)
 
 
-async def measure(server: Server, cookie: str, conns: int, seconds: float) -> None:
+async def measure(server: Server, cookie: str, member: str, conns: int, seconds: float) -> None:
     dash = f"/console/{TENANT}/"
     headers = [{"Cookie": f"tm_console={cookie}"}]
     cpu0 = server.cpu()
@@ -90,6 +101,12 @@ async def measure(server: Server, cookie: str, conns: int, seconds: float) -> No
     cpu1 = server.cpu()
     dash_rate, dash_lat = await raw_get_rate(server.base, dash, headers, conns, seconds)
     cpu2 = server.cpu()
+    mine = [{"Cookie": f"tm_member={member}"}]
+    home_rate, home_lat = await raw_get_rate(server.base, f"/m/{TENANT}/", mine, conns, seconds)
+    cpu3 = server.cpu()
+    points = f"/m/{TENANT}/points"
+    points_rate, points_lat = await raw_get_rate(server.base, points, mine, conns, seconds)
+    cpu4 = server.cpu()
     print(f"\n{conns} connections, {seconds:.0f} s each, same server, same client:")
     print(
         f"  GET /v1/health              {health_rate:8.1f} requests/s  "
@@ -99,9 +116,21 @@ async def measure(server: Server, cookie: str, conns: int, seconds: float) -> No
         f"  GET /console/{{tenant}}/      {dash_rate:8.1f} requests/s  "
         f"(server CPU {cpu2 - cpu1:.1f} s)"
     )
+    print(
+        f"  GET /m/{{tenant}}/            {home_rate:8.1f} requests/s  "
+        f"(server CPU {cpu3 - cpu2:.1f} s)"
+    )
+    print(
+        f"  GET /m/{{tenant}}/points      {points_rate:8.1f} requests/s  "
+        f"(server CPU {cpu4 - cpu3:.1f} s)"
+    )
     print(f"  dashboard / health          {dash_rate / health_rate:8.3f}")
+    print(f"  member home / health        {home_rate / health_rate:8.3f}")
+    print(f"  EP history / health         {points_rate / health_rate:8.3f}")
     print(latency_line("GET /v1/health", health_lat))
     print(latency_line("GET /console/{tenant}/", dash_lat))
+    print(latency_line("GET /m/{tenant}/", home_lat))
+    print(latency_line("GET /m/{tenant}/points", points_lat))
 
 
 def main() -> None:
@@ -114,12 +143,12 @@ def main() -> None:
     print_facts("source", source_facts())
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp) / "console.db") as server:
         t0, c0 = time.perf_counter(), cpu_seconds()
-        cookie = setup(server, args.orders)
+        cookie, member = setup(server, args.orders)
         print(
             f"\nsetup: {args.orders} paid orders in {time.perf_counter() - t0:.1f} s "
             f"(client CPU {cpu_seconds() - c0:.1f} s)"
         )
-        asyncio.run(measure(server, cookie, args.conns, args.seconds))
+        asyncio.run(measure(server, cookie, member, args.conns, args.seconds))
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ POINTS_LABELS: Final = {
     "refund_clawback": N_("Taken back by a refund"),
     "debt_offset": N_("Set off against a refund debt"),
     "forced_exit": N_("Forced exit"),
-    "points_in": N_("Received"),
-    "points_out": N_("Spent"),
+    "points_in": N_("Points received"),
+    "points_out": N_("Points given"),
     "other": N_("Other"),
 }
 # every category of a member's history, EP and SP (the console's member and withdrawal pages)
