@@ -6,7 +6,7 @@ and changes nothing; another mall's session gets 404 on every route; a merchant 
 403, never an error; no session gets the login page (console) or 401 (member).
 
 Routes whose path names something this shop cannot fill in (a group's public id: see
-test_groups.py) are skipped; ``test_enough_routes_are_walked`` keeps the skipped ones few.
+test_groups.py) are skipped; ``test_enough_routes_are_walked`` checks most are walked.
 """
 
 from __future__ import annotations
@@ -112,11 +112,11 @@ def _allowed(watch: Watch, *statuses: int) -> None:
 
 
 def test_enough_routes_are_walked() -> None:
-    """The walk covers the pages: nearly every route can be filled in from the test shop."""
+    """The walk covers the pages: the routes this shop can fill in are most of them (today
+    every route but the four of a group's shared link)."""
     shop = Shop("t", 1, "", "", 1, 1, "o", "wd_x")
-    skipped = [p for _, p in ROUTES if _fill(p, shop, "as") is None]
-    assert len(ROUTES) >= 40
-    assert len(skipped) <= 5, skipped
+    filled = [p for _, p in ROUTES if _fill(p, shop, "as") is not None]
+    assert len(filled) >= 40, filled
 
 
 def test_every_page_loads_clean_in_both_languages(served: Served, page: Page, watch: Watch) -> None:
