@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from console_helpers import Served, Shop, Watch, assert_ledger_balanced, login, make_shop
@@ -21,7 +22,7 @@ from tokenmall.domain.nfg import Collection, Kind, Mode
 from tokenmall.service import credentials, members, wallet
 from tokenmall.service.nfg import collections, log, market, reads, tokens
 from tokenmall.store.db import read_only
-from tokenmall.web.i18n import format_money, format_points, translations
+from tokenmall.web.i18n import format_datetime, format_money, format_points, translations
 from tokenmall.web.session import open_session
 
 PHONE = {"width": 390, "height": 844}
@@ -305,7 +306,7 @@ def test_the_console_shows_collections_tokens_provenance_and_anchors(
     served: Served, page: Page, watch: Watch
 ) -> None:
     svc = served.services
-    shop = make_shop(svc)
+    shop = make_shop(svc, timezone="America/New_York")  # times in the mall's zone, not Beijing's
     code = _collection(served, shop, ["bob", "alice"], transfer_policy=Mode.GIFT_ONLY)
     with svc.store.tenant_tx(shop.tenant_id) as tx:
         tokens.transfer(tx, code, 1, caller="bob", from_="bob", to="alice")
@@ -333,6 +334,8 @@ def test_the_console_shows_collections_tokens_provenance_and_anchors(
         page.locator(f"#nfg-anchors tr[data-anchor='{anchor.id}'] code").inner_text() == anchor.root
     )
     assert page.locator("#nfg-pending").inner_text().endswith("0")
+    shown = page.locator(f"#nfg-anchors tr[data-anchor='{anchor.id}'] td").nth(3).inner_text()
+    assert shown == format_datetime(anchor.created_at, ZoneInfo("America/New_York"))
     page.click("#nfg-anchor button")
     assert page.locator(".error").inner_text() != ""
     with read_only(svc.engine).connect() as conn:
