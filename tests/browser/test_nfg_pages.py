@@ -18,7 +18,7 @@ from console_helpers import Served, Shop, Watch, assert_ledger_balanced, login, 
 from playwright.sync_api import Browser, Page
 
 from tokenmall.domain.economy import Asset
-from tokenmall.domain.nfg import Collection, Kind, Mode
+from tokenmall.domain.nfg import Collection, Kind, MetadataTemplate, Mode
 from tokenmall.service import credentials, members, wallet
 from tokenmall.service.nfg import collections, log, market, reads, tokens
 from tokenmall.store.db import read_only
@@ -228,7 +228,18 @@ def test_a_gift_refused_by_policy_changes_nothing_and_a_redeem_marks_one_use(
     )
     frozen = _collection(served, shop, ["bob"])  # transfer policy off: no gift form at all
     visits = _collection(
-        served, shop, ["bob"], kind=Kind.RIGHT, uses=3, transfer_policy=Mode.GIFT_ONLY
+        served,
+        shop,
+        ["bob"],
+        name="<script>alert(1)</script>",
+        kind=Kind.RIGHT,
+        uses=3,
+        transfer_policy=Mode.GIFT_ONLY,
+        metadata=MetadataTemplate(
+            description="<script>alert(2)</script>",
+            image="https://example.com/card.png",  # never fetched: shown as text
+            attributes=(("Tier", "<b>gold</b>"),),
+        ),
     )
     bob = phones()
     bob.goto(_link(served, shop, "bob"))
@@ -260,8 +271,12 @@ def test_a_gift_refused_by_policy_changes_nothing_and_a_redeem_marks_one_use(
         assert bob.locator("#gift-form input[name=to]").input_value() == to
     assert _token(served, shop, visits, 1).owner == "bob"
 
-    # a right of three uses: one redeemed from the page
+    # a right of three uses: one redeemed from the page; what the operator typed is text
     bob.goto(f"{served.base}/m/{shop.code}/nfg/tokens/{visits}/1")
+    assert bob.locator("#t-description").inner_text() == "<script>alert(2)</script>"
+    assert bob.locator("#t-image").count() == 0
+    assert "<b>gold</b>" in bob.locator("#t-attributes").inner_text()
+    assert bob.locator("#t-expires").inner_text() == zh("no expiry")
     assert bob.locator("#t-uses").inner_text() == "3"
     bob.click("#redeem-form button")
     assert bob.locator(".notice").inner_text() == zh("One use redeemed.")

@@ -15,6 +15,7 @@ settlement, or the SP price or EP cost of a primary purchase
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -27,6 +28,7 @@ from tokenmall.errors import NotFound, TokenmallError
 from tokenmall.service import wallet
 from tokenmall.service.members import get_profile
 from tokenmall.service.nfg import collections, market, reads, tokens
+from tokenmall.service.uow import TenantTx
 from tokenmall.store.db import read_only
 from tokenmall.web.base import (
     ConsoleError,
@@ -164,7 +166,7 @@ def _run(
     who: Viewer,
     code: str,
     serial: int,
-    action: Any,
+    action: Callable[[TenantTx], object],
     *,
     notice: str,
     typed: dict[str, str] | None = None,
