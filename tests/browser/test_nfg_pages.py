@@ -14,7 +14,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from console_helpers import Served, Shop, Watch, assert_ledger_balanced, login, make_shop
+from console_helpers import (
+    SCREENSHOTS,
+    Served,
+    Shop,
+    Watch,
+    assert_ledger_balanced,
+    login,
+    make_shop,
+)
 from playwright.sync_api import Browser, Page
 
 from tokenmall.domain.economy import Asset
@@ -120,12 +128,20 @@ def _csrf(page: Page, served: Served) -> str:
     return session.csrf
 
 
-def test_list_then_buy_with_sp_from_the_market(served: Served, phones: Any) -> None:
+def test_list_then_buy_with_sp_from_the_market(
+    served: Served, phones: Any, request: pytest.FixtureRequest
+) -> None:
     svc = served.services
     shop = make_shop(svc)
     tid = shop.tenant_id
     code = _collection(
-        served, shop, ["bob"], transfer_policy=Mode.OPEN, fee_bps=500, royalty_bps=250
+        served,
+        shop,
+        ["bob"],
+        transfer_policy=Mode.OPEN,
+        fee_bps=500,
+        royalty_bps=250,
+        fee_to_pool_ratio=Decimal("0.5"),
     )
     bob, alice = phones(), phones()
     # bob lists his token at ¥8.00 from its page
@@ -148,7 +164,11 @@ def test_list_then_buy_with_sp_from_the_market(served: Served, phones: Any) -> N
     assert alice.locator("#preview-amount").inner_text() == format_money(Decimal("8.00"))
     assert alice.locator("#preview-fee").inner_text() == format_money(Decimal("0.40"))
     assert alice.locator("#preview-royalty").inner_text() == format_money(Decimal("0.20"))
+    assert alice.locator("#preview-pool").inner_text() == format_money(Decimal("0.20"))
     assert alice.locator("#preview-proceeds").inner_text() == format_money(Decimal("7.40"))
+    if request.node.callspec.params.get("served") == "sqlite":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        alice.screenshot(path=str(SCREENSHOTS / "member-nfg-buy.png"), full_page=True)
     alice_before, bob_before = _sp(served, shop, "alice"), _sp(served, shop, "bob")
     alice.click("#buy-form button")
     assert format_money(Decimal("8.00")) in alice.locator(".notice").inner_text()
