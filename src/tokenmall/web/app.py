@@ -26,6 +26,8 @@ from tokenmall.web import (
 )
 from tokenmall.web.base import ConsoleError, LoginRequired, render
 from tokenmall.web.groups import router as groups_router
+from tokenmall.web.member_nfg import router as member_nfg_router
+from tokenmall.web.nfg import router as nfg_router
 
 __all__ = ["STATIC_PREFIX", "install"]
 
@@ -61,5 +63,6 @@ def install(app: FastAPI) -> None:
     for module in (marketing, member_rewards, member_points):
         app.router.routes.extend(module.router.routes)
     app.router.routes.extend(groups_router.routes)
+    app.router.routes.extend([*nfg_router.routes, *member_nfg_router.routes])
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)

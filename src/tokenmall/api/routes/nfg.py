@@ -10,7 +10,7 @@ a request no state allows 422).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
 
@@ -36,7 +36,9 @@ from tokenmall.api.schemas.nfg import (
 )
 from tokenmall.domain.economy import Asset
 from tokenmall.domain.nfg import Mode
+from tokenmall.service.codec import cny, dec
 from tokenmall.service.nfg import collections, log, market, tokens
+from tokenmall.service.nfg import reads as nfg_reads
 from tokenmall.store.db import read_only
 
 __all__ = ["router"]
@@ -251,3 +253,37 @@ def event_proof(ctx: Context, tenant: str, seq: Seq) -> ProofOut:
     tid = ctx.tenant_id(tenant)
     with read_only(ctx.engine).connect() as conn:
         return ProofOut(**log.proof(conn, tid, seq))
+
+
+# -- previews: what a buy would take now (the member pages show the same figures) ----------
+
+
+@router.get(_NFG + "/listings/{listing_id}/preview")
+def sale_preview(caller: MemberCaller, ctx: Context, listing_id: ListingId) -> SaleOut:
+    """What buying the open listing with SP would move now: the caller pays ``price``, the
+    seller receives ``proceeds``, fee and royalty go where the collection says."""
+    with read_only(ctx.engine).connect() as conn:
+        x = market.get_listing(conn, caller.tenant_id, listing_id)
+        st = nfg_reads.sale_preview(conn, caller.tenant_id, listing_id, _me(caller))
+    return SaleOut(
+        listing=x.id,
+        code=x.code,
+        serial=x.serial,
+        price=st.price,
+        fee=st.fee,
+        pool_share=st.pool_share,
+        royalty=st.royalty,
+        proceeds=st.proceeds,
+        asset=st.asset.value,
+    )
+
+
+@router.get(_NFG + "/collections/{code}/cost")
+def mint_cost(
+    caller: TenantCaller, ctx: Context, code: Code, asset: Literal["SP", "EP"]
+) -> dict[str, str]:
+    """What the collection's next serial costs now in SP (its price) or EP (the fewest points
+    whose sale pays the price at the current EP price, as the mint takes them)."""
+    with read_only(ctx.engine).connect() as conn:
+        amount = nfg_reads.mint_preview(conn, caller.tenant_id, code, Asset(asset))
+    return {"asset": asset, "amount": cny(amount) if asset == "SP" else dec(amount)}
