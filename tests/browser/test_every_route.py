@@ -20,7 +20,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from playwright.sync_api import Page
 
+from tokenmall.domain.economy import Asset
+from tokenmall.domain.nfg import Collection, Mode
 from tokenmall.service import credentials, tenants, wallet
+from tokenmall.service.nfg import collections, market
+from tokenmall.service.nfg import tokens as nfg_tokens
 from tokenmall.service.orders import Viewer as AfterSalesViewer
 from tokenmall.store.db import read_only
 from tokenmall.web.app import install
@@ -29,6 +33,8 @@ from tokenmall.web.app import install
 PUBLIC = {"/m/{tenant}/join"}
 # a GET that is an action, not a page: it takes a token and answers with a redirect
 NOT_PAGES = {"/m/{tenant}/login"}
+# what the NFG routes' parameters name (made by _nfg)
+NFG = {"code": "card", "serial": "1", "listing_id": "1"}
 PARAM = re.compile(r"\{(\w+)\}")
 
 
@@ -51,6 +57,8 @@ def _fill(path: str, shop: Shop, aftersales: str) -> str | None:
     def value(name: str) -> str | None:
         if name == "tenant":
             return shop.code
+        if "/nfg/" in path and name in NFG:
+            return NFG[name]
         if name == "code":
             return "alice"
         if name == "wd_id" or (name == "ref" and "/withdrawals/" in path):
@@ -68,6 +76,23 @@ def _fill(path: str, shop: Shop, aftersales: str) -> str | None:
     if any(v is None for v in values.values()):
         return None
     return PARAM.sub(lambda m: str(values[m.group(1)]), path)
+
+
+def _nfg(served: Served, shop: Shop) -> None:
+    """The NFG pages' objects: collection ``card`` with bob's token #1 and alice's #2, which she
+    lists for 5.00 (the mall's listing 1)."""
+    coll = Collection(
+        code=NFG["code"],
+        name="黑卡",
+        max_supply=10,
+        price=Decimal("10.00"),
+        accepted=frozenset({Asset.CNY, Asset.SP, Asset.EP}),
+        transfer_policy=Mode.OPEN,
+    )
+    with served.services.store.tenant_tx(shop.tenant_id) as tx:
+        collections.create_collection(tx, coll)
+        nfg_tokens.airdrop(tx, NFG["code"], ["bob", "alice"])
+        market.list_token(tx, NFG["code"], 2, caller="alice", price=Decimal("5.00"))
 
 
 def _aftersales(served: Served, shop: Shop) -> str:
@@ -121,6 +146,7 @@ def test_enough_routes_are_walked() -> None:
 
 def test_every_page_loads_clean_in_both_languages(served: Served, page: Page, watch: Watch) -> None:
     shop = make_shop(served.services)
+    _nfg(served, shop)
     asked = _aftersales(served, shop)
     login(page, served.base, shop.code, shop.operator_key)
     _member_session(page, served, shop, "bob")
@@ -152,6 +178,7 @@ def test_every_form_without_its_csrf_token_is_refused(
     served: Served, page: Page, watch: Watch
 ) -> None:
     shop = make_shop(served.services)
+    _nfg(served, shop)
     asked = _aftersales(served, shop)
     login(page, served.base, shop.code, shop.operator_key)
     _member_session(page, served, shop, "alice")
@@ -189,7 +216,9 @@ def test_other_malls_merchants_and_strangers_are_kept_out(
     served: Served, page: Page, watch: Watch
 ) -> None:
     shop = make_shop(served.services)
+    _nfg(served, shop)
     other = make_shop(served.services)
+    _nfg(served, other)
     asked = _aftersales(served, other)
     start = _state(served, other, asked)
     # the operator and a member of `shop`, on every route of `other`
