@@ -58,11 +58,11 @@ _RESERVE = (
     update(s.nfg_listings)
     .where(
         _L.tenant_id == bindparam("t"),
-        _L.id == bindparam("id"),
+        _L.id == bindparam("lid"),
         _L.state == "open",
         _L.order_ref.is_(None),
     )
-    .values(order_ref=bindparam("ref"))
+    .values(order_ref=bindparam("oref"))
 )
 
 
@@ -112,7 +112,7 @@ class Trades:
                     ctx, tx, member=buyer, amount_fen=fen_of(listing.price), hold=HOLD
                 )
                 done = tx.conn.execute(
-                    _RESERVE, {"t": tenant_id, "id": listing_id, "ref": order.ref}
+                    _RESERVE, {"t": tenant_id, "lid": listing_id, "oref": order.ref}
                 )
                 assert done.rowcount == 1  # the lock: nobody reserved it since the check
             return Reservation(market.get_listing(tx.conn, tenant_id, listing_id), order)
