@@ -292,3 +292,25 @@ def test_a_payment_races_an_sp_buy(db_engine: Engine) -> None:
         w.zero_sums()
     assert w.sp("cat") == Decimal(2000)
     assert w.sp("ann") == Decimal("92.50") * ROUNDS
+
+
+def test_an_order_paid_with_sp_only_or_a_mix_sells_as_well(db_engine: Engine) -> None:
+    """The order takes whatever mix the order flow accepts: cat pays one listing wholly from
+    her SP wallet (paid on return, no provider) and another with 300.00 SP and the rest CNY."""
+    w = _world(db_engine)
+    first, second = w.listed(1, Decimal(500)), w.listed(2, Decimal(1000))
+    ref = w.trades.reserve(w.tid, first, buyer="cat").order.ref
+    w.svc.start_payment(w.tid, w.code, ref, sp=Decimal(500))  # no CNY part: paid at once
+    assert w.owner(1) == "cat"
+    ref2 = w.trades.reserve(w.tid, second, buyer="cat").order.ref
+    pay = w.svc.start_payment(w.tid, w.code, ref2, sp=Decimal(300))
+    assert pay.intent_id is not None
+    done = w.svc.complete_sandbox(w.tid, w.code, pay.intent_id, deliver=False)
+    for headers, body in done.deliveries:
+        w.svc.handle_notification(w.tid, w.code, "sandbox", headers, body, pump=False)
+    assert w.owner(2) == "cat"
+    assert w.svc.get_order(w.tid, ref2).status == "settled"
+    assert w.sp("cat") == Decimal(2000) - 500 - 300
+    # ann: 500 - 12.50 - 25.00 and 1000 - 25.00 - 50.00
+    assert w.sp("ann") == Decimal("462.50") + Decimal("925.00")
+    w.zero_sums()
