@@ -85,7 +85,7 @@ _RESERVED_BY = select(_L.order_ref).where(
 )
 _RELEASE = (
     update(s.nfg_listings)
-    .where(_L.tenant_id == bindparam("t"), _L.order_ref == bindparam("ref"), _L.state == "open")
+    .where(_L.tenant_id == bindparam("t"), _L.order_ref == bindparam("ref"), _L.state != "sold")
     .values(order_ref=None)
 )
 
@@ -142,8 +142,9 @@ def reserving_order(tx: TenantTx, listing_id: int, at: float) -> Any | None:
 
 
 def release(tx: TenantTx, order_ref: str) -> None:
-    """The open listing reserved by ``order_ref`` is free again (the order closed unpaid, or
-    its payment was refunded before the token moved)."""
+    """The listing reserved by ``order_ref`` is free again (the order closed unpaid, or its
+    payment was refunded before the token moved); one closed meanwhile (a relisting by the
+    token's new owner closes a stale one) no longer names an order that did not buy it."""
     tx.conn.execute(_RELEASE, {"t": tx.tenant_id, "ref": order_ref})
 
 
