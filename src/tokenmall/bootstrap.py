@@ -26,7 +26,9 @@ from tokenmall.domain.events import (
 from tokenmall.service import marketing, webhooks
 from tokenmall.service.groupbuys import GroupBuys
 from tokenmall.service.messagebus import EventBus, Handler
+from tokenmall.service.nfg import log as nfg_log
 from tokenmall.service.nfg import orders as nfg_orders
+from tokenmall.service.nfg.trades import Trades
 from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.service.payouts import HubPayouts
 from tokenmall.service.uow import Store
@@ -38,7 +40,9 @@ from tokenmall.worker import Scheduler, lease_ttl, orders_jobs
 __all__ = ["Services", "build", "event_handlers", "scheduler"]
 
 
-def event_handlers(groupbuys: GroupBuys | None = None) -> dict[type, list[Handler]]:
+def event_handlers(
+    groupbuys: GroupBuys | None = None, trades: Trades | None = None
+) -> dict[type, list[Handler]]:
     """Event type -> its handlers, in the order they run (see docs/DESIGN.md, "Events").
 
     The engine's own reactions (EP issuance, quota, dividends; model #0) are ledger commands
@@ -49,6 +53,8 @@ def event_handlers(groupbuys: GroupBuys | None = None) -> dict[type, list[Handle
 
     ``groupbuys``: group buys react to the order flow's events (a place paid, refunded,
     closed unpaid; a winner's order settled, for the leader's commission) before webhooks.
+    ``trades``: NFG listings bought with CNY react to their orders (paid: the token is sold;
+    refunded or closed unpaid: the listing is free again), after group buys.
     """
     table: dict[type, list[Handler]] = {
         # a paid order of a product linked to an NFG collection mints its tokens; a refund
@@ -63,6 +69,9 @@ def event_handlers(groupbuys: GroupBuys | None = None) -> dict[type, list[Handle
     }
     if groupbuys is not None:
         for kind, handlers in groupbuys.handlers().items():
+            table[kind].extend(handlers)
+    if trades is not None:
+        for kind, handlers in trades.handlers().items():
             table[kind].extend(handlers)
     for kind in (OrderPaid, OrderSettled, OrderRefunded):
         table[kind].append(webhooks.record_event)
@@ -84,6 +93,7 @@ class Services:
     groupbuys: GroupBuys
     payouts: PayoutProviders
     webhooks: webhooks.WebhookSender
+    trades: Trades  # NFG listings bought with CNY through the order flow
 
 
 def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) -> Services:
@@ -94,7 +104,9 @@ def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) ->
     production: it lets whoever starts a payment also "pay" it.
     """
     groupbuys = GroupBuys(lambda: orders)  # its handlers reach the order flow built below
-    store = Store(engine, bus=bus if bus is not None else EventBus(event_handlers(groupbuys)))
+    trades = Trades(lambda: orders.ctx)
+    table = event_handlers(groupbuys, trades)
+    store = Store(engine, bus=bus if bus is not None else EventBus(table))
     orders = OrderService(
         engine,
         # the sandbox's intents in the database: any worker process, and a restarted one,
@@ -107,7 +119,7 @@ def build(settings: Settings, engine: Engine, *, bus: EventBus | None = None) ->
     # payments and payouts, and every provider notification is recorded alike
     payouts = HubPayouts(store.ledger, lambda: orders)
     return Services(
-        settings, engine, store, orders, groupbuys, payouts, webhooks.WebhookSender(engine)
+        settings, engine, store, orders, groupbuys, payouts, webhooks.WebhookSender(engine), trades
     )
 
 
@@ -124,6 +136,7 @@ def scheduler(
     """
     orders = services.orders
     every = services.settings.scheduler_interval if interval is None else interval
+    anchor_every = services.settings.nfg_anchor_interval
     return Scheduler(
         services.engine,
         store=services.store,
@@ -134,6 +147,11 @@ def scheduler(
             # after expiry (a place's unpaid order past its own deadline frees the place)
             ("close_groups", lambda _engine, now: services.groupbuys.close_expired(now)),
             ("draw_campaigns", lambda _engine, now: services.groupbuys.draw_due(now)),
+            # the Merkle root of each tenant's new token events (docs/NFG.md, "Anchoring")
+            (
+                "anchor_nfg",
+                lambda _engine, now: nfg_log.anchor_due(services.store, now, every=anchor_every),
+            ),
         ],
         refunds=lambda now: orders.retry_refunds(now=now),
         payments=lambda now: orders.reconcile_payments(now=now),

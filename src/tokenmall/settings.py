@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # whether the workers of `tokenmall serve` run the scheduler (`--no-scheduler` turns it
     # off when a `tokenmall worker` runs it instead); either way one process per database runs it
     serve_scheduler: bool = True
+    # seconds between scheduled NFG anchors of a tenant's new token events (the scheduler
+    # publishes the Merkle root of the events since the last anchor once this long passed
+    # since it, and only when there are new events); 0 turns scheduled anchoring off
+    nfg_anchor_interval: float = Field(default=3600.0, ge=0)
     # logs of `serve` and `worker`: one JSON object per line instead of text
     log_json: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -234,3 +234,79 @@ def test_policy_and_exchange(app: FastAPI, client: TestClient, mall: Mall) -> No
         headers=mall.operator,
     )
     assert_error(r, 409, "already_exists")
+
+
+def test_buy_a_listing_with_cny(app: FastAPI, client: TestClient, mall: Mall) -> None:
+    """POST /listings/{id}/order reserves the listing for the caller's order; paying it as any
+    order sells the token (the seller paid in SP, less fee and royalty); a second order, a
+    cancel and an SP buy meanwhile answer 409."""
+    _collection(client, mall, code="OPEN", kind="item", uses=0)
+    bob = _bob(client, mall)
+    _sp(app, mall, "bob", "10.00")
+    ok(
+        client.post(
+            mall.url("/nfg/collections/OPEN/airdrop"),
+            json={"members": ["alice"]},
+            headers=mall.operator,
+        ),
+        201,
+    )
+    listing = ok(
+        client.post(
+            mall.url("/nfg/listings"),
+            json={"code": "OPEN", "serial": 1, "price": "1288.00"},
+            headers=mall.member,
+        ),
+        201,
+    )
+    url = mall.url(f"/nfg/listings/{listing['id']}")
+    res = ok(client.post(url + "/order", headers=bob), 201)
+    ref = res["order"]["ref"]
+    assert (res["order"]["status"], res["order"]["total"], res["order"]["lines"]) == (
+        "pending_payment",
+        "1288.00",
+        [],
+    )
+    assert (res["listing"]["state"], res["listing"]["order"]) == ("open", ref)
+    assert ok(client.post(url + "/order", headers=bob), 201)["order"]["ref"] == ref  # the same
+    assert_error(client.post(url + "/cancel", headers=mall.member), 409, "nfg_listing_reserved")
+    assert_error(client.post(url + "/buy", headers=bob), 409, "nfg_listing_reserved")
+    assert_error(client.post(url + "/order", headers=mall.member), 409, "nfg_listing_reserved")
+    assert_error(client.post(url + "/order", headers=mall.operator), 403)
+    assert_error(
+        client.post(mall.url("/nfg/listings/999/order"), headers=bob), 404, "nfg_unknown_listing"
+    )
+    # pay the order as any other (CNY through the sandbox); the payment sells the token
+    pay = ok(
+        client.post(
+            mall.url(f"/orders/{ref}/payments"), json={"provider": "sandbox"}, headers=mall.operator
+        ),
+        201,
+    )
+    ok(
+        client.post(
+            mall.url(f"/payments/sandbox/intents/{pay['intent_id']}/complete"),
+            json={},
+            headers=mall.operator,
+        )
+    )
+    order = ok(client.get(mall.url(f"/orders/{ref}"), headers=mall.operator))
+    assert order["status"] == "settled"
+    mine = ok(client.get(mall.url("/nfg/me/tokens"), headers=bob))
+    assert [(t["code"], t["serial"]) for t in mine] == [("OPEN", 1)]
+    sale = ok(client.get(mall.url("/nfg/tokens/OPEN/1/provenance")))[-1]
+    assert (sale["kind"], sale["from"], sale["to"], sale["asset"]) == (
+        "sale",
+        "alice",
+        "bob",
+        "CNY",
+    )
+    assert ok(client.get(mall.url("/nfg/listings"), headers=bob)) == []
+    # alice received 1,288.00 - 32.20 fee - 64.40 royalty as SP; a completed trade is final
+    store = app.state.services.store
+    tid = store.ledger.tenant_id(mall.code)
+    assert store.ledger.members(tid)["alice"]["stable"] == "1191.4"
+    r = client.post(
+        mall.url(f"/orders/{ref}/refunds"), json={"refund_id": "r-1"}, headers=mall.operator
+    )
+    assert_error(r, 409, "order_state")

@@ -1,15 +1,19 @@
 """A Hypothesis state machine over the NFG service on SQLite: mints (airdrop, SP), gifts,
-approvals, operators, listings, buys, cancels, redemptions and burns by random members.
+approvals, operators, listings, buys (SP, or CNY through an order: reserve, pay, cancel),
+cancels, redemptions and burns by random members.
 
 After every step: no token has two owners and every token row agrees with the replay of the
 hash-chained events; each member's balance (tokens held) equals what the events give them;
 money and tokens move together (one SP ledger transaction per SP mint and per sale, and the
-reverse); each asset sums to zero; and a refused command changed nothing at all.
+reverse); each asset sums to zero; an open listing is reserved only by an unpaid order, a
+listing sold for CNY by the settled order that paid it; and a refused command changed nothing.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,19 +21,25 @@ from typing import Any
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from nfg_helpers import T0, card, setup, store_for, sums, tenant
+from nfg_helpers import card, setup, sums
 from sqlalchemy import Engine, func, select
 
+from tokenmall.bootstrap import event_handlers
 from tokenmall.domain.economy import Asset
 from tokenmall.domain.nfg import Mode
 from tokenmall.errors import TokenmallError
+from tokenmall.service import members
 from tokenmall.service.ledger import Ledger
+from tokenmall.service.messagebus import EventBus
 from tokenmall.service.nfg import log, market, tokens
+from tokenmall.service.nfg.trades import Trades
+from tokenmall.service.orders import OrderService, PaymentHub
 from tokenmall.service.uow import Store
 from tokenmall.store import schema as s
 from tokenmall.store.db import create_db_engine, migrate
 
 MEMBERS = ["ann", "bob", "cat", "dan"]
+SECRET = "nfg-stateful-secret-0123456789abcdef"
 SUPPLY = 12
 _DIR = tempfile.mkdtemp(prefix="nfg-stateful-")
 _ENGINE: Engine | None = None
@@ -55,8 +65,18 @@ class NFGMachine(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.engine = _engine()
-        self.store = store_for(self.engine)
-        self.tid = tenant(self.engine)
+        box: list[OrderService] = []
+        self.trades = Trades(lambda: box[0].ctx)
+        self.store = Store(self.engine, bus=EventBus(event_handlers(None, self.trades)))
+        self.svc = OrderService(self.engine, PaymentHub(SECRET), store=self.store)
+        box.append(self.svc)
+        self.svc.clock = lambda: self.clock
+        self.code = f"t-{uuid.uuid4().hex[:12]}"
+        self.tid = Ledger(self.engine).create_tenant(self.code)
+        with self.engine.begin() as conn:
+            for m in MEMBERS:
+                members.create_member(conn, self.tid, m)
+        self.pending: list[str] = []  # CNY orders of listings, not paid nor cancelled yet
         coll = card(
             max_supply=SUPPLY,
             uses=3,
@@ -70,7 +90,9 @@ class NFGMachine(RuleBasedStateMachine):
         setup(
             self.store, self.tid, coll, {**dict.fromkeys(MEMBERS, Decimal(100)), "iss": Decimal(0)}
         )
-        self.clock = T0
+        # a day ahead of the real time: the sandbox's notifications carry the real time, so a
+        # token sold for CNY was acquired before every later command of the machine
+        self.clock = time.time() + 86_400
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -179,6 +201,52 @@ class NFGMachine(RuleBasedStateMachine):
         lid = self._listing(lid) if open_one else lid
         self._do(lambda tx, at: market.cancel(tx, lid, caller=caller, at=at), "cancel")
 
+    @rule(buyer=member)
+    def order_cny(self, buyer: str) -> None:
+        lid = self._listing(1)  # the newest open listing: unknown ones are the SP buy's test
+        self.clock += 60
+        before = self._snapshot()
+        try:
+            ref = self.trades.reserve(self.tid, lid, buyer=buyer).order.ref
+        except TokenmallError as err:
+            event(f"order_cny: refused ({err.code})")
+            assert self._snapshot() == before, "a refused CNY order changed something"
+        else:
+            event("order_cny: reserved")
+            if ref not in self.pending:
+                self.pending.append(ref)
+
+    @rule(k=st.integers(0, 3))
+    def pay_cny(self, k: int) -> None:
+        """Pay a pending order in CNY: the token is sold, or the payment refunded in full."""
+        if not self.pending:
+            return
+        ref = self.pending.pop(k % len(self.pending))
+        self.clock += 60
+        try:
+            pay = self.svc.start_payment(self.tid, self.code, ref)
+        except TokenmallError as err:  # expired meanwhile (15 minutes): nothing to pay
+            event(f"pay_cny: refused ({err.code})")
+            return
+        assert pay.intent_id is not None
+        done = self.svc.complete_sandbox(self.tid, self.code, pay.intent_id, deliver=False)
+        for headers, body in done.deliveries:
+            self.svc.handle_notification(self.tid, self.code, "sandbox", headers, body, pump=False)
+        status = self.svc.get_order(self.tid, ref).status
+        assert status in ("settled", "refunded"), status
+        event(f"pay_cny: {status}")
+
+    @rule(k=st.integers(0, 3))
+    def cancel_cny(self, k: int) -> None:
+        if not self.pending:
+            return
+        ref = self.pending.pop(k % len(self.pending))
+        self.clock += 60
+        try:
+            assert self.svc.cancel_order(self.tid, ref).status == "cancelled"
+        except TokenmallError as err:  # expired meanwhile
+            event(f"cancel_cny: refused ({err.code})")
+
     @rule(caller=member, n=serial)
     def redeem(self, caller: str, n: int) -> None:
         self._do(lambda tx, at: tokens.redeem(tx, "BLACK", n, caller=caller, at=at), "redeem")
@@ -232,6 +300,24 @@ class NFGMachine(RuleBasedStateMachine):
             ).scalar_one()
         assert paid == moves
         assert all(v == 0 for v in sums(self.engine, self.tid).values())
+
+    @invariant()
+    def reservations_match_their_orders(self) -> None:
+        lc, o = s.nfg_listings.c, s.orders.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(lc.state, o.status, o.ref)
+                .select_from(
+                    s.nfg_listings.join(
+                        s.orders, (o.tenant_id == lc.tenant_id) & (o.ref == lc.order_ref)
+                    )
+                )
+                .where(lc.tenant_id == self.tid)
+            ).all()
+        for state, status, ref in rows:  # a listing names its unpaid order or its buyer's
+            expected = "settled" if state == "sold" else "pending_payment"
+            assert status == expected, (state, status, ref)
+            assert state == "sold" or ref in self.pending
 
 
 NFGMachine.TestCase.settings = settings(

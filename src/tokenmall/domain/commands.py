@@ -170,7 +170,11 @@ class TokenSale:
     SP; ``proceeds`` go to ``seller`` (a member; None: the platform's revenue), the ``fee`` to
     revenue less ``pool_share``, which enters the EP pool, and the ``royalty`` to ``issuer``
     (a member; None: revenue).  The parts must add up to the price, so the command moves
-    value and never creates it; ``ref`` names the token and the sale (the audit trail)."""
+    value and never creates it; ``ref`` names the token and the sale (the audit trail).
+
+    ``order``: the buyer paid through the order flow (CNY, or its SP/EP mix) and the price
+    comes out of that paid order's escrow instead of their SP wallet; the order is settled by
+    it (a trade between members is no purchase from the mall: it earns no reward)."""
 
     ref: str
     buyer: str
@@ -181,6 +185,7 @@ class TokenSale:
     pool_share: Decimal = ZERO
     royalty: Decimal = ZERO
     issuer: str | None = None
+    order: str | None = None
 
 
 Command = (

@@ -985,7 +985,10 @@ class Economy:
         """The buyer's SP leaves circulation; its CNY backing in ``sp_reserve`` follows each
         part: it stays behind the SP credited to a member (seller, issuer), goes to revenue
         for the platform's parts and into the pool for the pool share (which raises the
-        price: nothing is issued against it)."""
+        price: nothing is issued against it).  Paid through an order (``cmd.order``), the
+        same parts leave that order's escrow instead and settle it: the seller's and the
+        issuer's shares back the SP credited to them, anything the escrow holds beyond the
+        price (EP rounding) is revenue, as :meth:`_settle` does with it."""
         parts = (cmd.proceeds, cmd.fee, cmd.pool_share, cmd.royalty)
         if cmd.price <= 0 or floor_fen(cmd.price) != cmd.price:
             raise InvalidCommand(f"a token's price must be > 0 and whole fen, got {cmd.price}")
@@ -998,21 +1001,43 @@ class Economy:
         issuer = None if cmd.issuer is None else self.member(cmd.issuer)
         if buyer is seller:
             raise InvalidCommand("a member cannot buy a token from themselves")
-        if cmd.price > buyer.sp:
-            raise InsufficientBalance(
-                f"member {cmd.buyer!r} holds {buyer.sp} SP, the token costs {cmd.price}"
-            )
-        self._move(Asset.SP, buyer, SystemAccount.SP_ISSUANCE, cmd.price)
-        self._touch(buyer)
-        to_revenue = cmd.fee - cmd.pool_share
+        source = SystemAccount.SP_RESERVE
+        extra = ZERO  # what a paid order's escrow holds beyond the price (EP rounding)
+        if cmd.order is not None:
+            esc = self._escrow(cmd.order)
+            if esc is None:
+                raise NotFound(f"no paid order {cmd.order!r}")
+            if esc.settled:
+                raise IdempotencyConflict(f"order {cmd.order!r} was already settled")
+            if esc.member != buyer.code:
+                raise InvalidCommand(f"order {cmd.order!r} was paid by {esc.member!r}")
+            extra = esc.total - esc.refunded - cmd.price
+            if extra < 0:
+                raise InvalidCommand(
+                    f"order {cmd.order!r} holds {esc.total - esc.refunded}, "
+                    f"the token costs {cmd.price}"
+                )
+            esc.settled = True
+            self.dirty_escrows.add(esc.order)
+            source = SystemAccount.ESCROW
+        else:
+            if cmd.price > buyer.sp:
+                raise InsufficientBalance(
+                    f"member {cmd.buyer!r} holds {buyer.sp} SP, the token costs {cmd.price}"
+                )
+            self._move(Asset.SP, buyer, SystemAccount.SP_ISSUANCE, cmd.price)
+            self._touch(buyer)
+        to_revenue = cmd.fee - cmd.pool_share + extra
         for who, amount in ((seller, cmd.proceeds), (issuer, cmd.royalty)):
             if who is None:
                 to_revenue += amount
             elif amount > 0:
+                if source is SystemAccount.ESCROW:
+                    self._move(Asset.CNY, source, SystemAccount.SP_RESERVE, amount)
                 self._credit_sp(who, amount)
                 self._touch(who)
-        self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.REVENUE, to_revenue)
-        self._move(Asset.CNY, SystemAccount.SP_RESERVE, SystemAccount.POOL, cmd.pool_share)
+        self._move(Asset.CNY, source, SystemAccount.REVENUE, to_revenue)
+        self._move(Asset.CNY, source, SystemAccount.POOL, cmd.pool_share)
         return {"price": cmd.price, "to_pool": cmd.pool_share}
 
 

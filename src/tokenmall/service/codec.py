@@ -221,7 +221,8 @@ def command_from_payload(
 
 
 def _token_sale(ev: Mapping[str, Any]) -> TokenSale:
-    extra = sorted(set(ev) - {"type", "ref", "buyer", "price", "seller", "issuer", *_SALE_PARTS})
+    known = {"type", "ref", "buyer", "price", "seller", "issuer", "order", *_SALE_PARTS}
+    extra = sorted(set(ev) - known)
     if extra:
         raise InvalidCommand(f"unexpected field(s) for token_sale: {', '.join(extra)}")
     price = _amount(ev, "price")
@@ -232,6 +233,7 @@ def _token_sale(ev: Mapping[str, Any]) -> TokenSale:
         price=price,
         seller=_code(ev, "seller", required=False),
         issuer=_code(ev, "issuer", required=False),
+        order=_code(ev, "order", required=False),
         **{name: _amount0(ev, name) for name in _SALE_PARTS},
     )
 
@@ -325,7 +327,7 @@ def to_payload(cmd: Command) -> dict[str, Any]:
             "price": dec(cmd.price),
         }
         sale.update({name: dec(getattr(cmd, name)) for name in _SALE_PARTS})
-        for name in ("seller", "issuer"):
+        for name in ("seller", "issuer", "order"):
             if getattr(cmd, name) is not None:
                 sale[name] = getattr(cmd, name)
         return sale

@@ -139,10 +139,14 @@ nfg_listings = Table(
     Column("state", String(10), nullable=False),
     Column("closed_at", Float, nullable=True),
     Column("buyer", String(64), nullable=True),
+    # the CNY order that reserves the listing while it is paid (migration 0020); kept once
+    # sold (the order that paid it), cleared when the order closes unpaid or is refunded
+    Column("order_ref", String(32), nullable=True),
     CheckConstraint("price_fen > 0", name="ck_nfg_listings_price"),
     CheckConstraint("state IN ('open', 'sold', 'cancelled')", name="ck_nfg_listings_state"),
     Index("ix_nfg_listings_tenant_token", "tenant_id", "collection_id", "serial", "state"),
     Index("ix_nfg_listings_tenant_state", "tenant_id", "state", "id"),
+    Index("ix_nfg_listings_tenant_order", "tenant_id", "order_ref"),
     sqlite_with_rowid=False,
 )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path, Request
 
 from tokenmall.api.deps import Caller, Context, MemberCaller, OperatorCaller, TenantCaller
 from tokenmall.api.errors import ERROR_RESPONSES
@@ -30,6 +30,7 @@ from tokenmall.api.schemas.nfg import (
     ModesBody,
     OperatorBody,
     ProofOut,
+    ReservationOut,
     SaleOut,
     TokenOut,
     TransferBody,
@@ -39,6 +40,7 @@ from tokenmall.domain.nfg import Mode
 from tokenmall.service.codec import cny, dec
 from tokenmall.service.nfg import collections, log, market, tokens
 from tokenmall.service.nfg import reads as nfg_reads
+from tokenmall.service.nfg.trades import Trades
 from tokenmall.store.db import read_only
 
 __all__ = ["router"]
@@ -51,6 +53,15 @@ ListingId = Annotated[int, Path(ge=1, le=2_147_483_647, description="Listing id.
 Seq = Annotated[int, Path(ge=1, le=2**62, description="Token event number.")]
 Member = Annotated[str, Path(max_length=64, description="The member's code.")]
 _NFG = "/tenants/{tenant}/nfg"
+
+
+async def _trades(request: Request) -> Trades:
+    """The app's CNY buys of listings, built by the composition root with its order flow."""
+    service: Trades = request.app.state.services.trades
+    return service
+
+
+TradesDep = Annotated[Trades, Depends(_trades)]
 
 
 def _me(caller: Caller) -> str:
@@ -219,6 +230,15 @@ def buy(caller: MemberCaller, ctx: Context, listing_id: ListingId) -> SaleOut:
     """Buy with SP: payment, fee, royalty and the change of owner commit together."""
     with ctx.store.tenant_tx(caller.tenant_id) as tx:
         return SaleOut.of(market.buy(tx, listing_id, buyer=_me(caller)))
+
+
+@router.post(_NFG + "/listings/{listing_id}/order", status_code=201)
+def order_listing(caller: MemberCaller, trades: TradesDep, listing_id: ListingId) -> ReservationOut:
+    """Buy with CNY: an order of the listing's price, the listing reserved for it until it is
+    paid, cancelled or expires (409 ``nfg_listing_reserved`` for anyone else meanwhile).  Pay
+    the order as any other; the payment sells the token, or is refunded in full if the sale
+    can no longer be honoured.  Asking again while the order is unpaid returns it."""
+    return ReservationOut.of(trades.reserve(caller.tenant_id, listing_id, buyer=_me(caller)))
 
 
 @router.post(_NFG + "/listings/{listing_id}/cancel")

@@ -22,6 +22,7 @@ from tokenmall.api.schemas.common import (
     utc,
     utc_or_none,
 )
+from tokenmall.api.schemas.orders import OrderOut
 from tokenmall.domain.economy import Asset
 from tokenmall.domain.nfg import Collection, Kind, Listing, MetadataTemplate, Mode, Settlement
 from tokenmall.service.codec import dec
@@ -29,6 +30,7 @@ from tokenmall.service.nfg.collections import CollectionInfo
 from tokenmall.service.nfg.log import Anchor
 from tokenmall.service.nfg.market import ListingView
 from tokenmall.service.nfg.tokens import TokenView
+from tokenmall.service.nfg.trades import Reservation
 
 __all__ = [
     "AirdropBody",
@@ -275,6 +277,11 @@ class ListingOut(BaseModel):
     listed_at: datetime
     closed_at: datetime | None
     buyer: str | None = None
+    order: str | None = Field(
+        default=None,
+        description="The CNY order reserving the open listing (it may have lapsed), or the "
+        "order that paid for it once sold.",
+    )
 
     @classmethod
     def of(cls, x: ListingView) -> ListingOut:
@@ -289,6 +296,7 @@ class ListingOut(BaseModel):
             listed_at=utc(x.listed_at),
             closed_at=utc_or_none(x.closed_at),
             buyer=x.buyer,
+            order=x.order_ref,
         )
 
     @classmethod
@@ -304,6 +312,18 @@ class ListingOut(BaseModel):
             listed_at=utc(x.listed_at),
             closed_at=utc_or_none(x.closed_at),
         )
+
+
+class ReservationOut(BaseModel):
+    """A listing reserved for the caller's CNY order: pay ``order`` through the order flow
+    (``POST /orders/{order}/payments``) before it expires and the token is yours."""
+
+    listing: ListingOut
+    order: OrderOut
+
+    @classmethod
+    def of(cls, r: Reservation) -> ReservationOut:
+        return cls(listing=ListingOut.of(r.listing), order=OrderOut.of(r.order))
 
 
 class SaleOut(BaseModel):

@@ -27,6 +27,7 @@ InvalidCommand (tokenmall.errors)
         ├── UnknownListing
         ├── ListingClosed                cancelled or sold
         ├── ListingStale                 the token changed (owner, uses) since it was listed
+        ├── ListingReserved              a CNY buyer's order holds it while it is paid
         ├── AlreadyListed
         ├── PriceFixed                   automatic appreciation sets the price
         └── AssetNotAccepted
@@ -54,6 +55,7 @@ __all__ = [
     "ExchangeError",
     "HoldingPeriod",
     "ListingClosed",
+    "ListingReserved",
     "ListingStale",
     "NFGError",
     "NotOwnerNorApproved",
@@ -169,6 +171,12 @@ class ListingClosed(ExchangeError):
 
 class ListingStale(ExchangeError):
     code = "nfg_listing_stale"
+
+
+class ListingReserved(ExchangeError):
+    """A buyer's CNY order reserves the listing until it is paid, cancelled or expires."""
+
+    code = "nfg_listing_reserved"
 
 
 class AlreadyListed(ExchangeError):

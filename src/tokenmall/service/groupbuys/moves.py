@@ -16,13 +16,13 @@ import json
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 
 from tokenmall.domain import groupbuy as gb
 from tokenmall.domain.commands import RewardGrant
 from tokenmall.domain.economy import Command
 from tokenmall.money import fen_of
-from tokenmall.service.orders import holds, refunds
+from tokenmall.service.orders import holds, queries, refunds
 from tokenmall.service.orders.context import OrderContext
 from tokenmall.service.uow import TenantTx
 from tokenmall.store import schema as s
@@ -34,8 +34,7 @@ REFUND_PREFIX = "grp-"  # a place's refund id: grp-<order>
 
 
 def tenant_code(tx: TenantTx) -> str:
-    t = s.tenants.c
-    return str(tx.conn.execute(select(t.code).where(t.id == tx.tenant_id)).scalar_one())
+    return queries.tenant_code(tx.conn, tx.tenant_id)
 
 
 def refund_order(ctx: OrderContext, tx: TenantTx, ref: str, reason: str) -> None:

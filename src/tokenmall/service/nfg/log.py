@@ -6,10 +6,11 @@ transaction that made it true.  Its entry is the event's canonical JSON
 SHA-256(previous chain || leaf) - the ledger's event-log scheme, per tenant - so changing any
 committed row breaks every later hash (:func:`verify_chain`).
 
-An anchor publishes the RFC 6962 root of the events since the previous anchor.  A proof of one
-event is a self-contained JSON document (entry, leaf, index, tree size, audit path, root) that
-:func:`check_proof` verifies with nothing but SHA-256: the platform's word is not needed, only
-the published root.
+An anchor publishes the RFC 6962 root of the events since the previous anchor, on request or
+on the scheduler's round (:func:`anchor_due`, every ``nfg_anchor_interval`` seconds).  A
+proof of one event is a self-contained JSON document (entry, leaf, index, tree size, audit
+path, root) that :func:`check_proof` verifies with nothing but SHA-256: the platform's word
+is not needed, only the published root.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from tokenmall.domain.nfg import ProvenanceEvent
 from tokenmall.errors import InvalidParameter, NotFound
 from tokenmall.money import fen_of
 from tokenmall.service.ledger import GENESIS
-from tokenmall.service.uow import TenantTx
+from tokenmall.service.uow import Store, TenantTx
 from tokenmall.store import schema as s
 
 __all__ = [
     "Anchor",
     "anchor",
+    "anchor_due",
     "append",
     "check_proof",
     "list_anchors",
@@ -192,6 +194,49 @@ def anchor(tx: TenantTx, *, at: float | None = None) -> Anchor:
         )
     )
     return out
+
+
+_LAST_ANCHOR = (
+    select(_A.last_seq, _A.created_at)
+    .where(_A.tenant_id == bindparam("t"))
+    .order_by(_A.id.desc())
+    .limit(1)
+)
+
+
+def _due(conn: Connection, tenant_id: int, now: float, every: float) -> bool:
+    """New events since the last anchor, and ``every`` seconds passed since it (the first
+    anchor of a tenant is due as soon as it has an event)."""
+    prev = conn.execute(_LAST_ANCHOR, {"t": tenant_id}).first()
+    covered = 0 if prev is None else int(prev.last_seq)
+    if last_seq(conn, tenant_id) <= covered:
+        return False
+    return prev is None or now >= float(prev.created_at) + every
+
+
+def anchor_due(store: Store, now: float, *, every: float, tenant_id: int | None = None) -> int:
+    """The scheduler's job: anchor each tenant whose new events are due (:func:`_due`);
+    how many anchors it published.  ``every`` <= 0: never.
+
+    Safe from several schedulers at once: the check is repeated under the tenant's lock, where
+    a second worker finds the first one's anchor (no new events, or not due for ``every``
+    seconds), and :func:`anchor` starts each batch after the previous one's last event, so
+    batches never repeat or overlap (the key (tenant, id) would refuse a duplicate anyway).
+    """
+    if every <= 0:
+        return 0
+    with store.read() as conn:
+        q = select(s.tenants.c.id).order_by(s.tenants.c.id)
+        if tenant_id is not None:
+            q = q.where(s.tenants.c.id == tenant_id)
+        due = [int(t) for t in conn.execute(q).scalars() if _due(conn, int(t), now, every)]
+    done = 0
+    for tid in due:
+        with store.tenant_tx(tid) as tx:
+            if _due(tx.conn, tid, now, every):
+                anchor(tx, at=now)
+                done += 1
+    return done
 
 
 def list_anchors(conn: Connection, tenant_id: int) -> list[Anchor]:

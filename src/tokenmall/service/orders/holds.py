@@ -25,7 +25,7 @@ from tokenmall.service.orders.models import Order
 from tokenmall.service.uow import TenantTx
 from tokenmall.store import schema as s
 
-__all__ = ["cancel_unpaid", "create_held", "release"]
+__all__ = ["cancel_unpaid", "create_held", "create_held_payment", "release", "settle_held"]
 
 
 def create_held(
@@ -46,6 +46,26 @@ def create_held(
         unit_price_fen=price_fen,
         hold=hold,
     )
+
+
+def create_held_payment(
+    ctx: OrderContext, tx: TenantTx, *, member: str, amount_fen: int, hold: str
+) -> Order:
+    """An order of no catalog goods that collects ``amount_fen`` from ``member`` into escrow
+    for ``hold`` (an NFG trade), which settles it itself (:func:`settle_held`): it reserves no
+    stock and never settles through the order flow's rewards."""
+    return lifecycle.insert_unlined(
+        ctx, tx.conn, tx.tenant_id, member, total_fen=amount_fen, hold=hold
+    )
+
+
+def settle_held(tx: TenantTx, ref: str, now: float) -> None:
+    """The paid held order ``ref`` was settled by its holder in the ledger (an NFG trade's
+    ``TokenSale`` out of its escrow): it is ``settled`` now, and stays held, which marks it
+    final.  No ``OrderSettled``: that fact grants the mall's rewards on a purchase (the
+    marketing models), and a trade between members is none."""
+    row = queries.order_row(tx.conn, tx.tenant_id, ref, lock=True)
+    transitions.mark_settled(tx, row, now, emit=False)
 
 
 def release(tx: TenantTx, refs: Sequence[str], now: float) -> list[str]:

@@ -163,28 +163,9 @@ def _insert_order(  # noqa: PLR0917 - the one caller passes them by position, na
             raise InvalidCommand("a price other than the SKU's is for a one-line order")
         price[lines[0][0]] = unit_price_fen
     total_fen = sum(price[sku] * qty for sku, qty in lines)
-    if total_fen > fen_of(MAX_ORDER_TOTAL):
-        raise InvalidCommand(f"an order may total at most {MAX_ORDER_TOTAL} CNY")
-    ref = "o" + secrets.token_hex(8)
-    pk = insert_row(
-        conn,
-        s.orders,
-        {
-            "tenant_id": tenant_id,
-            "ref": ref,
-            "client_ref": client_ref,
-            "request_hash": digest,
-            "member": member,
-            "status": "pending_payment",
-            "total_fen": total_fen,
-            "refunded_fen": 0,
-            "created_at": now,
-            "expires_at": now + float(params.order_ttl_minutes) * 60,
-            "hold": hold,
-        },
-    ).inserted_primary_key
-    assert pk is not None
-    order_id = int(pk[0])
+    order_id = _insert_row(
+        conn, tenant_id, member, total_fen, client_ref, digest, hold=hold, now=now, params=params
+    )
     conn.execute(
         insert(s.order_lines),
         [
@@ -205,6 +186,69 @@ def _insert_order(  # noqa: PLR0917 - the one caller passes them by position, na
         ],
     )
     # a new order has no payment or refund yet: no need to query for them
+    return queries.load(conn, tenant_id, queries.order_by_id(conn, tenant_id, order_id), full=False)
+
+
+def _insert_row(  # noqa: PLR0917 - the two callers above and below, named
+    conn: Connection,
+    tenant_id: int,
+    member: str,
+    total_fen: int,
+    client_ref: str | None,
+    digest: str,
+    *,
+    hold: str | None,
+    now: float,
+    params: TenantParams,
+) -> int:
+    """The ``orders`` row of a new unpaid order (its lines are the caller's); its id."""
+    if total_fen > fen_of(MAX_ORDER_TOTAL):
+        raise InvalidCommand(f"an order may total at most {MAX_ORDER_TOTAL} CNY")
+    pk = insert_row(
+        conn,
+        s.orders,
+        {
+            "tenant_id": tenant_id,
+            "ref": "o" + secrets.token_hex(8),
+            "client_ref": client_ref,
+            "request_hash": digest,
+            "member": member,
+            "status": "pending_payment",
+            "total_fen": total_fen,
+            "refunded_fen": 0,
+            "created_at": now,
+            "expires_at": now + float(params.order_ttl_minutes) * 60,
+            "hold": hold,
+        },
+    ).inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+def insert_unlined(
+    ctx: OrderContext, conn: Connection, tenant_id: int, member: str, *, total_fen: int, hold: str
+) -> Order:
+    """An order of no catalog goods (no lines, so no stock reserved, released or restocked):
+    it only collects ``total_fen`` into escrow for ``hold``, the feature that sells what it
+    stands for (an NFG listing bought with CNY) and settles it itself."""
+    try:
+        members.get_profile(conn, tenant_id, member)
+    except NotFound:
+        raise UnknownMember(f"no member {member!r}") from None
+    if total_fen <= 0:
+        raise InvalidCommand("an order must cost something")
+    digest = hashlib.sha256(f"{hold}:{member}:{total_fen}".encode()).hexdigest()
+    order_id = _insert_row(
+        conn,
+        tenant_id,
+        member,
+        total_fen,
+        None,
+        digest,
+        hold=hold,
+        now=ctx.clock(),
+        params=tenant_params(conn, tenant_id),
+    )
     return queries.load(conn, tenant_id, queries.order_by_id(conn, tenant_id, order_id), full=False)
 
 

@@ -39,6 +39,12 @@ from tokenmall.store import schema as s
 from tokenmall.store.db import read_only
 
 
+def tenant_code(conn: Connection, tenant_id: int) -> str:
+    """The tenant's code (the provider refund calls are addressed by it)."""
+    t = s.tenants.c
+    return str(conn.execute(select(t.code).where(t.id == tenant_id)).scalar_one())
+
+
 def order_row(conn: Connection, tenant_id: int, ref: str, *, lock: bool = False) -> Any:
     stmt = q.locked(conn, q.ORDER_BY_REF) if lock else q.ORDER_BY_REF
     row = conn.execute(stmt, {"t": tenant_id, "ref": ref}).first()

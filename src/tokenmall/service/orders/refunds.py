@@ -152,6 +152,11 @@ def _new_refund(
     row = queries.order_row(conn, tenant_id, ref, lock=True)
     if row.status not in REFUNDABLE:
         raise OrderStateError(f"order {ref!r} is {row.status}; only paid orders refund")
+    if row.status == "settled" and row.hold is not None:
+        raise OrderStateError(
+            f"order {ref!r} was settled by its {row.hold} hold (an exchange trade: the token "
+            "is the buyer's and the seller was paid); it is final and is not refunded"
+        )
     left = row.total_fen - row.refunded_fen
     amount = left if requested is None else requested
     if amount > left:

@@ -159,10 +159,13 @@ def mark_delivered(tx: TenantTx, row: Any, now: float, *, settle_days: Decimal |
         _set(tx.conn, tx.tenant_id, row.id, delivered_at=now)
 
 
-def mark_settled(tx: TenantTx, row: Any, now: float) -> None:
-    """paid / delivered -> settled: the ledger granted its rewards in this transaction."""
+def mark_settled(tx: TenantTx, row: Any, now: float, *, emit: bool = True) -> None:
+    """paid / delivered -> settled: the ledger granted its rewards in this transaction.
+    ``emit=False``: a held order its holder settled without rewards (:mod:`.holds`)."""
     _set(tx.conn, tx.tenant_id, row.id, status="settled", settled_at=now, settle_error=None)
-    tx.emit(OrderSettled(row.ref, row.member, cny_of_fen(row.total_fen - row.refunded_fen), now))
+    if emit:
+        total = cny_of_fen(row.total_fen - row.refunded_fen)
+        tx.emit(OrderSettled(row.ref, row.member, total, now))
 
 
 def mark_settle_failed(tx: TenantTx, row: Any, reason: str) -> None:
