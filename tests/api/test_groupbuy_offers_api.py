@@ -131,6 +131,14 @@ def test_an_activity_offer_in_a_campaign_draws_its_own_members_not_in_the_lotter
     )
     drawn = ok(client.post(mall.url("/groupbuys/campaigns/spring/draw"), headers=mall.operator))
     assert drawn["candidates"] == [gl["public_id"]]  # the activity group is not a candidate
+    listed = ok(client.get(mall.url("/groupbuys/campaigns/spring/draws"), headers=mall.operator))
+    assert listed == [drawn]
+    assert ok(client.get(f"/v1/groupbuys/campaigns/{camp['public_id']}/draws/1")) == drawn
+    assert_error(
+        client.get(mall.url("/groupbuys/campaigns/spring/draws"), headers=mall.member),
+        403,
+        "forbidden",
+    )
     assert _group(client, mall, ga["public_id"])["winners"] == ga["winners"]  # unchanged
     assert_error(
         client.get(mall.url("/groupbuys/groups?campaign=nope"), headers=mall.operator),

@@ -24,6 +24,7 @@ from tokenmall.web import (
     wallet,
 )
 from tokenmall.web.base import ConsoleError, LoginRequired, render
+from tokenmall.web.group_actions import router as group_actions_router
 from tokenmall.web.groups import router as groups_router
 
 __all__ = ["STATIC_PREFIX", "install"]
@@ -60,5 +61,6 @@ def install(app: FastAPI) -> None:
     for module in (marketing, member_rewards):
         app.router.routes.extend(module.router.routes)
     app.router.routes.extend(groups_router.routes)
+    app.router.routes.extend(group_actions_router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)

@@ -108,6 +108,18 @@ def read_campaign(caller: OperatorCaller, groups: GroupBuysDep, code: CampaignCo
     return CampaignOut.of(groups.get_campaign(caller.tenant_id, code))
 
 
+@router.get("/tenants/{tenant}/groupbuys/campaigns/{code}/draws")
+def list_campaign_draws(
+    caller: OperatorCaller, groups: GroupBuysDep, code: CampaignCode
+) -> list[DrawRecordOut]:
+    """The campaign's draws, newest first, each as its public record (the same JSON as
+    ``GET /v1/groupbuys/campaigns/{public_id}/draws/{no}``)."""
+    return [
+        DrawRecordOut(**{k: v for k, v in d.items() if k != "at"})
+        for d in groups.campaign_draws(caller.tenant_id, code)
+    ]
+
+
 @router.post("/tenants/{tenant}/groupbuys/campaigns/{code}/draw")
 def draw_campaign(
     caller: OperatorCaller, groups: GroupBuysDep, code: CampaignCode

@@ -129,7 +129,11 @@ def issue_member_token(
     )
 
 
-@router.post("/tenants/{tenant}/members/{member}/tasks", status_code=201)
+@router.post(
+    "/tenants/{tenant}/members/{member}/tasks",
+    status_code=201,
+    responses={200: {"model": MemberTaskOut, "description": "A replay: the first report."}},
+)
 def report_task(
     caller: OperatorCaller,
     ctx: Context,

@@ -222,6 +222,11 @@ class GroupBuys:
         with self.ctx.store.read() as conn:
             return draws.public_group_record(conn, public_id)
 
+    def campaign_draws(self, tenant_id: int, code: str) -> list[dict[str, Any]]:
+        """The campaign's draws, newest first: each its public record and its time."""
+        with self.ctx.store.read() as conn:
+            return draws.campaign_draws(conn, tenant_id, code)
+
     def public_campaign_draw(self, public_id: str, no: int) -> dict[str, Any]:
         with self.ctx.store.read() as conn:
             return draws.public_campaign_draw(conn, public_id, no)
