@@ -34,13 +34,13 @@ from tokenmall.web.base import (
     viewer,
 )
 from tokenmall.web.groups import (
-    _PUBLIC_ID,
     LIST_LIMIT,
     MODES,
+    PUBLIC_ID,
     STATES,
-    _group_page,
-    _groupbuys,
-    _own_place,
+    groupbuys_of,
+    own_place,
+    render_group,
 )
 from tokenmall.web.i18n import N_, format_datetime, format_money
 from tokenmall.web.member import member_viewer
@@ -55,7 +55,7 @@ _CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 def offers_page(request: Request, tenant: str) -> Response:
     """The offers a member can open a group of (closed ones are not shown)."""
     who = member_viewer(request, tenant)
-    found = _groupbuys(request).list_offers(
+    found = groupbuys_of(request).list_offers(
         who.session.tenant_id, limit=LIST_LIMIT, cursor=None, active=True
     )
     items = [{"offer": o, "mode": MODES.get(o.mode, o.mode)} for o in found.items]
@@ -63,7 +63,7 @@ def offers_page(request: Request, tenant: str) -> Response:
 
 
 def _offers_error(request: Request, tenant: str, who: Viewer, error: str) -> Response:
-    found = _groupbuys(request).list_offers(
+    found = groupbuys_of(request).list_offers(
         who.session.tenant_id, limit=LIST_LIMIT, cursor=None, active=True
     )
     items = [{"offer": o, "mode": MODES.get(o.mode, o.mode)} for o in found.items]
@@ -83,7 +83,7 @@ async def open_group(request: Request, tenant: str, code: str) -> Response:
     member = who.session.member or ""
     try:
         view = await in_thread(
-            _groupbuys(request).open_group, who.session.tenant_id, offer=code, member=member
+            groupbuys_of(request).open_group, who.session.tenant_id, offer=code, member=member
         )
     except NotFound:
         raise ConsoleError(404, N_("No such page.")) from None
@@ -95,7 +95,7 @@ async def open_group(request: Request, tenant: str, code: str) -> Response:
         N_("You opened this group: pay %(amount)s to hold your place, then share its link."),
         amount=format_money(view.price),
     )
-    return await in_thread(_group_page, request, tenant, view.public_id, who, notice=notice)
+    return await in_thread(render_group, request, tenant, view.public_id, who, notice=notice)
 
 
 @router.post("/m/{tenant}/groups/{public_id}/leave")
@@ -103,10 +103,10 @@ async def leave_group(request: Request, tenant: str, public_id: str) -> Response
     """Leave an open group (the API's cancel): a paid place is refunded in full at once."""
     who = await in_thread(member_viewer, request, tenant)
     await posted(request, who)
-    if not _PUBLIC_ID.fullmatch(public_id):
+    if not PUBLIC_ID.fullmatch(public_id):
         raise ConsoleError(404, N_("No such page."))
     member = who.session.member or ""
-    gb = _groupbuys(request)
+    gb = groupbuys_of(request)
     tid = who.session.tenant_id
     try:
         view = await in_thread(gb.cancel, tid, public_id, member=member)
@@ -115,14 +115,14 @@ async def leave_group(request: Request, tenant: str, public_id: str) -> Response
             raise ConsoleError(404, N_("No such page.")) from None
         error = service_error(request, exc)
         return await in_thread(
-            _group_page, request, tenant, public_id, who, error=error, http_status=409
+            render_group, request, tenant, public_id, who, error=error, http_status=409
         )
     except TokenmallError as exc:
         error = service_error(request, exc)
         return await in_thread(
-            _group_page, request, tenant, public_id, who, error=error, http_status=409
+            render_group, request, tenant, public_id, who, error=error, http_status=409
         )
-    place = _own_place(view, member)
+    place = own_place(view, member)
     if place is not None and place.status == "refunded":
         notice = tr(
             request,
@@ -131,7 +131,7 @@ async def leave_group(request: Request, tenant: str, public_id: str) -> Response
         )
     else:
         notice = tr(request, N_("You left the group: your unpaid order is cancelled."))
-    return await in_thread(_group_page, request, tenant, public_id, who, notice=notice)
+    return await in_thread(render_group, request, tenant, public_id, who, notice=notice)
 
 
 @router.get("/console/{tenant}/campaigns")
@@ -139,11 +139,13 @@ def campaigns_page(request: Request, tenant: str) -> Response:
     """The lottery campaigns: winners per draw, draws so far, full groups waiting."""
     who = viewer(request, tenant)
     operator_only(who)
-    found = _groupbuys(request).list_campaigns(who.session.tenant_id, limit=LIST_LIMIT, cursor=None)
+    found = groupbuys_of(request).list_campaigns(
+        who.session.tenant_id, limit=LIST_LIMIT, cursor=None
+    )
     items = []
     for c in found.items:
         # the list carries no count of waiting groups: read each campaign (100 at most)
-        full = _groupbuys(request).get_campaign(who.session.tenant_id, c.code)
+        full = groupbuys_of(request).get_campaign(who.session.tenant_id, c.code)
         items.append(full)
     return render(request, "campaigns.html", who, campaigns=items)
 
@@ -155,7 +157,7 @@ def campaign_page(request: Request, tenant: str, code: str) -> Response:
     operator_only(who)
     if not _CODE.fullmatch(code):
         raise ConsoleError(404, N_("No such page."))
-    gb = _groupbuys(request)
+    gb = groupbuys_of(request)
     tid = who.session.tenant_id
     try:
         campaign = gb.get_campaign(tid, code)
