@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from tokenmall.domain.events import MemberJoined, TaskDone
 from tokenmall.domain.groupfund import TASKS
@@ -102,6 +103,15 @@ def _known(conn: Connection, tenant_id: int, member: str) -> None:
             raise NotFound(f"no member {member!r}") from None
 
 
+def _replay(found: Any, task: str) -> TaskRecord:
+    """The record of a key reported before; the same key for another kind is refused."""
+    if found.task != task:
+        raise IdempotencyConflict(
+            f"task key {found.key!r} of {found.member} was a {found.task!r} task, not {task!r}"
+        )
+    return _of(found, replayed=True)
+
+
 def record(tx: TenantTx, member: str, task: str, key: str, *, day: date, at: float) -> TaskRecord:
     """Record the task and emit :class:`TaskDone` (its handlers run now), or answer the
     record of the first report of ``key``.  Two reports of one key must queue behind each
@@ -110,22 +120,27 @@ def record(tx: TenantTx, member: str, task: str, key: str, *, day: date, at: flo
     check_task(task)
     found = _row(tx.conn, tx.tenant_id, member, key)
     if found is not None:
-        if found.task != task:
-            raise IdempotencyConflict(
-                f"task key {key!r} of {member} was a {found.task!r} task, not {task!r}"
+        return _replay(found, task)
+    try:
+        with tx.savepoint():
+            tx.conn.execute(
+                insert(s.member_tasks).values(
+                    tenant_id=tx.tenant_id,
+                    member=member,
+                    key=key,
+                    task=task,
+                    day=day.isoformat(),
+                    at=at,
+                    released="[]",
+                )
             )
-        return _of(found, replayed=True)
-    tx.conn.execute(
-        insert(s.member_tasks).values(
-            tenant_id=tx.tenant_id,
-            member=member,
-            key=key,
-            task=task,
-            day=day.isoformat(),
-            at=at,
-            released="[]",
-        )
-    )
+    except IntegrityError:
+        # the same key recorded meanwhile without the tenant's lock (a sign-up's invite
+        # task and the integrator's report of it at once): the other one is the first
+        found = _row(tx.conn, tx.tenant_id, member, key)
+        if found is None:  # pragma: no cover - the unique key is the only constraint
+            raise
+        return _replay(found, task)
     tx.emit(TaskDone(member, task, key, day.isoformat(), at))
     return _of(_row(tx.conn, tx.tenant_id, member, key))
 
