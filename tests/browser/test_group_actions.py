@@ -11,12 +11,14 @@ import json
 import uuid
 from decimal import Decimal
 
+import pytest
 from console_helpers import Served, Watch, assert_ledger_balanced, login, make_shop
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 from test_groups import _link, _phone, _places
 
 from tokenmall.domain import draw
+from tokenmall.errors import TokenmallError
 from tokenmall.service import members
 from tokenmall.store import schema as s
 from tokenmall.store.db import read_only
@@ -210,3 +212,41 @@ def test_campaign_pages_are_the_operators(served: Served, page: Page) -> None:
     response = page.goto(f"{served.base}/console/{shop.code}/campaigns/nosuch")
     assert response is not None
     assert response.status == 404
+
+
+def test_the_operator_closes_an_offer_from_the_console(served: Served, page: Page) -> None:
+    svc = served.services
+    shop = make_shop(svc)
+    tid = shop.tenant_id
+    gb = svc.groupbuys
+    offer = gb.create_offer(
+        tid,
+        actor="test",
+        code=f"o{uuid.uuid4().hex[:8]}",
+        sku_id=shop.sku_id,
+        mode="multi",
+        price=Decimal("70.00"),
+        size=2,
+    )
+    pid = gb.open_group(tid, offer=offer.code, member="alice").public_id
+    login(page, served.base, shop.code, shop.operator_key)
+    page.goto(f"{served.base}/console/{shop.code}/groupbuys")
+    row = page.locator(f"#gb-offers tr[data-offer='{offer.code}']")
+    assert row.locator(".o-active").get_attribute("data-active") == "true"
+    row.locator(".close-offer button").click()
+    assert offer.code in page.locator(".notice").inner_text()
+    row = page.locator(f"#gb-offers tr[data-offer='{offer.code}']")
+    assert row.locator(".o-active").get_attribute("data-active") == "false"
+    assert row.locator(".close-offer").count() == 0
+    f = s.group_offers.c
+    with read_only(svc.engine).connect() as conn:
+        stored = conn.execute(
+            select(f.active, f.closed_by).where(f.tenant_id == tid, f.code == offer.code)
+        ).one()
+    assert not stored.active
+    assert stored.closed_by is not None
+    # no new group; the open one still takes bob
+    with pytest.raises(TokenmallError, match="closed"):
+        gb.open_group(tid, offer=offer.code, member="bob")
+    gb.join(tid, pid, member="bob")
+    assert _places(served, tid, pid) == {"alice": "pending", "bob": "pending"}

@@ -7,7 +7,8 @@ the first place and its order to pay on the group's page), and "leave" on a grou
 one's order cancelled; the leader may leave only while alone).  Each calls the same service
 as the JSON API; a refusal is the service's own, shown with nothing changed.
 
-Operators (``/console``): the lottery campaigns (``GET .../groupbuys/campaigns``) and a
+Operators (``/console``): "close" on an open offer (``POST .../groupbuys/offers/{code}/close``),
+the lottery campaigns (``GET .../groupbuys/campaigns``) and a
 campaign's page: the next draw's commitment, the full groups waiting for it (``GET
 .../groupbuys/groups?campaign=&state=full``) and its draws (``GET .../campaigns/{code}/draws``)
 with links to their public records, which anyone can check without credentials.
@@ -38,6 +39,7 @@ from tokenmall.web.groups import (
     MODES,
     PUBLIC_ID,
     STATES,
+    console_groupbuys_page,
     groupbuys_of,
     own_place,
     render_group,
@@ -132,6 +134,32 @@ async def leave_group(request: Request, tenant: str, public_id: str) -> Response
     else:
         notice = tr(request, N_("You left the group: your unpaid order is cancelled."))
     return await in_thread(render_group, request, tenant, public_id, who, notice=notice)
+
+
+@router.post("/console/{tenant}/groupbuys/offers/{code}/close")
+async def close_offer(request: Request, tenant: str, code: str) -> Response:
+    """Stop an offer (the API's ``POST .../groupbuys/offers/{code}/close``): no new group
+    opens of it; groups already open run to their end."""
+    who = await in_thread(viewer, request, tenant)
+    operator_only(who)
+    await posted(request, who)
+    if not _CODE.fullmatch(code):
+        raise ConsoleError(404, N_("No such page."))
+    try:
+        await in_thread(
+            groupbuys_of(request).close_offer,
+            who.session.tenant_id,
+            code,
+            actor=who.session.actor,
+        )
+    except NotFound:
+        raise ConsoleError(404, N_("No such page.")) from None
+    notice = tr(
+        request,
+        N_("Offer %(code)s is closed: no new group opens of it; open groups run to their end."),
+        code=code,
+    )
+    return await in_thread(console_groupbuys_page, request, who, notice=notice)
 
 
 @router.get("/console/{tenant}/campaigns")

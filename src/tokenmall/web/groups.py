@@ -264,9 +264,15 @@ def draw_page(request: Request, tenant: str, public_id: str) -> Response:
 
 @router.get("/console/{tenant}/groupbuys")
 def console_groupbuys(request: Request, tenant: str) -> Response:
-    """The operator's view: offers and the latest groups with their states (read only)."""
+    """The operator's view: offers (each open one with "close") and the latest groups."""
     who = viewer(request, tenant)
     operator_only(who)
+    return console_groupbuys_page(request, who)
+
+
+def console_groupbuys_page(
+    request: Request, who: Viewer, *, notice: str | None = None, http_status: int = 200
+) -> Response:
     gb = groupbuys_of(request)
     tid = who.session.tenant_id
     offers = gb.list_offers(tid, limit=LIST_LIMIT, cursor=None).items
@@ -279,4 +285,6 @@ def console_groupbuys(request: Request, tenant: str) -> Response:
         groups=groups,
         modes=MODES,
         states=STATES,
+        notice=notice,
+        http_status=http_status,
     )
