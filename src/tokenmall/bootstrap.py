@@ -20,10 +20,11 @@ from tokenmall.domain.events import (
     OrderPaid,
     OrderRefunded,
     OrderSettled,
+    TaskDone,
     WithdrawalFailed,
     WithdrawalPaid,
 )
-from tokenmall.service import marketing, webhooks
+from tokenmall.service import marketing, tasks, webhooks
 from tokenmall.service.groupbuys import GroupBuys
 from tokenmall.service.messagebus import EventBus, Handler
 from tokenmall.service.nfg import log as nfg_log
@@ -52,7 +53,8 @@ def event_handlers(
     last, so a fact whose later handler fails leaves no delivery either (it rolls back).
 
     ``groupbuys``: group buys react to the order flow's events (a place paid, refunded,
-    closed unpaid; a winner's order settled, for the leader's commission) before webhooks.
+    closed unpaid; a winner's order settled, for the leader's commission) before webhooks,
+    and to a member's task (a step of each locked activity fund) after the models.
     ``trades``: NFG listings bought with CNY react to their orders (paid: the token is sold;
     refunded or closed unpaid: the listing is free again), after group buys.
     """
@@ -65,7 +67,10 @@ def event_handlers(
         OrderSettled: [marketing.on_settled],
         OrderRefunded: [marketing.on_refunded, nfg_orders.take_back_on_refund],
         OrderClosed: [],
-        MemberJoined: [marketing.on_member_joined],
+        # a sign-up with an invitation is the referrer's invite task (a TaskDone of its own)
+        MemberJoined: [marketing.on_member_joined, tasks.on_member_joined],
+        # a member's task: chain21's held help money, then activity funds (group buys)
+        TaskDone: [marketing.on_task_done],
     }
     if groupbuys is not None:
         for kind, handlers in groupbuys.handlers().items():

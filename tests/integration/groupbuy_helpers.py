@@ -9,8 +9,9 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
 
+from tokenmall.domain.events import MemberJoined
 from tokenmall.domain.params import TenantParams
-from tokenmall.service import catalog, members
+from tokenmall.service import catalog, members, tasks
 from tokenmall.service.groupbuys import GroupBuys, GroupView
 from tokenmall.service.ledger import Ledger
 from tokenmall.service.messagebus import EventBus
@@ -93,6 +94,8 @@ def services(engine: Engine, clock: Clock) -> tuple[OrderService, GroupBuys]:
     for kind, handlers in groups.handlers().items():
         for handler in handlers:
             bus.register(kind, handler)
+    # a sign-up with an invitation is the referrer's invite task (bootstrap registers it)
+    bus.register(MemberJoined, tasks.on_member_joined)
     return orders, groups
 
 

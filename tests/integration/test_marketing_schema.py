@@ -1,4 +1,5 @@
-"""Migration 0016 creates exactly the marketing tables the SQLAlchemy metadata describes."""
+"""Migrations 0016 and 0020 create exactly the marketing tables (and members' tasks) the
+SQLAlchemy metadata describes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ TABLES = {
     "marketing_state",
     "marketing_rewards",
     "marketing_moves",
+    "member_tasks",  # migration 0020
+    "group_offers",  # 0017, with closed_at and closed_by from 0020
 }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "OrderPaid",
     "OrderRefunded",
     "OrderSettled",
+    "TaskDone",
     "WithdrawalFailed",
     "WithdrawalPaid",
 ]
@@ -124,6 +125,20 @@ class MemberJoined:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskDone:
+    """A member did a task the tenant rewards (``invite``, ``sign_in``, ``share``), reported
+    once per ``key`` (a key seen again is a replay and emits nothing).  It releases chain21's
+    held help money and a step of the member's activity funds.  ``day`` is the tenant's own
+    day of the task (ISO date), the one the funds' daily cap counts."""
+
+    member: str
+    task: str
+    key: str
+    day: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class WithdrawalPaid:
     """The provider paid a withdrawal out: ``amount - fee`` reached the member's account."""
 
@@ -153,6 +168,7 @@ Event = (
     | DayClosed
     | MemberJoined
     | MembersExited
+    | TaskDone
     | WithdrawalPaid
     | WithdrawalFailed
 )

@@ -23,7 +23,6 @@ run (and a re-run on the same database is refused where the draw differs).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -52,6 +51,7 @@ from tokenmall.domain.marketing import (
     OrderSettled,
     Reward,
     TaskDone,
+    reward_key,
 )
 from tokenmall.errors import InvalidCommand
 from tokenmall.scenario.events import (
@@ -71,7 +71,6 @@ __all__ = ["GROUPBUY", "Promotions"]
 GROUPBUY = "groupbuy"  # the name group compensation, subsidy, commission and funds pay under
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)  # the run's clock: events carry no time
 _NO_DEADLINE = timedelta(days=3650)  # a group's deadline passes only by a group_close event
-_MAX_KEY = 160
 _GROUP_KEYS = ("state", "members", "winners", "commitment", "seed")
 
 
@@ -132,8 +131,7 @@ class Promotions:
 
     def _pay(self, rewards: Iterable[Reward]) -> None:
         for r in rewards:
-            key = _reward_key(r.order, r.model, r.beneficiary, r.step)
-            self._reward(key, r.beneficiary, r.amount, r.model)
+            self._reward(r.ledger_key, r.beneficiary, r.amount, r.model)
 
     def _reward(self, key: str, member: str, amount: Decimal, model: str) -> None:
         if amount == 0:
@@ -319,7 +317,7 @@ class Promotions:
                 self._apply(move.key, Refund(move.ref))
             elif isinstance(move, gb.PaySP):
                 step = move.key.rsplit(":", 1)[-1] if move.kind == "fund_release" else move.kind
-                key = _reward_key(move.group, GROUPBUY, move.beneficiary, step)
+                key = reward_key(move.group, GROUPBUY, move.beneficiary, step)
                 self._reward(key, move.beneficiary, move.amount, GROUPBUY)
             else:
                 self.funds[move.ref] = ShoppingFund.from_lock(move)
@@ -375,14 +373,6 @@ class Promotions:
                 "seed": None,
             }
         return out
-
-
-def _reward_key(order: str, model: str, beneficiary: str, step: str) -> str:
-    """``reward:<order>:<model>:<beneficiary>:<step>``; hashed if longer than a ledger key."""
-    key = f"reward:{order}:{model}:{beneficiary}:{step}"
-    if len(key) <= _MAX_KEY:
-        return key
-    return f"reward:{model}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _next_day(named: str, last: date | None) -> date:

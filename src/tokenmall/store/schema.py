@@ -665,6 +665,7 @@ from tokenmall.store.schema_marketing import (  # noqa: E402
     marketing_orders,
     marketing_rewards,
     marketing_state,
+    member_tasks,
 )
 
 __all__ += [
@@ -674,6 +675,7 @@ __all__ += [
     "marketing_orders",
     "marketing_rewards",
     "marketing_state",
+    "member_tasks",
 ]
 
 from tokenmall.store.schema_groups import (  # noqa: E402

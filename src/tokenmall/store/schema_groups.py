@@ -109,6 +109,9 @@ group_offers = Table(
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(120), nullable=False),
+    # an operator closed the offer (migration 0021): no new group; open ones run to their end
+    Column("closed_at", Float, nullable=True),
+    Column("closed_by", String(120), nullable=True),
     UniqueConstraint("tenant_id", "code", name="uq_group_offers_tenant_code"),
     CheckConstraint(_in("mode", GROUP_MODES), name="ck_group_offers_mode"),
 )

@@ -1,7 +1,8 @@
 """The tables of the marketing models in the service (migration 0016): a tenant's enabled
 models and their audit trail, the models' persisted state, every reward paid and every move of
-``chain21``.  Split from :mod:`tokenmall.store.schema`, which re-exports every name here; the
-tables share its ``metadata``.
+``chain21``; and the members' tasks that release held rewards (migration 0021).  Split from
+:mod:`tokenmall.store.schema`, which re-exports every name here; the tables share its
+``metadata``.
 
 Amounts are integer atoms (CNY and SP at 4 decimal places), as in the ledger's tables.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "marketing_orders",
     "marketing_rewards",
     "marketing_state",
+    "member_tasks",
 ]
 
 # The models a tenant has on, as JSON ``{name: {param: value}}`` (one row per tenant; no row:
@@ -137,4 +139,23 @@ marketing_moves = Table(
     Column("at", Float, nullable=False),
     Index("ix_marketing_moves_member", "tenant_id", "member", "id"),
     Index("ix_marketing_moves_tenant", "tenant_id", "id"),
+)
+
+# A task a member did (invite, sign_in, share), once per (member, key): the key is the
+# integrator's idempotency key, so a task reported again releases nothing and answers what
+# the first report released (``released``: JSON list of {"source", "order", "amount"}, in the
+# order the handlers released it; ``source`` a model name or ``groupbuy``).
+member_tasks = Table(
+    "member_tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("member", String(64), nullable=False),
+    Column("key", String(80), nullable=False),
+    Column("task", String(16), nullable=False),
+    Column("day", String(10), nullable=False),  # the tenant's local day of the task
+    Column("at", Float, nullable=False),
+    Column("released", Text, nullable=False),
+    UniqueConstraint("tenant_id", "member", "key", name="uq_member_tasks_key"),
+    Index("ix_member_tasks_member", "tenant_id", "member", "id"),
 )

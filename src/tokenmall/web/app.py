@@ -25,6 +25,7 @@ from tokenmall.web import (
     wallet,
 )
 from tokenmall.web.base import ConsoleError, LoginRequired, render
+from tokenmall.web.group_actions import router as group_actions_router
 from tokenmall.web.groups import router as groups_router
 from tokenmall.web.member_nfg import router as member_nfg_router
 from tokenmall.web.nfg import router as nfg_router
@@ -64,5 +65,6 @@ def install(app: FastAPI) -> None:
         app.router.routes.extend(module.router.routes)
     app.router.routes.extend(groups_router.routes)
     app.router.routes.extend([*nfg_router.routes, *member_nfg_router.routes])
+    app.router.routes.extend(group_actions_router.routes)
     app.add_exception_handler(ConsoleError, _on_console_error)
     app.add_exception_handler(LoginRequired, _on_login_required)

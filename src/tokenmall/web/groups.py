@@ -49,7 +49,7 @@ from tokenmall.web.session import MEMBER_COOKIE
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-_PUBLIC_ID: Final = re.compile(r"[a-z0-9]{1,32}")
+PUBLIC_ID: Final = re.compile(r"[a-z0-9]{1,32}")
 LIST_LIMIT: Final = 100  # the first 100 in opening order (shown newest first); the API pages on
 
 MODES: Final = {
@@ -74,7 +74,7 @@ PLACES: Final = {
 }
 
 
-def _groupbuys(request: Request) -> GroupBuys:
+def groupbuys_of(request: Request) -> GroupBuys:
     return services(request).groupbuys
 
 
@@ -90,10 +90,10 @@ def _tenant(request: Request, tenant: str) -> tuple[int, ZoneInfo]:
 
 def _group(request: Request, tenant_id: int, public_id: str) -> GroupView:
     """The mall's group ``public_id`` (another mall's, or none: 404)."""
-    if not _PUBLIC_ID.fullmatch(public_id):
+    if not PUBLIC_ID.fullmatch(public_id):
         raise ConsoleError(404, N_("No such page."))
     try:
-        return _groupbuys(request).get_group(tenant_id, public_id)
+        return groupbuys_of(request).get_group(tenant_id, public_id)
     except NotFound:
         raise ConsoleError(404, N_("No such page.")) from None
 
@@ -108,13 +108,13 @@ def _maybe_member(request: Request, tenant: str) -> Viewer | None:
         return None
 
 
-def _own_place(group: GroupView, member: str | None) -> PlaceView | None:
+def own_place(group: GroupView, member: str | None) -> PlaceView | None:
     """The member's latest place in the group (a place given up may be followed by another)."""
     mine = [p for p in group.places if member is not None and p.member == member]
     return mine[-1] if mine else None
 
 
-def _group_page(
+def render_group(
     request: Request,
     tenant: str,
     public_id: str,
@@ -126,8 +126,8 @@ def _group_page(
 ) -> Response:
     tid, zone = _tenant(request, tenant)
     group = _group(request, tid, public_id)
-    record = _groupbuys(request).public_group(public_id)
-    place = _own_place(group, who.session.member if who is not None else None)
+    record = groupbuys_of(request).public_group(public_id)
+    place = own_place(group, who.session.member if who is not None else None)
     return render(
         request,
         "m_group.html",
@@ -151,12 +151,12 @@ def my_groups(request: Request, tenant: str) -> Response:
     """The groups the member has (or had) a place in, newest first, with their place."""
     who = member_viewer(request, tenant)
     member = who.session.member or ""
-    found = _groupbuys(request).list_groups(
+    found = groupbuys_of(request).list_groups(
         who.session.tenant_id, limit=LIST_LIMIT, cursor=None, member=member
     )
     items: list[dict[str, Any]] = []
     for g in reversed(found.items):
-        place = _own_place(g, member)
+        place = own_place(g, member)
         items.append(
             {
                 "group": g,
@@ -172,7 +172,7 @@ def my_groups(request: Request, tenant: str) -> Response:
 
 @router.get("/m/{tenant}/groups/{public_id}")
 def group_page(request: Request, tenant: str, public_id: str) -> Response:
-    return _group_page(request, tenant, public_id, _maybe_member(request, tenant))
+    return render_group(request, tenant, public_id, _maybe_member(request, tenant))
 
 
 @router.post("/m/{tenant}/groups/{public_id}/join")
@@ -181,20 +181,20 @@ async def join_group(request: Request, tenant: str, public_id: str) -> Response:
     who = await in_thread(member_viewer, request, tenant)
     await posted(request, who)
     member = who.session.member or ""
-    if not _PUBLIC_ID.fullmatch(public_id):
+    if not PUBLIC_ID.fullmatch(public_id):
         raise ConsoleError(404, N_("No such page."))
     try:
         view = await in_thread(
-            _groupbuys(request).join, who.session.tenant_id, public_id, member=member
+            groupbuys_of(request).join, who.session.tenant_id, public_id, member=member
         )
     except NotFound:
         raise ConsoleError(404, N_("No such page.")) from None
     except TokenmallError as exc:
         error = service_error(request, exc)
         return await in_thread(
-            _group_page, request, tenant, public_id, who, error=error, http_status=409
+            render_group, request, tenant, public_id, who, error=error, http_status=409
         )
-    place = _own_place(view, member)
+    place = own_place(view, member)
     assert place is not None
     notice = tr(
         request,
@@ -202,7 +202,7 @@ async def join_group(request: Request, tenant: str, public_id: str) -> Response:
         no=place.no,
         amount=format_money(view.price),
     )
-    return await in_thread(_group_page, request, tenant, public_id, who, notice=notice)
+    return await in_thread(render_group, request, tenant, public_id, who, notice=notice)
 
 
 def _pay(request: Request, tenant: str, public_id: str, who: Viewer) -> Response:
@@ -210,10 +210,10 @@ def _pay(request: Request, tenant: str, public_id: str, who: Viewer) -> Response
     customer's side at the sandbox, whose notification applies the payment."""
     tid, member = who.session.tenant_id, who.session.member or ""
     group = _group(request, tid, public_id)
-    place = _own_place(group, member)
+    place = own_place(group, member)
     if place is None or place.status != "pending":
         error = tr(request, N_("You have no place to pay in this group."))
-        return _group_page(request, tenant, public_id, who, error=error, http_status=409)
+        return render_group(request, tenant, public_id, who, error=error, http_status=409)
     orders = services(request).orders
     try:
         pay = orders.start_payment(tid, tenant, place.order, member=member)
@@ -221,15 +221,15 @@ def _pay(request: Request, tenant: str, public_id: str, who: Viewer) -> Response
             orders.complete_sandbox(tid, tenant, pay.intent_id, succeed=True, member=member)
     except TokenmallError as exc:
         error = service_error(request, exc)
-        return _group_page(request, tenant, public_id, who, error=error, http_status=409)
+        return render_group(request, tenant, public_id, who, error=error, http_status=409)
     # paid, the place is held, or already confirmed or refunded if this payment decided the
     # group (its draw, its fill): the page shows which
-    after = _own_place(_group(request, tid, public_id), member)
+    after = own_place(_group(request, tid, public_id), member)
     if after is not None and after.status != "pending":
         notice = tr(request, N_("Paid %(amount)s."), amount=format_money(group.price))
-        return _group_page(request, tenant, public_id, who, notice=notice)
+        return render_group(request, tenant, public_id, who, notice=notice)
     error = tr(request, N_("The payment has not arrived yet: open this page again shortly."))
-    return _group_page(request, tenant, public_id, who, error=error, http_status=202)
+    return render_group(request, tenant, public_id, who, error=error, http_status=202)
 
 
 @router.post("/m/{tenant}/groups/{public_id}/pay")
@@ -244,7 +244,7 @@ def draw_page(request: Request, tenant: str, public_id: str) -> Response:
     """The group's public draw record: no login, the same JSON as the public API route."""
     tid, _zone = _tenant(request, tenant)
     group = _group(request, tid, public_id)
-    record = _groupbuys(request).public_group(public_id)
+    record = groupbuys_of(request).public_group(public_id)
     return render(
         request,
         "m_draw.html",
@@ -264,10 +264,16 @@ def draw_page(request: Request, tenant: str, public_id: str) -> Response:
 
 @router.get("/console/{tenant}/groupbuys")
 def console_groupbuys(request: Request, tenant: str) -> Response:
-    """The operator's view: offers and the latest groups with their states (read only)."""
+    """The operator's view: offers (each open one with "close") and the latest groups."""
     who = viewer(request, tenant)
     operator_only(who)
-    gb = _groupbuys(request)
+    return console_groupbuys_page(request, who)
+
+
+def console_groupbuys_page(
+    request: Request, who: Viewer, *, notice: str | None = None, http_status: int = 200
+) -> Response:
+    gb = groupbuys_of(request)
     tid = who.session.tenant_id
     offers = gb.list_offers(tid, limit=LIST_LIMIT, cursor=None).items
     groups = list(reversed(gb.list_groups(tid, limit=LIST_LIMIT, cursor=None).items))
@@ -279,4 +285,6 @@ def console_groupbuys(request: Request, tenant: str) -> Response:
         groups=groups,
         modes=MODES,
         states=STATES,
+        notice=notice,
+        http_status=http_status,
     )

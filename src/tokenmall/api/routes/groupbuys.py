@@ -3,9 +3,10 @@
 Who may do what:
 
 * operators (and the platform admin): define offers and lottery campaigns, run a campaign's
-  draw, list every group; everything a member may do, for any member (``member`` in the body);
+  draw, list every group, report members' tasks; everything a member may do, for any member
+  (``member`` in the body);
 * a member token: list offers, open a group, join one (from a shared link's public id),
-  cancel its own place before the group fills, report tasks, read its groups and funds; the
+  cancel its own place before the group fills, read its groups and funds; the
   place's order is paid with the ordinary order routes (``/orders/{ref}/payments``);
 * merchant keys: none of it (403);
 * anyone, without credentials: a group's or a campaign draw's public draw record.
@@ -45,6 +46,7 @@ PublicId = Annotated[
     str, Path(max_length=32, pattern=r"^[a-z0-9]+$", description="The opaque public id.")
 ]
 CampaignCode = Annotated[str, Path(max_length=64, description="The campaign's code.")]
+OfferCode = Annotated[str, Path(max_length=64, description="The offer's code.")]
 DrawNo = Annotated[int, Path(ge=1, le=2_147_483_647, description="The draw's number.")]
 
 
@@ -106,6 +108,18 @@ def read_campaign(caller: OperatorCaller, groups: GroupBuysDep, code: CampaignCo
     return CampaignOut.of(groups.get_campaign(caller.tenant_id, code))
 
 
+@router.get("/tenants/{tenant}/groupbuys/campaigns/{code}/draws")
+def list_campaign_draws(
+    caller: OperatorCaller, groups: GroupBuysDep, code: CampaignCode
+) -> list[DrawRecordOut]:
+    """The campaign's draws, newest first, each as its public record (the same JSON as
+    ``GET /v1/groupbuys/campaigns/{public_id}/draws/{no}``)."""
+    return [
+        DrawRecordOut(**{k: v for k, v in d.items() if k != "at"})
+        for d in groups.campaign_draws(caller.tenant_id, code)
+    ]
+
+
 @router.post("/tenants/{tenant}/groupbuys/campaigns/{code}/draw")
 def draw_campaign(
     caller: OperatorCaller, groups: GroupBuysDep, code: CampaignCode
@@ -124,11 +138,29 @@ def create_offer(caller: OperatorCaller, groups: GroupBuysDep, body: OfferCreate
 
 
 @router.get("/tenants/{tenant}/groupbuys/offers")
-def list_offers(caller: TenantCaller, groups: GroupBuysDep, page: Paging) -> Page[OfferOut]:
+def list_offers(
+    caller: TenantCaller,
+    groups: GroupBuysDep,
+    page: Paging,
+    active: bool | None = None,
+    campaign: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[OfferOut]:
+    """Offers in creation order (``?active=true``: those groups can still be opened of;
+    ``?campaign=``: a campaign's offers)."""
     if caller.kind == "merchant":
         raise ApiError(403, "forbidden", "this needs operator or member credentials")
-    found = groups.list_offers(caller.tenant_id, limit=page.limit, cursor=page.cursor)
+    found = groups.list_offers(
+        caller.tenant_id, limit=page.limit, cursor=page.cursor, active=active, campaign=campaign
+    )
     return Page(items=[OfferOut.of(o) for o in found.items], next_cursor=found.next_cursor)
+
+
+@router.post("/tenants/{tenant}/groupbuys/offers/{code}/close")
+def close_offer(caller: OperatorCaller, groups: GroupBuysDep, code: OfferCode) -> OfferOut:
+    """Stop the offer: no new group opens of it (409 ``group_state``).  Groups already open
+    run to their end: members still join them until they fill or their deadline fails them,
+    and lottery groups take part in their campaign's draws.  Closing again changes nothing."""
+    return OfferOut.of(groups.close_offer(caller.tenant_id, code, actor=caller.principal.actor))
 
 
 # ----------------------------------------------------------------------------- groups
@@ -139,16 +171,24 @@ def list_groups(
     caller: TenantCaller,
     groups: GroupBuysDep,
     page: Paging,
+    *,
     state: GroupState | None = None,
     member: Annotated[str | None, Query(max_length=64)] = None,
+    campaign: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[GroupOut]:
-    """Groups in opening order; a member token lists the groups it has (or had) a place in."""
+    """Groups in opening order; a member token lists the groups it has (or had) a place in;
+    ``?campaign=``: a campaign's groups (with ``state=full``: those waiting for its draw)."""
     if caller.kind == "merchant":
         raise ApiError(403, "forbidden", "this needs operator or member credentials")
     if caller.kind == "member":
         member = _member(caller, member)
     found = groups.list_groups(
-        caller.tenant_id, limit=page.limit, cursor=page.cursor, state=state, member=member
+        caller.tenant_id,
+        limit=page.limit,
+        cursor=page.cursor,
+        state=state,
+        member=member,
+        campaign=campaign,
     )
     viewer = _viewer(caller)
     return Page(items=[GroupOut.of(g, viewer) for g in found.items], next_cursor=found.next_cursor)
@@ -190,9 +230,11 @@ def cancel_place(
 
 
 @router.post("/tenants/{tenant}/groupbuys/tasks")
-def report_task(caller: TenantCaller, groups: GroupBuysDep, body: TaskIn) -> TaskOut:
-    """A task done (invite, sign_in, share): each locked activity fund of the member releases
-    a step, at most its daily steps a day; the same ``ref`` again releases nothing."""
+def report_task(caller: OperatorCaller, groups: GroupBuysDep, body: TaskIn) -> TaskOut:
+    """A task done (invite, sign_in, share), as ``POST /members/{member}/tasks`` with ``ref``
+    as its key (the same fact: chain21's held money is released too): each locked activity
+    fund of the member releases a step, at most its daily steps a day; the same ``ref`` again
+    releases nothing.  The tenant's back end reports tasks, not the member."""
     member = _member(caller, body.member)
     released = groups.task(caller.tenant_id, member=member, task=body.task, ref=body.ref)
     funds = [FundOut(**f) for f in groups.funds(caller.tenant_id, member)]

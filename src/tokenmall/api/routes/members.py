@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 
 from tokenmall.api.deps import (
     AppContext,
@@ -26,8 +27,9 @@ from tokenmall.api.schemas import (
     MemberUpdate,
     Page,
 )
+from tokenmall.api.schemas.members import MemberTaskIn, MemberTaskOut
 from tokenmall.errors import NotFound
-from tokenmall.service import credentials, members
+from tokenmall.service import credentials, members, tasks
 from tokenmall.service.members import EMPTY_FIGURES, MemberProfile
 from tokenmall.store.db import read_only
 
@@ -125,6 +127,46 @@ def issue_member_token(
     return MemberTokenOut(
         token=token, member=member, expires_at=datetime.fromtimestamp(expires_at, tz=UTC)
     )
+
+
+@router.post(
+    "/tenants/{tenant}/members/{member}/tasks",
+    status_code=201,
+    responses={200: {"model": MemberTaskOut, "description": "A replay: the first report."}},
+)
+def report_task(
+    caller: OperatorCaller,
+    ctx: Context,
+    member: MemberCode,
+    body: MemberTaskIn,
+    response: Response,
+) -> MemberTaskOut:
+    """The tenant's back end reports a task the member did (it verified the invitee, the
+    sign-in, the share): chain21's held help money and a step of each locked activity fund
+    are released.  Idempotent by ``key``: the same key again answers 200 with the first
+    report's record (``replayed``) and releases nothing; another task kind under a used key
+    is 409 ``idempotency_conflict``.  Members cannot report their own tasks."""
+    done = tasks.report(
+        ctx.store, caller.tenant_id, member=member, task=body.task, key=body.key, now=time.time()
+    )
+    if done.replayed:
+        response.status_code = 200
+    return MemberTaskOut.of(done)
+
+
+@router.get("/tenants/{tenant}/members/{member}/tasks")
+def list_member_tasks(
+    caller: TenantCaller, ctx: Context, member: MemberCode, page: Paging
+) -> Page[MemberTaskOut]:
+    """The member's tasks in the order reported, with what each released (the member
+    themselves, or an operator)."""
+    _self_or_operator(caller, member)
+    with read_only(ctx.engine).connect() as conn:
+        members.get_profile(conn, caller.tenant_id, member)
+        found = tasks.list_tasks(
+            conn, caller.tenant_id, member, limit=page.limit, cursor=page.cursor
+        )
+    return Page(items=[MemberTaskOut.of(t) for t in found.items], next_cursor=found.next_cursor)
 
 
 @router.get("/tenants/{tenant}/me")

@@ -116,7 +116,11 @@ class OfferCreate(InputModel):
     price: FenIn = Field(description="The group price of one place.")
     size: Annotated[int, Field(ge=2, le=1000, strict=True)]
     winners: Count = Field(default=1, description="merchant, activity: places drawn to win.")
-    campaign: Code | None = Field(default=None, description="lottery: its campaign's code.")
+    campaign: Code | None = Field(
+        default=None,
+        description="lottery: its campaign's code; activity (optional): the campaign it belongs "
+        "to (its groups still draw among their own members).",
+    )
     compensation: FenIn = Field(default=Decimal(0), description="lottery: SP to each loser.")
     subsidy: FenIn = Field(default=Decimal(0), description="merchant: SP to each non-winner.")
     commission: FenIn = Field(default=Decimal(0), description="merchant: fixed SP to the leader.")
@@ -143,8 +147,9 @@ class OfferOut(BaseModel):
     steps: int
     daily_steps: int
     deadline_hours: str = Field(description='Hours, plain ("24", "0.5").')
-    active: bool
+    active: bool = Field(description="False once an operator closed it: no new groups.")
     created_at: datetime
+    closed_at: datetime | None = None
 
     @classmethod
     def of(cls, o: Offer) -> OfferOut:
@@ -165,6 +170,7 @@ class OfferOut(BaseModel):
             deadline_hours=dec(o.deadline_hours),
             active=o.active,
             created_at=utc(o.created_at),
+            closed_at=utc_or_none(o.closed_at),
         )
 
 

@@ -8,17 +8,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tokenmall.api.schemas.common import InputModel, InviteCode, MemberCode, Name, money, utc
+from tokenmall.api.schemas.common import (
+    Code,
+    InputModel,
+    InviteCode,
+    MemberCode,
+    MoneyOut,
+    Name,
+    money,
+    utc,
+)
 from tokenmall.service.codec import dec
 from tokenmall.service.members import MemberProfile
+from tokenmall.service.tasks import TaskRecord
 
 __all__ = [
     "MemberCreate",
     "MemberFigures",
     "MemberOut",
+    "MemberTaskIn",
+    "MemberTaskOut",
     "MemberTokenCreate",
     "MemberTokenOut",
     "MemberUpdate",
+    "TaskReleaseOut",
 ]
 
 
@@ -89,3 +102,41 @@ class MemberTokenOut(BaseModel):
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type name
     member: str
     expires_at: datetime
+
+
+class MemberTaskIn(InputModel):
+    task: Literal["invite", "sign_in", "share"]
+    key: Code = Field(
+        description="Your idempotency key of the task (the invitee, the day, the share's "
+        "id): reported again with the same key, nothing more is released."
+    )
+
+
+class TaskReleaseOut(BaseModel):
+    source: str = Field(description='The model that released it ("chain21") or "groupbuy".')
+    order: str = Field(description="The order whose held reward or activity fund it was.")
+    amount: MoneyOut
+
+
+class MemberTaskOut(BaseModel):
+    member: str
+    task: str
+    key: str
+    day: str = Field(description="The tenant's local day of the task (daily caps count it).")
+    at: datetime
+    released: list[TaskReleaseOut]
+    replayed: bool = Field(description="The key was reported before: this is its record.")
+
+    @classmethod
+    def of(cls, t: TaskRecord) -> MemberTaskOut:
+        return cls(
+            member=t.member,
+            task=t.task,
+            key=t.key,
+            day=t.day,
+            at=utc(t.at),
+            released=[
+                TaskReleaseOut(source=r.source, order=r.order, amount=r.amount) for r in t.released
+            ],
+            replayed=t.replayed,
+        )

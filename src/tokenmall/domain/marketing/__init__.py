@@ -14,6 +14,7 @@ from tokenmall.domain.marketing.base import (
     OrderSettled,
     Reward,
     TaskDone,
+    reward_key,
 )
 from tokenmall.domain.marketing.guard import ComplianceRefused
 from tokenmall.domain.marketing.runner import MODELS, ORDER, ModelSet
@@ -32,4 +33,5 @@ __all__ = [
     "OrderSettled",
     "Reward",
     "TaskDone",
+    "reward_key",
 ]

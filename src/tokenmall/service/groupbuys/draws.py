@@ -25,7 +25,7 @@ from tokenmall.service.groupbuys import moves, rows
 from tokenmall.service.orders.context import OrderContext
 from tokenmall.store import schema as s
 
-__all__ = ["draw_campaign", "public_campaign_draw", "public_group_record"]
+__all__ = ["campaign_draws", "draw_campaign", "public_campaign_draw", "public_group_record"]
 
 
 def draw_campaign(
@@ -112,6 +112,20 @@ def public_campaign_draw(conn: Connection, public_id: str, no: int) -> dict[str,
     if row is None:
         raise NotFound(f"no draw {no} of campaign {public_id!r}")
     return _campaign_record(public_id, no, _draw_body(row))
+
+
+def campaign_draws(conn: Connection, tenant_id: int, code: str) -> list[dict[str, Any]]:
+    """A campaign's draws, newest first, each as its public record with its time (``at``)."""
+    crow = rows.campaign_row(conn, tenant_id, code=code)
+    d = s.group_campaign_draws.c
+    found = conn.execute(
+        select(s.group_campaign_draws)
+        .where(d.tenant_id == tenant_id, d.campaign_id == crow.id)
+        .order_by(d.no.desc())
+    )
+    return [
+        {**_campaign_record(crow.public_id, int(r.no), _draw_body(r)), "at": r.at} for r in found
+    ]
 
 
 def _draw_body(row: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from tokenmall.domain.groupfund import ShoppingFund
 from tokenmall.money import cny_of_fen, fen_of
 from tokenmall.service.groupbuys import moves
+from tokenmall.service.tasks import Release
 from tokenmall.service.uow import TenantTx
 from tokenmall.store import schema as s
 
@@ -62,9 +63,12 @@ def _save(tx: TenantTx, row: Any, fund: ShoppingFund) -> None:
     )
 
 
-def on_task(tx: TenantTx, member: str, task: str, day: date, ref: str) -> list[dict[str, str]]:
+def on_task(tx: TenantTx, member: str, task: str, day: date, ref: str) -> list[Release]:
     """A task ``member`` did: each of their funds with something locked releases a step (at
     most its daily steps), paid in SP now.  Returns what each fund released."""
+    if not fund_rows(tx.conn, tx.tenant_id, member):
+        return []
+    tx.lock()  # before reading what to change (a sign-up's invite task comes without it)
     out = []
     for row in fund_rows(tx.conn, tx.tenant_id, member):
         fund = fund_of(row)
@@ -76,7 +80,7 @@ def on_task(tx: TenantTx, member: str, task: str, day: date, ref: str) -> list[d
         _save(tx, row, fund)
         for pay in pays:
             moves.grant(tx, f"group:fund:{pay.key}", member, pay.amount)
-            out.append({"order": fund.order, "released": str(pay.amount)})
+            out.append(Release(moves.GROUPBUY, fund.order, pay.amount))
     return out
 
 

@@ -53,6 +53,7 @@ class Offer:
     deadline_hours: Decimal
     active: bool
     created_at: float
+    closed_at: float | None = None  # an operator stopped it: no new group opens of it
 
 
 @dataclass(frozen=True, slots=True)

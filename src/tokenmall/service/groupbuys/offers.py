@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 
 from tokenmall.domain import draw
 from tokenmall.domain import groupbuy as gb
@@ -30,7 +30,14 @@ from tokenmall.service.pages import Page, fetch_page
 from tokenmall.service.uow import Store
 from tokenmall.store import schema as s
 
-__all__ = ["create_campaign", "create_offer", "get_campaign", "list_campaigns", "list_offers"]
+__all__ = [
+    "close_offer",
+    "create_campaign",
+    "create_offer",
+    "get_campaign",
+    "list_campaigns",
+    "list_offers",
+]
 
 
 def create_campaign(
@@ -180,6 +187,27 @@ def create_offer(
         return rows.offer_of(rows.offer_row(tx.conn, tenant_id, code), campaign)
 
 
+def close_offer(store: Store, tenant_id: int, code: str, *, actor: str, now: float) -> Offer:
+    """Stop the offer: no new group opens of it from now on.  Groups already open run to their
+    end (members join until they fill or their deadline fails them; a lottery group still takes
+    part in its campaign's draws), so nobody who paid is turned out by the operator.  Closing a
+    closed offer changes nothing (who closed it and when stay the first close's)."""
+    with store.tenant_tx(tenant_id, lock=False) as tx:
+        row = rows.offer_row(tx.conn, tenant_id, code)
+        if row.active:
+            f = s.group_offers.c
+            tx.conn.execute(
+                update(s.group_offers)
+                .where(f.tenant_id == tenant_id, f.id == row.id, f.active.is_(True))
+                .values(active=False, closed_at=now, closed_by=actor)
+            )
+        row = rows.offer_row(tx.conn, tenant_id, code)
+        campaign = None
+        if row.campaign_id is not None:
+            campaign = rows.campaign_row(tx.conn, tenant_id, cid=row.campaign_id).code
+        return rows.offer_of(row, campaign)
+
+
 class _Row:
     """Attribute access to a values dict (the rules check terms built from a row)."""
 
@@ -187,13 +215,27 @@ class _Row:
         self.__dict__.update(values)
 
 
-def list_offers(conn: Connection, tenant_id: int, *, limit: int, cursor: str | None) -> Page[Offer]:
+def list_offers(
+    conn: Connection,
+    tenant_id: int,
+    *,
+    limit: int,
+    cursor: str | None,
+    active: bool | None = None,
+    campaign: str | None = None,
+) -> Page[Offer]:
+    """Offers in creation order; ``active``: only open (or only closed) ones; ``campaign``:
+    only the offers of that campaign (lottery, or activity offers naming it)."""
     f, c = s.group_offers.c, s.group_campaigns.c
     codes = {
         int(r.id): str(r.code)
         for r in conn.execute(select(c.id, c.code).where(c.tenant_id == tenant_id))
     }
     q = select(s.group_offers).where(f.tenant_id == tenant_id)
+    if active is not None:
+        q = q.where(f.active.is_(active))
+    if campaign is not None:
+        q = q.where(f.campaign_id == rows.campaign_row(conn, tenant_id, code=campaign).id)
     return fetch_page(
         conn,
         q,

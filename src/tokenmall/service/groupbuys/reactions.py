@@ -13,26 +13,28 @@
   the group's count.
 * ``OrderClosed`` of a place's unpaid order: the place is freed.
 * ``OrderSettled``: a merchant leader's commission is paid once every winner's order settled.
-* ``MemberJoined`` with a referrer: the referrer's ``invite`` task (activity funds).
+* ``TaskDone``: a step of each of the member's locked activity funds (a sign-up with an
+  invitation is the referrer's ``invite`` task: :mod:`tokenmall.service.tasks`).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
 from tokenmall.domain import groupbuy as gb
 from tokenmall.domain.events import (
-    MemberJoined,
     OrderClosed,
     OrderPaid,
     OrderRefunded,
     OrderSettled,
+    TaskDone,
 )
 from tokenmall.money import cny_of_fen, fen_of
-from tokenmall.service import dayclose
+from tokenmall.service import tasks
 from tokenmall.service.groupbuys import funds, moves, rows
 from tokenmall.service.groupbuys.models import GroupStateError
 from tokenmall.service.groupbuys.places import fail_if_empty
@@ -177,12 +179,12 @@ class Reactions:
             reason=f"order {event.status}",
         )
 
-    def on_member_joined(self, tx: TenantTx, event: MemberJoined) -> None:
-        """A new member named a referrer: the referrer's ``invite`` task (once per invitee)."""
-        if event.referrer is None:
-            return
-        day = dayclose.tenant_clock(tx.conn, tx.tenant_id).today(event.at)
-        funds.on_task(tx, event.referrer, "invite", day, f"invite:{event.member}")
+    def on_task_done(self, tx: TenantTx, event: TaskDone) -> None:
+        """A task the member did: a step of each of their locked activity funds (noted on
+        the task's record)."""
+        day = date.fromisoformat(event.day)
+        for released in funds.on_task(tx, event.member, event.task, day, event.key):
+            tasks.note_release(tx, event, released.source, released.order, released.amount)
 
     def on_settled(self, tx: TenantTx, event: OrderSettled) -> None:
         place = _place(tx, event.order)

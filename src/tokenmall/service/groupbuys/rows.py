@@ -125,6 +125,7 @@ def offer_of(row: Any, campaign: str | None) -> Offer:
         deadline_hours=Decimal(row.deadline_seconds) / 3600,
         active=bool(row.active),
         created_at=row.created_at,
+        closed_at=row.closed_at,
     )
 
 

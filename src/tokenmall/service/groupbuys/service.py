@@ -16,21 +16,21 @@ from typing import Any
 from sqlalchemy import select
 
 from tokenmall.domain.events import (
-    MemberJoined,
     OrderClosed,
     OrderPaid,
     OrderRefunded,
     OrderSettled,
+    TaskDone,
 )
 from tokenmall.errors import InvalidCommand
-from tokenmall.service import dayclose
-from tokenmall.service.groupbuys import draws, funds, jobs, offers, places, rows
+from tokenmall.service import tasks
+from tokenmall.service.codec import cny
+from tokenmall.service.groupbuys import draws, funds, jobs, moves, offers, places, rows
 from tokenmall.service.groupbuys.models import Campaign, GroupView, Offer
 from tokenmall.service.groupbuys.reactions import Reactions
 from tokenmall.service.messagebus import Handler
 from tokenmall.service.orders import OrderService
 from tokenmall.service.orders.context import OrderContext
-from tokenmall.service.orders.models import check_ref
 from tokenmall.service.pages import Page, fetch_page
 from tokenmall.store import schema as s
 
@@ -60,7 +60,7 @@ class GroupBuys:
             OrderRefunded: [r.on_refunded],
             OrderClosed: [r.on_closed],
             OrderSettled: [r.on_settled],
-            MemberJoined: [r.on_member_joined],
+            TaskDone: [r.on_task_done],
         }
 
     # ------------------------------------------------------------------ the operator's
@@ -99,9 +99,25 @@ class GroupBuys:
             self.ctx.store, tenant_id, actor=actor, now=self.ctx.clock(), **terms
         )
 
-    def list_offers(self, tenant_id: int, *, limit: int, cursor: str | None) -> Page[Offer]:
+    def list_offers(
+        self,
+        tenant_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        active: bool | None = None,
+        campaign: str | None = None,
+    ) -> Page[Offer]:
         with self.ctx.store.read() as conn:
-            return offers.list_offers(conn, tenant_id, limit=limit, cursor=cursor)
+            return offers.list_offers(
+                conn, tenant_id, limit=limit, cursor=cursor, active=active, campaign=campaign
+            )
+
+    def close_offer(self, tenant_id: int, code: str, *, actor: str) -> Offer:
+        """Stop an offer: no new groups; open ones run to their end (docs/GROUPBUY.md)."""
+        return offers.close_offer(
+            self.ctx.store, tenant_id, code, actor=actor, now=self.ctx.clock()
+        )
 
     def draw_campaign(self, tenant_id: int, code: str) -> dict[str, Any]:
         """The campaign's draw now (an operator's, or the scheduler's at its time)."""
@@ -117,8 +133,10 @@ class GroupBuys:
         cursor: str | None,
         state: str | None = None,
         member: str | None = None,
+        campaign: str | None = None,
     ) -> Page[GroupView]:
-        """Groups in opening order (``member``: those where they have or had a place)."""
+        """Groups in opening order (``member``: those where they have or had a place;
+        ``campaign``: the groups of a campaign, lottery and activity alike)."""
         g, p = s.group_buys.c, s.group_places.c
         q = select(s.group_buys).where(g.tenant_id == tenant_id)
         if state is not None:
@@ -130,6 +148,8 @@ class GroupBuys:
                 g.id.in_(select(p.group_id).where(p.tenant_id == tenant_id, p.member == member))
             )
         with self.ctx.store.read() as conn:
+            if campaign is not None:
+                q = q.where(g.campaign_id == rows.campaign_row(conn, tenant_id, code=campaign).id)
             return fetch_page(
                 conn,
                 q,
@@ -157,13 +177,26 @@ class GroupBuys:
     def task(
         self, tenant_id: int, *, member: str, task: str, ref: str, day: date | None = None
     ) -> list[dict[str, str]]:
-        """A task ``member`` did (invite, sign_in, share; ``ref`` names it, so a repeat
-        releases nothing): each of their locked activity funds releases a step."""
-        check_ref(ref, "task ref")
-        with self.ctx.store.tenant_tx(tenant_id) as tx:
-            # the daily cap counts the tenant's own days (its time zone, as the day close)
-            when = day or dayclose.tenant_clock(tx.conn, tenant_id).today(self.ctx.clock())
-            return funds.on_task(tx, member, task, when, ref)
+        """A task ``member`` did (invite, sign_in, share; ``ref`` is its key, so a repeat
+        releases nothing): the member's :class:`~tokenmall.domain.events.TaskDone`
+        (:mod:`tokenmall.service.tasks`), which also releases chain21's held money.  Returns
+        what this call released of activity funds (nothing for a replay)."""
+        done = tasks.report(
+            self.ctx.store,
+            tenant_id,
+            member=member,
+            task=task,
+            key=ref,
+            now=self.ctx.clock(),
+            day=day,
+        )
+        if done.replayed:
+            return []
+        return [
+            {"order": r.order, "released": cny(r.amount)}
+            for r in done.released
+            if r.source == moves.GROUPBUY
+        ]
 
     def funds(self, tenant_id: int, member: str) -> list[dict[str, Any]]:
         """A member's activity funds: amount, released, still locked."""
@@ -188,6 +221,11 @@ class GroupBuys:
     def public_group(self, public_id: str) -> dict[str, Any]:
         with self.ctx.store.read() as conn:
             return draws.public_group_record(conn, public_id)
+
+    def campaign_draws(self, tenant_id: int, code: str) -> list[dict[str, Any]]:
+        """The campaign's draws, newest first: each its public record and its time."""
+        with self.ctx.store.read() as conn:
+            return draws.campaign_draws(conn, tenant_id, code)
 
     def public_campaign_draw(self, public_id: str, no: int) -> dict[str, Any]:
         with self.ctx.store.read() as conn:

@@ -21,6 +21,7 @@ from tokenmall.service.marketing.handlers import (
     on_member_joined,
     on_refunded,
     on_settled,
+    on_task_done,
 )
 from tokenmall.service.marketing.rewards import (
     ModelTotal,
@@ -50,6 +51,7 @@ __all__ = [
     "on_member_joined",
     "on_refunded",
     "on_settled",
+    "on_task_done",
     "set_models",
     "tenant_totals",
 ]

@@ -16,6 +16,9 @@ ledger batch (:func:`.rewards.pay`).  A handler that raises rolls the fact back 
 * ``DayClosed``: the models' day hook (rebate's release), after the engine's dividends.
 * ``MemberJoined``: no model of today's set reacts to it (referral links are read from the
   member registry when an order settles), so the handler only runs models that do.
+* ``TaskDone``: the models with a task hook (chain21 releases a member's held help money once
+  they did ``help_tasks`` tasks); what they paid is noted on the task's record.  A model
+  switched off releases nothing (it pays nothing more); its held money stays held.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from tokenmall.domain import marketing as dm
 from tokenmall.domain.marketing.base import implements
 from tokenmall.errors import NotFound
 from tokenmall.money import CNY_PLACES, atoms, from_atoms
-from tokenmall.service import members
+from tokenmall.service import members, tasks
 from tokenmall.service.marketing import config, rewards
 from tokenmall.service.marketing.state import Session
 from tokenmall.service.orders import queries
@@ -41,7 +44,7 @@ from tokenmall.service.orders.models import line_of
 from tokenmall.service.uow import TenantTx
 from tokenmall.store import schema as s
 
-__all__ = ["on_day_closed", "on_member_joined", "on_refunded", "on_settled"]
+__all__ = ["on_day_closed", "on_member_joined", "on_refunded", "on_settled", "on_task_done"]
 
 DEFAULT_PRODUCT = "default"  # an order without lines (an imported one) is of this product
 
@@ -103,7 +106,7 @@ def _run(
     keys: Iterable[str | None],
     at: float,
     links: _Links | None = None,
-) -> None:
+) -> list[dm.Reward]:
     session = Session(tx.conn, tx.tenant_id)
     session.prefetch(keys)
     links = links if links is not None else _Links(tx)
@@ -113,6 +116,7 @@ def _run(
             paid += getattr(m, hook)(session.state(m), event_for(m), links)
     session.flush(at)
     rewards.pay(tx, paid, at)
+    return paid
 
 
 def on_settled(tx: TenantTx, event: ev.OrderSettled) -> None:
@@ -210,3 +214,19 @@ def on_member_joined(tx: TenantTx, event: ev.MemberJoined) -> None:
         keys=(event.member, event.referrer),
         at=event.at,
     )
+
+
+def on_task_done(tx: TenantTx, event: ev.TaskDone) -> None:
+    """Run the models with a task hook (chain21's held money; see the module docstring)."""
+    models = config.active_models(tx.conn, tx.tenant_id)
+    if models is None:
+        return
+    reacting = [m for m in models.models if implements(m, "on_task_done")]
+    if not reacting:
+        return
+    tx.lock()
+    done = dm.TaskDone(event.member, event.task, date.fromisoformat(event.day))
+    paid = _run(tx, reacting, "on_task_done", lambda _m: done, keys=(event.member,), at=event.at)
+    for r in paid:
+        if r.amount > 0:
+            tasks.note_release(tx, event, r.model, r.order, r.amount)
