@@ -33,6 +33,8 @@ from tokenmall.web.app import install
 PUBLIC = {"/m/{tenant}/join"}
 # a GET that is an action, not a page: it takes a token and answers with a redirect
 NOT_PAGES = {"/m/{tenant}/login"}
+# the lottery campaign each shop gets (made by _nfg, with the NFG objects)
+CAMPAIGN = "spring"
 # what the NFG routes' parameters name (made by _nfg)
 NFG = {"code": "card", "serial": "1", "listing_id": "1"}
 PARAM = re.compile(r"\{(\w+)\}")
@@ -59,6 +61,8 @@ def _fill(path: str, shop: Shop, aftersales: str) -> str | None:
             return shop.code
         if "/nfg/" in path and name in NFG:
             return NFG[name]
+        if "/campaigns/" in path and name == "code":
+            return CAMPAIGN
         if name == "code":
             return "alice"
         if name == "wd_id" or (name == "ref" and "/withdrawals/" in path):
@@ -80,7 +84,7 @@ def _fill(path: str, shop: Shop, aftersales: str) -> str | None:
 
 def _nfg(served: Served, shop: Shop) -> None:
     """The NFG pages' objects: collection ``card`` with bob's token #1 and alice's #2, which she
-    lists for 5.00 (the mall's listing 1)."""
+    lists for 5.00 (the mall's listing 1); and the lottery campaign ``spring``."""
     coll = Collection(
         code=NFG["code"],
         name="黑卡",
@@ -93,6 +97,9 @@ def _nfg(served: Served, shop: Shop) -> None:
         collections.create_collection(tx, coll)
         nfg_tokens.airdrop(tx, NFG["code"], ["bob", "alice"])
         market.list_token(tx, NFG["code"], 2, caller="alice", price=Decimal("5.00"))
+    served.services.groupbuys.create_campaign(
+        shop.tenant_id, code=CAMPAIGN, winners=1, actor="test"
+    )
 
 
 def _aftersales(served: Served, shop: Shop) -> str:
