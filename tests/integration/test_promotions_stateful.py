@@ -41,7 +41,13 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlalchemy import Engine, func, select
 
 from tokenmall import bootstrap
@@ -178,9 +184,18 @@ class Promotions(RuleBasedStateMachine):
         self.store = Store(engine, bus=bus)
         self.orders = OrderService(engine, PaymentHub(SECRET), store=self.store, clock=self.clock)
         holder["orders"] = self.orders
+        self.n = itertools.count(1)
+        self.day = dt.date(2030, 1, 1)
+        self.tid = 0  # the tenant of this run, made by setup()
+
+    @initialize(settle_days=st.sampled_from([7, 0]))
+    def setup(self, settle_days: int) -> None:
+        """The tenant: with a return window of 7 days orders (and confirmed places) settle
+        when a rule says so; with 0 days at payment, a place at its confirmation (a merchant
+        group's commission is then paid at its draw)."""
+        engine = self.engine
         self.code = f"t-{uuid.uuid4().hex[:12]}"
-        # a return window of 7 days: orders (and confirmed places) settle when a rule says so
-        self.tid = Ledger(engine).create_tenant(self.code, TenantParams(settle_days=D(7)))
+        self.tid = Ledger(engine).create_tenant(self.code, TenantParams(settle_days=D(settle_days)))
         with engine.begin() as conn:
             merchant = catalog.create_merchant(conn, self.tid, code="m", name="M", accepts_sp=True)
             product = catalog.create_product(conn, self.tid, merchant_id=merchant.id, name="Tea")
@@ -200,8 +215,6 @@ class Promotions(RuleBasedStateMachine):
                 self.tid, actor="op", code=code, sku_id=self.sku, deadline_hours=D(1), **terms
             )
         self.ref = _Reference(self.links)
-        self.n = itertools.count(1)
-        self.day = dt.date(2030, 1, 1)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -615,6 +628,8 @@ class Promotions(RuleBasedStateMachine):
         """Decide every group, then refund every order still refundable: every model's net
         is zero per beneficiary, escrow is empty."""
         try:
+            if not self.tid:
+                return  # setup() did not run
             self._tick()
             self.groups.draw_campaign(self.tid, "c1")  # the full lottery groups wait for it
             later = self.clock.t + LATER
@@ -653,6 +668,7 @@ def test_a_spent_reward_taken_back_is_a_debt_and_every_check_still_holds(db_engi
     back, which sets the debt off.  The machine's checks hold at every step."""
     Promotions.engine = db_engine
     machine = Promotions()
+    machine.setup(7)
     m = s.members.c
 
     def wallet(code: str) -> tuple[Decimal, Decimal]:
