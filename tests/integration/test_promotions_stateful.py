@@ -410,9 +410,10 @@ class Promotions(RuleBasedStateMachine):
             for other, paid in others:
                 self._join(public_id, self._member(other), paid)
 
-    @rule(i=st.integers(0, 50))
-    def pay_place(self, i: int) -> None:
-        """A member pays their place (a place of a group no longer open is refunded at once)."""
+    @rule(i=st.integers(0, 50), sp_share=st.sampled_from([D(0), D(1)]))
+    def pay_place(self, i: int, sp_share: Decimal) -> None:
+        """A member pays their place, maybe with the SP they hold (a place of a group no
+        longer open is refunded at once, the SP part back as SP)."""
         p = s.group_places.c
         with self.engine.connect() as conn:
             refs = list(
@@ -425,10 +426,12 @@ class Promotions(RuleBasedStateMachine):
         if refs:
             self._tick()
             ref = refs[i % len(refs)]
+            row = self._order(ref)
+            sp = min(self._sp(row.member), floor_fen(cny_of_fen(row.total_fen) * sp_share))
             try:
-                self._pay(ref)
+                self._pay(ref, sp)
             except OrderStateError:  # its time to pay ran out (the expiry job frees it)
-                assert self._order(ref).expires_at <= self.clock.t
+                assert row.expires_at <= self.clock.t
 
     @rule(g=st.integers(0, 50), who=st.integers(0, MAX_MEMBERS))
     def cancel(self, g: int, who: int) -> None:
