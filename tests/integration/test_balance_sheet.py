@@ -253,3 +253,19 @@ def test_a_broken_book_is_reported_not_hidden(db_engine: Engine, column: str, br
     sheet = mall.sheet()
     assert not sheet.ok
     assert broken in sheet.broken
+
+
+def test_a_fully_refunded_order_is_no_longer_counted_as_escrowed(db_engine: Engine) -> None:
+    """Escrowed orders are those still holding money: a partly refunded order still counts,
+    a fully refunded one does not (its escrow row stays unsettled, with nothing in it)."""
+    mall = Mall(db_engine)
+    for step in [("buy", "ann", 10_000), ("order", "ann", 1, "cny"), ("order", "ann", 2, "cny")]:
+        mall.step(step)
+    assert mall.sheet().escrowed_orders == 2
+    mall.step(("refund", 0, D("5.00")))
+    sheet = mall.sheet()
+    assert (sheet.escrowed_orders, sheet.escrowed) == (2, D(70))
+    mall.step(("refund", 0, None))
+    sheet = mall.sheet()
+    assert sheet.ok, _explain(sheet)
+    assert (sheet.escrowed_orders, sheet.escrowed) == (1, D(50))

@@ -156,8 +156,11 @@ def balance_sheet(conn: Connection, tenant_id: int) -> BalanceSheet:
     members_sp = from_atoms(_atoms_sum(mrow[2]), CNY_PLACES)
     e = s.escrows.c
     erow = conn.execute(
+        # a fully refunded order holds nothing any more: not counted (its row stays unsettled)
         select(func.count(), func.sum(e.cny + e.sp + e.ep_value - e.refunded)).where(
-            e.tenant_id == tenant_id, e.settled.is_(False)
+            e.tenant_id == tenant_id,
+            e.settled.is_(False),
+            e.cny + e.sp + e.ep_value > e.refunded,
         )
     ).one()
     h = s.payout_holds.c
