@@ -104,16 +104,18 @@ def source_facts() -> list[tuple[str, str]]:
         out.append(("git HEAD", "unknown"))
     h = hashlib.sha256()
     for rel in (
-        "src/tokenmall/service/ledger.py",
-        "src/tokenmall/domain/economy.py",
+        "src/tokenmall/service/ledger",
+        "src/tokenmall/domain/economy",
         "src/tokenmall/domain/dividends.py",
         "src/tokenmall/store/schema.py",
         "src/tokenmall/money.py",
     ):
-        try:
-            h.update((ROOT / rel).read_bytes())
-        except OSError:
-            h.update(b"-")
+        path = ROOT / rel
+        for file in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            try:
+                h.update(file.read_bytes())
+            except OSError:
+                h.update(b"-")
     out.append(("src hash", h.hexdigest()[:12] + " (ledger, economy, dividends, schema, money)"))
     return out
 

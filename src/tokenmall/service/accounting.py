@@ -7,7 +7,7 @@ balance sheet then checks the identities the ledger maintains (docs/DESIGN.md "A
 docs/RULES.md R8) and shows each with both sides, so an operator sees not only that the books
 balance but by how much a broken one is off.
 
-Why each identity holds (``domain/economy.py``):
+Why each identity holds (``domain/economy/``):
 
 * every movement is a balanced transfer, so each asset sums to zero over all accounts;
 * SP enters a wallet only with its CNY moved into ``sp_reserve`` and leaves it only with the
