@@ -28,8 +28,9 @@ def pay_place(client: TestClient, mall: Mall, group: Any, member: str) -> None:
     complete(client, mall, pay["intent_id"])
 
 
-def groupbuy_path_values(client: TestClient, mall: Mall) -> dict[str, str]:
-    """A campaign and an open group of the mall: ``{code}`` and ``{public_id}``."""
+def groupbuy_path_values(client: TestClient, mall: Mall, path: str = "") -> dict[str, str]:
+    """A campaign, an offer and an open group of the mall: ``{code}`` (the offer's in an
+    ``/offers/`` path, else the campaign's) and ``{public_id}``."""
     camp = ok(
         client.post(
             mall.url("/groupbuys/campaigns"),
@@ -47,4 +48,5 @@ def groupbuy_path_values(client: TestClient, mall: Mall) -> dict[str, str]:
         ),
         201,
     )
-    return {"code": camp["code"], "public_id": group["public_id"]}
+    code = o["code"] if "/offers/" in path else camp["code"]
+    return {"code": code, "public_id": group["public_id"]}

@@ -82,7 +82,7 @@ def path_values(client: TestClient, mall: Mall, path: str) -> dict[str, str]:
     if "{endpoint_id}" in path or "{delivery_id}" in path:
         values.update(webhook_path_values(client, mall))
     if "/groupbuys/" in path and ("{code}" in path or "{public_id}" in path):
-        values.update(groupbuy_path_values(client, mall))
+        values.update(groupbuy_path_values(client, mall, path))
     if "/nfg/" in path and "{" in path.removeprefix(TENANT_PREFIX):
         values.update(nfg_path_values(client, mall))
     return values
