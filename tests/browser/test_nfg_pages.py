@@ -207,10 +207,20 @@ def test_buy_a_collections_token_with_sp_and_with_points(served: Served, phones:
     alice.click(f"#shop li[data-code='{code}'] a")
     assert alice.locator("#cost-sp").inner_text() == format_money(Decimal("2.50"))
     before = _sp(served, shop, "alice")
+    sent = {
+        name: alice.locator(f"#buy-sp-form input[name={name}]").get_attribute("value") or ""
+        for name in ("csrf", "asset", "key")
+    }
     alice.click("#buy-sp-form button")
     assert _token(served, shop, code, 1).owner == "alice"
     assert _sp(served, shop, "alice") == before - Decimal("2.50")
     assert alice.locator("#t-owner").inner_text() == "alice"
+    # the same form sent again (a double tap, a resent form): the same token, nothing taken
+    again = alice.request.post(f"{served.base}/m/{shop.code}/nfg/shop/{code}/buy", form=sent)
+    assert again.status == 200
+    assert _sp(served, shop, "alice") == before - Decimal("2.50")
+    with read_only(svc.engine).connect() as conn:
+        assert [t.serial for t in tokens.tokens_of(conn, tid, "alice")] == [1]
 
     # alice sold all her points: the page says so, and a tap is refused with nothing taken
     alice.goto(f"{served.base}/m/{shop.code}/nfg/shop/{code}")

@@ -98,9 +98,13 @@ nfg_tokens = Table(
     # the paid order that minted it, and whether a refund of that order took it back
     Column("order_ref", String(32), nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),
+    # ``<member>:<key>`` of the primary purchase (SP or EP) that minted it, when the buyer sent
+    # a key: a retry with the same key answers this token (migration 0022)
+    Column("purchase_key", String(130), nullable=True),
     CheckConstraint("uses_left >= 0 AND serial >= 1", name="ck_nfg_tokens_values"),
     Index("ix_nfg_tokens_tenant_owner", "tenant_id", "owner", "collection_id", "serial"),
     Index("ix_nfg_tokens_tenant_order", "tenant_id", "order_ref"),
+    Index("ux_nfg_tokens_tenant_purchase_key", "tenant_id", "purchase_key", unique=True),
     sqlite_with_rowid=False,
 )
 

@@ -15,6 +15,7 @@ settlement, or the SP price or EP cost of a primary purchase
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -410,9 +411,15 @@ def _shop_page(
         costs=costs,
         sold_out=info.minted >= info.collection.max_supply,
         modes=MODES,
+        # one key per page shown: a double tap or a resent form buys once (tokens.purchase)
+        buy_key=secrets.token_hex(16),
         error=error,
         http_status=http_status,
     )
+
+
+# the shop form's one-time key (secrets.token_hex(16)), the purchase's idempotency key
+_BUY_KEY: Final = re.compile(r"[0-9a-f]{32}")
 
 
 @router.get(_NFG + "/shop/{code}")
@@ -421,21 +428,24 @@ def shop_page(request: Request, tenant: str, code: str) -> Response:
     return _shop_page(request, who, check_code(code))
 
 
-def _mint(request: Request, who: Viewer, code: str, asset_name: str) -> Response:
+def _mint(request: Request, who: Viewer, code: str, asset_name: str, key: str) -> Response:
     tid, member = _me(who)
     if asset_name not in ("SP", "EP"):
         error = tr(request, N_("Choose SP or EP."))
         return _shop_page(request, who, code, error=error, http_status=400)
+    if not _BUY_KEY.fullmatch(key):
+        error = tr(request, N_("This form has expired: try again."))
+        return _shop_page(request, who, code, error=error, http_status=400)
     asset = Asset(asset_name)
     try:
         with services(request).store.tenant_tx(tid) as tx:
-            event = tokens.mint_for(tx, code, member, asset)
+            serial, _ = tokens.purchase(tx, code, member, asset, key=key)
     except NotFound:
         raise ConsoleError(404, N_("No such page.")) from None
     except TokenmallError as exc:
         return _shop_page(request, who, code, error=service_error(request, exc), http_status=409)
-    notice = tr(request, N_("Bought %(code)s #%(serial)s."), code=code, serial=event.token.serial)
-    return _token_page(request, who, code, event.token.serial, notice=notice)
+    notice = tr(request, N_("Bought %(code)s #%(serial)s."), code=code, serial=serial)
+    return _token_page(request, who, code, serial, notice=notice)
 
 
 @router.post(_NFG + "/shop/{code}/buy")
@@ -443,4 +453,6 @@ async def mint(request: Request, tenant: str, code: str) -> Response:
     """The collection's next serial for SP, or for EP at the current price (the API's mint)."""
     who = await in_thread(member_viewer, request, tenant)
     form = await posted(request, who)
-    return await in_thread(_mint, request, who, check_code(code), field(form, "asset"))
+    return await in_thread(
+        _mint, request, who, check_code(code), field(form, "asset"), field(form, "key")
+    )

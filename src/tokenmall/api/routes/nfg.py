@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 
 from tokenmall.api.deps import Caller, Context, MemberCaller, OperatorCaller, TenantCaller
 from tokenmall.api.errors import ERROR_RESPONSES
@@ -151,12 +151,32 @@ def my_tokens(caller: MemberCaller, ctx: Context) -> list[TokenOut]:
 
 
 @router.post(_NFG + "/collections/{code}/mint", status_code=201)
-def mint(caller: MemberCaller, ctx: Context, code: Code, body: MintBody) -> TokenOut:
+def mint(
+    caller: MemberCaller,
+    ctx: Context,
+    code: Code,
+    body: MintBody,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=64,
+            pattern=r"^[!-~]+$",
+            description="Optional: your id of this purchase (1-64 printable ASCII). A retry "
+            "with the same key answers the token it bought and takes nothing again; without "
+            "one, each call buys the next serial.",
+        ),
+    ] = None,
+) -> TokenOut:
     """Buy the next serial at the collection's price with SP, or with EP at the current price."""
     with ctx.store.tenant_tx(caller.tenant_id) as tx:
-        event = tokens.mint_for(tx, code, _me(caller), Asset(body.asset))
+        if key is None:
+            serial = tokens.mint_for(tx, code, _me(caller), Asset(body.asset)).token.serial
+        else:
+            serial, _ = tokens.purchase(tx, code, _me(caller), Asset(body.asset), key=key)
     with read_only(ctx.engine).connect() as conn:
-        return TokenOut.of(tokens.get_token(conn, caller.tenant_id, code, event.token.serial))
+        return TokenOut.of(tokens.get_token(conn, caller.tenant_id, code, serial))
 
 
 @router.post(_NFG + "/collections/{code}/operators", status_code=204)

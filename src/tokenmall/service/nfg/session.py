@@ -41,8 +41,8 @@ _E = s.nfg_events.c
 
 _INSERT_ROW = (
     "INSERT INTO nfg_tokens (tenant_id, collection_id, serial, owner, approved, acquired_at, "
-    "minted_at, uses_left, last_price_fen, item_no, order_ref, revoked) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "minted_at, uses_left, last_price_fen, item_no, order_ref, revoked, purchase_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -225,7 +225,7 @@ class Session:
             )
         self._listings[listing.id] = listing
 
-    def flush(self, *, order_ref: str | None = None) -> None:
+    def flush(self, *, order_ref: str | None = None, purchase_key: str | None = None) -> None:
         """Write the tokens the domain changed, the collection's counts and the new events."""
         conn = self.tx.conn
         reg = self.registry
@@ -257,6 +257,7 @@ class Session:
                             tok.item_no,
                             order_ref,
                             False,
+                            purchase_key,
                         )
                     )
                     self._stored.add(serial)

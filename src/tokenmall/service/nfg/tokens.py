@@ -26,7 +26,7 @@ from tokenmall.domain.nfg import (
     TokenRef,
 )
 from tokenmall.domain.pricing import points_worth
-from tokenmall.errors import InvalidParameter
+from tokenmall.errors import IdempotencyConflict, InvalidParameter
 from tokenmall.money import cny_of_fen
 from tokenmall.service.nfg.collections import get_collection
 from tokenmall.service.nfg.rows import token_of
@@ -45,6 +45,7 @@ __all__ = [
     "metadata",
     "mint_for",
     "provenance",
+    "purchase",
     "redeem",
     "set_approval_for_all",
     "tokens_of",
@@ -104,7 +105,13 @@ def airdrop(
 
 
 def mint_for(
-    tx: TenantTx, code: str, member: str, asset: Asset, *, at: float | None = None
+    tx: TenantTx,
+    code: str,
+    member: str,
+    asset: Asset,
+    *,
+    at: float | None = None,
+    purchase_key: str | None = None,
 ) -> ProvenanceEvent:
     """Sell the next serial at the collection's price for SP, or for EP at the current price
     (R4: the fewest points whose sale, sell fee deducted, pays the price; the payout goes to
@@ -130,8 +137,30 @@ def mint_for(
             num, den = tx.price_ratio()
             points = points_worth(c.price, num, den, tx.params.sell_fee)
             tx.apply_one(f"nfg:mint:{ref}", Redeem(member, points, f"nfg:{ref}"))
-    sess.flush()
+    sess.flush(purchase_key=purchase_key)
     return event
+
+
+def purchase(
+    tx: TenantTx, code: str, member: str, asset: Asset, *, key: str, at: float | None = None
+) -> tuple[int, bool]:
+    """:func:`mint_for` once per (member, key): ``(serial, replayed)``.  A retry or a double
+    tap with the same key answers the serial that key bought and takes nothing again (without
+    a key, two calls buy two serials, as two purchases should).  The lookup runs under the
+    tenant's lock, so two requests with one key cannot both miss it."""
+    tx.lock()
+    stored = f"{member}:{key}"
+    row = tx.conn.execute(
+        select(_T.collection_id, _T.serial).where(
+            _T.tenant_id == tx.tenant_id, _T.purchase_key == stored
+        )
+    ).first()
+    if row is not None:
+        if row.collection_id != Session(tx, code).collection_id:
+            raise IdempotencyConflict(f"key {key!r} already bought a token of another collection")
+        return int(row.serial), True
+    event = mint_for(tx, code, member, asset, at=at, purchase_key=stored)
+    return event.token.serial, False
 
 
 def transfer(
