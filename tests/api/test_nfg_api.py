@@ -3,23 +3,14 @@ the exchange, the public metadata and provenance, anchors and proofs."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from api_helpers import Mall, assert_error, bearer, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from nfg_helpers_api import give_sp
 
-from tokenmall.domain.commands import Join, RewardGrant
 from tokenmall.service.nfg import log
-
-
-def _sp(app: FastAPI, mall: Mall, member: str, amount: str) -> None:
-    store = app.state.services.store
-    tid = store.ledger.tenant_id(mall.code)
-    with store.tenant_tx(tid) as tx:
-        tx.apply_one(f"join:{member}:None", Join(member, None))
-        tx.apply_one(f"grant:{member}:{amount}", RewardGrant(member, Decimal(amount), "test"))
 
 
 def _collection(client: TestClient, mall: Mall, **over: Any) -> dict[str, Any]:
@@ -50,7 +41,7 @@ def _bob(client: TestClient, mall: Mall) -> dict[str, str]:
 def test_erc721_rules_and_errors(app: FastAPI, client: TestClient, mall: Mall) -> None:
     _collection(client, mall)
     bob = _bob(client, mall)
-    _sp(app, mall, "alice", "2000.00")
+    give_sp(app, mall, "alice", "2000.00")
     tok = ok(
         client.post(
             mall.url("/nfg/collections/BLACK/mint"), json={"asset": "SP"}, headers=mall.member
@@ -124,7 +115,7 @@ def test_policy_and_exchange(app: FastAPI, client: TestClient, mall: Mall) -> No
     _collection(client, mall, min_holding_seconds=3600)
     _collection(client, mall, code="GIFT", transfer_policy="gift_only", kind="item", uses=0)
     bob = _bob(client, mall)
-    _sp(app, mall, "bob", "2000.00")
+    give_sp(app, mall, "bob", "2000.00")
     ok(
         client.post(
             mall.url("/nfg/collections/BLACK/airdrop"),
@@ -242,7 +233,7 @@ def test_buy_a_listing_with_cny(app: FastAPI, client: TestClient, mall: Mall) ->
     cancel and an SP buy meanwhile answer 409."""
     _collection(client, mall, code="OPEN", kind="item", uses=0)
     bob = _bob(client, mall)
-    _sp(app, mall, "bob", "10.00")
+    give_sp(app, mall, "bob", "10.00")
     ok(
         client.post(
             mall.url("/nfg/collections/OPEN/airdrop"),

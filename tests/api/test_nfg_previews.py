@@ -8,8 +8,9 @@ from decimal import Decimal
 from api_helpers import Mall, assert_error, bearer, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from nfg_helpers_api import give_sp
 
-from tokenmall.domain.commands import Join, Purchase, RewardGrant
+from tokenmall.domain.commands import Join, Purchase
 from tokenmall.service import wallet
 from tokenmall.store.db import read_only
 
@@ -17,11 +18,7 @@ from tokenmall.store.db import read_only
 def test_the_sale_preview_is_what_the_buy_moves(
     app: FastAPI, client: TestClient, mall: Mall
 ) -> None:
-    store = app.state.services.store
-    tid = store.ledger.tenant_id(mall.code)
-    with store.tenant_tx(tid) as tx:
-        tx.apply_one("join:bob:None", Join("bob", None))
-        tx.apply_one("grant:bob", RewardGrant("bob", Decimal("100.00"), "test"))
+    give_sp(app, mall, "bob", "100.00")
     bob = bearer(
         ok(client.post(mall.url("/members/bob/tokens"), json={}, headers=mall.operator), 201)[
             "token"

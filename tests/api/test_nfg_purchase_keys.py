@@ -12,8 +12,8 @@ from typing import Any
 from api_helpers import Mall, assert_error, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from nfg_helpers_api import give_sp
 
-from tokenmall.domain.commands import Join, RewardGrant
 from tokenmall.domain.economy import Asset
 from tokenmall.service import wallet
 from tokenmall.service.nfg import tokens
@@ -22,11 +22,7 @@ from tokenmall.store.db import read_only
 
 def _setup(app: FastAPI, client: TestClient, mall: Mall) -> int:
     """Two SP collections at 10.00 and 100.00 SP in the member's wallet; the tenant's id."""
-    store = app.state.services.store
-    tid: int = store.ledger.tenant_id(mall.code)
-    with store.tenant_tx(tid) as tx:
-        tx.apply_one("join:m", Join(mall.member_code, None))
-        tx.apply_one("grant:m", RewardGrant(mall.member_code, Decimal("100.00"), "test"))
+    tid = give_sp(app, mall, mall.member_code, "100.00")
     for code in ("KA", "KB"):
         body: dict[str, Any] = {
             "code": code,
